@@ -1,0 +1,5 @@
+import sys
+
+from personalign.cli import main
+
+sys.exit(main())

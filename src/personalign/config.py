@@ -1,0 +1,151 @@
+"""Typed parameters: params.yaml parsed into validated models, with one clear message per user error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from personalign.world import AXIS_IDS
+
+
+class ParamsError(ValueError):
+    """A user error in a params file; the message names the file, the key and what is allowed."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class BaseParams(_Section):
+    """`base`: seed, model, device, dtype and the embedding model shared by every stage."""
+
+    seed: int = Field(1234, ge=0, le=2**32 - 1)
+    model: str = "smollm2-135m-instruct"
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    embedding_model: str = "all-minilm-l6-v2"
+    profile: str = "default"
+
+
+class BuildDataParams(_Section):
+    """`build_data`: the WikiPersona dataset procedure at configurable scale (stage 1)."""
+
+    source: Literal["builtin"] = "builtin"
+    axes: list[str] = Field(default_factory=lambda: ["politics", "diet"], min_length=1)
+    personas_per_axis: int = Field(5, ge=2, le=5)
+    divergent_train_per_axis: int = Field(5, ge=1, le=24)
+    divergent_test_per_axis: int = Field(5, ge=1, le=24)
+    personal_train_per_persona: int = Field(5, ge=1, le=20)
+    personal_test_per_persona: int = Field(5, ge=1, le=20)
+    cot_per_question: int = Field(2, ge=1, le=10)
+    candidates_per_question: int = Field(6, ge=2, le=100)
+    quality_keep: int = Field(5, ge=2, le=100)
+    diversity_k: int = Field(4, ge=2, le=16)
+    max_new_tokens: int = Field(64, ge=8, le=2048)
+    cot_max_new_tokens: int = Field(40, ge=8, le=512)
+    min_response_words: int = Field(5, ge=1, le=200)
+    temperature: float = Field(0.9, gt=0.0, le=2.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    batch_size: int = Field(32, ge=1, le=1024)
+    n_folds: int = Field(5, ge=2, le=50)
+
+    @field_validator("axes")
+    @classmethod
+    def _known_axes(cls, axes: list[str]) -> list[str]:
+        unknown = [a for a in axes if a not in AXIS_IDS]
+        if unknown:
+            raise ValueError(f"unknown axis {unknown[0]!r}; allowed: {', '.join(AXIS_IDS)}")
+        if len(set(axes)) != len(axes):
+            raise ValueError("axes must not repeat")
+        return axes
+
+    @model_validator(mode="after")
+    def _sizes_fit(self) -> BuildDataParams:
+        if self.divergent_train_per_axis + self.divergent_test_per_axis > 24:
+            raise ValueError("divergent_train_per_axis + divergent_test_per_axis must be <= 24 (questions per axis)")
+        if self.personal_train_per_persona + self.personal_test_per_persona > 20:
+            raise ValueError("personal_train_per_persona + personal_test_per_persona must be <= 20 (questions per persona)")
+        if not self.diversity_k <= self.quality_keep <= self.candidates_per_question:
+            raise ValueError("need diversity_k <= quality_keep <= candidates_per_question")
+        return self
+
+
+class JudgeParams(_Section):
+    """`judge`: which judge labels preferences and judges win rates, and the simulated judge's knobs."""
+
+    backend: Literal["simulated"] = "simulated"
+    noise: float = Field(0.0, ge=0.0, le=10.0)
+    quality_weight: float = Field(0.1, ge=0.0, le=10.0)
+    tie_margin: float = Field(0.01, ge=0.0, le=1.0)
+
+
+class Params(_Section):
+    """The whole params file: one section per stage plus `base`."""
+
+    base: BaseParams = Field(default_factory=BaseParams)
+    build_data: BuildDataParams = Field(default_factory=BuildDataParams)
+    judge: JudgeParams = Field(default_factory=JudgeParams)
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    name: field.annotation for name, field in Params.model_fields.items()  # type: ignore[misc]
+}
+
+
+def _allowed_keys(model: type[BaseModel]) -> str:
+    return ", ".join(model.model_fields)
+
+
+def _describe(error: dict[str, Any], source: str) -> str:
+    loc = [str(p) for p in error["loc"]]
+    key = ".".join(loc) if loc else "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        parent: type[BaseModel] = Params
+        for part in loc[:-1]:
+            parent = SECTIONS.get(part, parent) if parent is Params else parent
+        allowed = _allowed_keys(parent)
+        where = f"section {loc[0]!r}" if len(loc) > 1 else "the top level"
+        return f"{source}: unknown key {key!r}; allowed keys in {where}: {allowed}"
+    ctx = error.get("ctx", {})
+    got = error.get("input")
+    if kind == "literal_error":
+        return f"{source}: {key} = {got!r} is not allowed; allowed values: {ctx.get('expected')}"
+    if kind in {"greater_than_equal", "greater_than", "less_than_equal", "less_than"}:
+        bound = next(iter(ctx.values()))
+        op = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}[kind]
+        return f"{source}: {key} = {got!r} is out of range; must be {op} {bound}"
+    if kind.endswith("_type") or kind in {"int_from_float", "bool_parsing", "int_parsing", "float_parsing"}:
+        expected = kind.removesuffix("_type").removesuffix("_parsing").removesuffix("_from_float")
+        return f"{source}: {key} must be of type {expected} (got {type(got).__name__} {got!r})"
+    if kind in {"too_short", "too_long"}:
+        return f"{source}: {key}: {error['msg'].lower()}"
+    return f"{source}: {key}: {error['msg'].removeprefix('Value error, ')}"
+
+
+def parse_params(raw: Any, source: str = "params.yaml") -> Params:
+    """Validate a parsed params mapping; raise ParamsError naming every bad key."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: the file must be a mapping of sections ({', '.join(SECTIONS)})")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        lines = [_describe(e, source) for e in exc.errors()]
+        raise ParamsError("\n".join(lines)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate a params file (params.yaml or a profile)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: no such params file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML ({exc})") from None
+    return parse_params(raw, source=str(path))

@@ -1,0 +1,106 @@
+"""Params validation: every user error stops with one message naming the key and what is allowed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from personalign.cli import check_params
+from personalign.config import ParamsError, load_params, parse_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def errors_for(raw) -> str:
+    with pytest.raises(ParamsError) as info:
+        parse_params(raw, source="p.yaml")
+    return str(info.value)
+
+
+@pytest.mark.parametrize("path", [ROOT / "params.yaml", *sorted((ROOT / "profiles").glob("*.yaml"))])
+def test_shipped_params_files_are_valid(path):
+    params = check_params(path)
+    assert params.base.seed >= 0
+
+
+def test_params_yaml_matches_the_defaults():
+    assert load_params(ROOT / "params.yaml") == parse_params({})
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ({"base": {"sed": 1}}, "unknown key 'base.sed'; allowed keys in section 'base': seed, model"),
+        ({"trainer": {}}, "unknown key 'trainer'; allowed keys in the top level: base, build_data, judge"),
+        ({"base": {"seed": "abc"}}, "base.seed must be of type int (got str 'abc')"),
+        ({"base": {"seed": -3}}, "base.seed = -3 is out of range; must be >= 0"),
+        ({"base": {"device": "gpu"}}, "base.device = 'gpu' is not allowed; allowed values: 'auto', 'cpu', 'cuda' or 'mps'"),
+        ({"build_data": {"axes": ["food"]}}, "build_data.axes: unknown axis 'food'; allowed: politics, diet, sports"),
+        ({"build_data": {"top_p": 1.5}}, "build_data.top_p = 1.5 is out of range; must be <= 1.0"),
+        ({"build_data": {"batch_size": 2.5}}, "build_data.batch_size must be of type int (got float 2.5)"),
+        ({"judge": {"backend": "gpt5"}}, "judge.backend = 'gpt5' is not allowed; allowed values: 'simulated'"),
+        (
+            {"build_data": {"quality_keep": 2, "diversity_k": 4}},
+            "need diversity_k <= quality_keep <= candidates_per_question",
+        ),
+        ({"build_data": {"axes": []}}, "build_data.axes: list should have at least 1 item"),
+        ([1, 2], "p.yaml: the file must be a mapping of sections"),
+    ],
+)
+def test_bad_params_name_the_key_and_the_allowed_values(raw, expected):
+    message = errors_for(raw)
+    assert expected in message
+    assert message.startswith("p.yaml")
+
+
+def test_every_error_is_reported_at_once():
+    message = errors_for({"base": {"seed": -1, "dtype": "int8"}, "judge": {"noise": -1.0}})
+    assert len(message.splitlines()) == 3
+
+
+@pytest.mark.parametrize(
+    "model, expected",
+    [
+        ("no-such-model", "base.model = 'no-such-model' cannot be resolved; allowed: smollm2-135m-instruct"),
+        ("/definitely/not/here", "cannot be resolved"),
+    ],
+)
+def test_unresolvable_model_is_a_params_error(tmp_path, model, expected, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"base": {"model": model}}))
+    with pytest.raises(ParamsError) as info:
+        check_params(path)
+    assert expected in str(info.value)
+
+
+def test_directory_without_config_is_rejected(tmp_path):
+    (tmp_path / "m").mkdir()
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"base": {"model": str(tmp_path / "m")}}))
+    with pytest.raises(ParamsError, match="is a directory without config.json"):
+        check_params(path)
+
+
+def test_cli_prints_one_message_and_no_traceback(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("base:\n  seed: -1\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "personalign", "validate", str(path)], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "base.seed = -1 is out of range" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ParamsError, match="no such params file"):
+        load_params(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base: [unclosed\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(bad)

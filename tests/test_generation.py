@@ -1,0 +1,70 @@
+"""The hf generator on a real (tiny, randomly initialised) Llama: seeded rows, batching, and the crash-safe cache."""
+
+from __future__ import annotations
+
+import pytest
+
+from personalign.generation import GenerationCache, HFGenerator, Sampling, _common_prefix_length
+from personalign.models import load_base, resolve_model, write_base_checkpoint
+from personalign.prompts import chat
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny")
+    write_base_checkpoint(resolve_model("tiny-random-llama"), out, seed=0)
+    model, tokenizer, _ = load_base(out, "cpu", "float32")
+    return model, tokenizer
+
+
+def prompts(tokenizer, n):
+    return [chat(tokenizer, "You are a helpful assistant.", f"Question {i}: name a colour.") for i in range(n)]
+
+
+def test_same_seed_same_text_and_seeds_matter(tiny):
+    model, tokenizer = tiny
+    gen = HFGenerator(model, tokenizer, "tiny", batch_size=4)
+    ps = prompts(tokenizer, 4)
+    sampling = Sampling(max_new_tokens=10, temperature=1.0, top_p=1.0, top_k=0)
+    first = gen.generate(ps, sampling, [1, 2, 3, 4])
+    assert first == gen.generate(ps, sampling, [1, 2, 3, 4])
+    assert first != gen.generate(ps, sampling, [5, 6, 7, 8])
+
+
+def test_greedy_rows_do_not_depend_on_batch_mates(tiny):
+    model, tokenizer = tiny
+    ps = prompts(tokenizer, 5)
+    sampling = Sampling(max_new_tokens=8, temperature=0.0)
+    batched = HFGenerator(model, tokenizer, "tiny", batch_size=5).generate(ps, sampling, [0] * 5)
+    single = [HFGenerator(model, tokenizer, "tiny", batch_size=1).generate([p], sampling, [0])[0] for p in ps]
+    assert batched == single
+
+
+def test_cache_serves_repeats_and_survives_reopening(tiny, tmp_path, monkeypatch):
+    model, tokenizer = tiny
+    path = tmp_path / "cache.sqlite"
+    ps = prompts(tokenizer, 3)
+    sampling = Sampling(max_new_tokens=6)
+    first = HFGenerator(model, tokenizer, "tiny", GenerationCache(path), batch_size=2).generate(ps, sampling, [1, 2, 3])
+    reopened = HFGenerator(model, tokenizer, "tiny", GenerationCache(path), batch_size=2)
+    monkeypatch.setattr(reopened, "_sample", lambda *a, **k: pytest.fail("cached prompts were generated again"))
+    assert reopened.generate(ps, sampling, [1, 2, 3]) == first
+    assert len(GenerationCache(path)) == 3
+
+
+def test_cache_keys_separate_models_sampling_and_seeds():
+    s = Sampling()
+    keys = {
+        GenerationCache.key("hf", "m", "p", s, 1),
+        GenerationCache.key("hf", "m2", "p", s, 1),
+        GenerationCache.key("hf", "m", "p", Sampling(temperature=0.5), 1),
+        GenerationCache.key("hf", "m", "p", s, 2),
+        GenerationCache.key("openai", "m", "p", s, 1),
+    }
+    assert len(keys) == 5
+
+
+def test_common_prefix_leaves_each_row_a_token():
+    assert _common_prefix_length([list(range(20)), list(range(20))]) == 19
+    assert _common_prefix_length([list(range(20)), list(range(5)) + [99] * 15]) == 0
+    assert _common_prefix_length([list(range(20))]) == 0

@@ -1,0 +1,125 @@
+"""`dvc repro` on the smoke profile in a temporary copy of the repo: outputs, schema, counts, determinism, no-op rerun."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from personalign.records import read_jsonl, read_personas, read_records
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.pipeline
+
+DETERMINISTIC_OUTPUTS = [
+    "data/records.jsonl",
+    "data/personas.jsonl",
+    "data/candidates.jsonl",
+    "data/dataset_card.md",
+    "results/dataset_card.json",
+    "figures/dataset_card.png",
+    "figures/dataset_card.pdf",
+    "models/base/model.safetensors",
+]
+
+
+def repo_copy(dest: Path) -> Path:
+    """The working tree as git would clone it (tracked + untracked-but-not-ignored files), smoke params."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split("\0")
+    for name in filter(None, files):
+        src = ROOT / name
+        if src.is_file() and not name.startswith(("notebooks/rendered/", "figures/", "results/")):
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    shutil.copy(ROOT / "profiles" / "smoke.yaml", dest / "params.yaml")
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    return dest
+
+
+def dvc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    result = subprocess.run(["dvc", *args], cwd=cwd, capture_output=True, text=True)
+    assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory):
+    """Two independent `dvc repro` runs of the smoke profile, each in its own fresh copy."""
+    runs = []
+    for name in ("first", "second"):
+        repo = repo_copy(tmp_path_factory.mktemp(name))
+        dvc("repro", cwd=repo)
+        runs.append(repo)
+    return runs
+
+
+def test_outputs_have_the_canonical_schema_and_expected_counts(smoke_runs):
+    repo = smoke_runs[0]
+    params = yaml.safe_load((repo / "params.yaml").read_text())["build_data"]
+    records = read_records(repo / "data/records.jsonl")
+    personas = read_personas(repo / "data/personas.jsonl")
+    n_personas = len(params["axes"]) * params["personas_per_axis"]
+    assert len(personas) == n_personas
+    assert set(records.user_id) == set(personas.user_id)
+    questions = read_jsonl(repo / "data/candidates.jsonl")
+    kept = {q["qid"] for q in questions if len(q["selected"]) >= 2}
+    expected = sum(
+        params["personas_per_axis"] if q["question_type"] == "divergent" else 1 for q in questions if q["qid"] in kept
+    )
+    assert len(records) == expected
+    assert len(questions) == len(params["axes"]) * (
+        params["divergent_train_per_axis"] + params["divergent_test_per_axis"]
+    ) + n_personas * (params["personal_train_per_persona"] + params["personal_test_per_persona"])
+    assert (records.chosen != records.rejected).all()
+    assert set(records.split) == {"train", "test"}
+    assert set(records.fold) == set(range(params["n_folds"]))
+    assert records.groupby("user_id").fold.nunique().max() == 1
+    for q in questions:
+        assert len(q["candidates"]) == params["candidates_per_question"]
+        assert len(q["selected"]) <= params["diversity_k"]
+    card = json.loads((repo / "results/dataset_card.json").read_text())
+    assert card["pairs_total"] == len(records)
+    assert card["personas"] == n_personas
+    for name in ("00_base_model.ipynb", "01_build_data.ipynb"):
+        notebook = json.loads((repo / "notebooks/rendered" / name).read_text())
+        assert any(c.get("outputs") for c in notebook["cells"] if c["cell_type"] == "code")
+
+
+def test_same_params_give_byte_identical_outputs(smoke_runs):
+    first, second = smoke_runs
+    for name in DETERMINISTIC_OUTPUTS:
+        assert digest(first / name) == digest(second / name), name
+
+
+def test_second_repro_is_a_no_op_and_a_build_param_reruns_only_stage_1(smoke_runs):
+    repo = smoke_runs[0]
+    out = dvc("repro", cwd=repo).stdout
+    assert "Running stage" not in out
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["build_data"]["max_new_tokens"] += 1
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = json.loads(dvc("status", "--json", cwd=repo).stdout)
+    assert set(status) == {"build_data"}
+
+
+def test_a_bad_param_stops_the_pipeline_before_compute(tmp_path):
+    repo = repo_copy(tmp_path)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["base"]["model"] = "not-a-model"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = subprocess.run(["dvc", "repro"], cwd=repo, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "base.model = 'not-a-model' cannot be resolved" in result.stdout + result.stderr
+    assert not (repo / "models/base").exists()
