@@ -68,3 +68,12 @@ def test_common_prefix_leaves_each_row_a_token():
     assert _common_prefix_length([list(range(20)), list(range(20))]) == 19
     assert _common_prefix_length([list(range(20)), list(range(5)) + [99] * 15]) == 0
     assert _common_prefix_length([list(range(20))]) == 0
+
+
+def test_base_models_without_a_chat_template_get_a_plain_dialogue_with_bos(tiny):
+    import copy
+
+    tokenizer = copy.deepcopy(tiny[1])
+    tokenizer.chat_template = None
+    prompt = chat(tokenizer, "Be brief.", "Hi?", "Axis:")
+    assert prompt == f"{tokenizer.bos_token or ''}Be brief.\n\nUser: Hi?\nAssistant: Axis:"

@@ -6,6 +6,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,7 +46,7 @@ def repo_copy(dest: Path) -> Path:
 
 
 def dvc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    result = subprocess.run(["dvc", *args], cwd=cwd, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, capture_output=True, text=True)
     assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result
 
@@ -119,7 +120,7 @@ def test_a_bad_param_stops_the_pipeline_before_compute(tmp_path):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["base"]["model"] = "not-a-model"
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    result = subprocess.run(["dvc", "repro"], cwd=repo, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=repo, capture_output=True, text=True)
     assert result.returncode != 0
     assert "base.model = 'not-a-model' cannot be resolved" in result.stdout + result.stderr
     assert not (repo / "models/base").exists()

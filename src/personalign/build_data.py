@@ -115,13 +115,13 @@ def add_candidates(
             owners.append((q, category))
     sampling = Sampling(params.max_new_tokens, params.temperature, params.top_p)
     for (q, category), raw in zip(owners, generator.generate(prompts, sampling, seeds, desc="candidates")):
-        q.candidates.append({"category": category, "raw": raw, "text": strip_artifacts(raw), "quality": None})
+        q.candidates.append({"category": category, "raw": raw, "text": strip_artifacts(raw)})
         q.funnel["generated"] += 1
 
 
 def filter_candidates(questions: list[Question], judge: SimulatedJudge, params: BuildDataParams, seed: int) -> None:
     """Drop too-short and duplicate candidates, keep the tightest quality span, then pick diverse ones."""
-    for q in tqdm(questions, desc="filter", unit="question"):
+    for q in tqdm(questions, desc="filter", unit="question", mininterval=2):
         seen: set[str] = set()
         pool = []
         for c in q.candidates:
@@ -132,13 +132,14 @@ def filter_candidates(questions: list[Question], judge: SimulatedJudge, params: 
             else:
                 seen.add(c["text"])
                 pool.append(c["text"])
+        scores = judge.quality(q.prompt, pool) if pool else np.zeros(0)
+        by_text = dict(zip(pool, scores))
+        for c in q.candidates:
+            c["quality"] = round(float(by_text[c["text"]]), 6) if c["text"] in by_text else None
         if len(pool) < 2:
             q.funnel["question_dropped"] += 1
             continue
-        scores = judge.quality(q.prompt, pool)
         span = quality_range_span(scores, params.quality_keep)
-        for i, c in enumerate(pool):
-            next(x for x in q.candidates if x["text"] == c)["quality"] = round(float(scores[i]), 6)
         kept = [pool[i] for i in span]
         q.funnel["after_quality"] += len(kept)
         picks = diverse_subset(judge.embedder.encode(kept), params.diversity_k, stable_seed(seed, "kmeans", q.qid))
@@ -155,7 +156,7 @@ def label_pairs(
         by_axis.setdefault(p.axes[0], []).append(p)
     by_id = {p.user_id: p for p in personas}
     records = []
-    for q in tqdm(questions, desc="tournaments", unit="question"):
+    for q in tqdm(questions, desc="tournaments", unit="question", mininterval=2):
         if len(q.selected) < 2:
             continue
         judged = by_axis[q.axis] if q.question_type == "divergent" else [by_id[q.owner]]

@@ -34,7 +34,7 @@ def cot_header(axis: str, categories: list[str], chosen: str | None = None) -> s
 
 def chat(tokenizer, system: str, user: str, assistant_prefix: str = "") -> str:
     """A chat-formatted prompt string ending inside the assistant turn, ready for generation."""
-    if tokenizer.chat_template is None:
-        return f"{system}\n\nUser: {user}\nAssistant: {assistant_prefix}"
+    if tokenizer.chat_template is None:  # a base model (e.g. gemma3-270m): plain dialogue, with its BOS token
+        return f"{tokenizer.bos_token or ''}{system}\n\nUser: {user}\nAssistant: {assistant_prefix}"
     messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) + assistant_prefix
