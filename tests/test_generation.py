@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from personalign.generation import GenerationCache, HFGenerator, Sampling, _common_prefix_length
+from personalign.generation import ChatPrompt, GenerationCache, HFGenerator, Sampling, _common_prefix_length
 from personalign.models import load_base, resolve_model, write_base_checkpoint
 from personalign.prompts import chat
 
@@ -18,7 +18,7 @@ def tiny(tmp_path_factory):
 
 
 def prompts(tokenizer, n):
-    return [chat(tokenizer, "You are a helpful assistant.", f"Question {i}: name a colour.") for i in range(n)]
+    return [ChatPrompt(f"Question {i}: name a colour.", "You are a helpful assistant.") for i in range(n)]
 
 
 def test_same_seed_same_text_and_seeds_matter(tiny):
@@ -47,7 +47,7 @@ def test_cache_serves_repeats_and_survives_reopening(tiny, tmp_path, monkeypatch
     sampling = Sampling(max_new_tokens=6)
     first = HFGenerator(model, tokenizer, "tiny", GenerationCache(path), batch_size=2).generate(ps, sampling, [1, 2, 3])
     reopened = HFGenerator(model, tokenizer, "tiny", GenerationCache(path), batch_size=2)
-    monkeypatch.setattr(reopened, "_sample", lambda *a, **k: pytest.fail("cached prompts were generated again"))
+    monkeypatch.setattr(reopened, "complete", lambda *a, **k: pytest.fail("cached prompts were generated again"))
     assert reopened.generate(ps, sampling, [1, 2, 3]) == first
     assert len(GenerationCache(path)) == 3
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from openai_stub import StubServer
 
 from personalign.records import read_jsonl, read_personas, read_records
 
@@ -26,7 +29,15 @@ DETERMINISTIC_OUTPUTS = [
     "figures/dataset_card.png",
     "figures/dataset_card.pdf",
     "models/base/model.safetensors",
+    "data/prefixes.jsonl",
+    "data/pair_personas.jsonl",
+    "results/persona_inference.json",
+    "figures/table2_persona_rouge.csv",
+    "figures/table2_persona_rouge.md",
+    "figures/table2_persona_rouge.tex",
 ]
+KEY_VARIABLE = "PERSONALIGN_SMOKE_KEY"
+KEY = "sk-smoke-" + secrets.token_hex(12)  # made at run time, so no source file contains it
 
 
 def repo_copy(dest: Path) -> Path:
@@ -55,12 +66,30 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def use_strong_stub(repo: Path, server: StubServer) -> None:
+    """Point generators.strong at the OpenAI-compatible stub, with the key in an environment variable only."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["generators"]["strong"].update(
+        backend="openai", model="stub-model", base_url=server.base_url, api_key_env=KEY_VARIABLE
+    )
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
 @pytest.fixture(scope="module")
-def smoke_runs(tmp_path_factory):
-    """Two independent `dvc repro` runs of the smoke profile, each in its own fresh copy."""
+def stub_server():
+    os.environ[KEY_VARIABLE] = KEY
+    with StubServer() as server:
+        yield server
+    del os.environ[KEY_VARIABLE]
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory, stub_server):
+    """Two independent `dvc repro` runs of the smoke profile (strong generator: the stub), each in a fresh copy."""
     runs = []
     for name in ("first", "second"):
         repo = repo_copy(tmp_path_factory.mktemp(name))
+        use_strong_stub(repo, stub_server)
         dvc("repro", cwd=repo)
         runs.append(repo)
     return runs
@@ -93,9 +122,39 @@ def test_outputs_have_the_canonical_schema_and_expected_counts(smoke_runs):
     card = json.loads((repo / "results/dataset_card.json").read_text())
     assert card["pairs_total"] == len(records)
     assert card["personas"] == n_personas
-    for name in ("00_base_model.ipynb", "01_build_data.ipynb"):
+    for name in ("00_base_model.ipynb", "01_build_data.ipynb", "02_infer_personas.ipynb"):
         notebook = json.loads((repo / "notebooks/rendered" / name).read_text())
         assert any(c.get("outputs") for c in notebook["cells"] if c["cell_type"] == "code")
+
+
+def test_stage_2_writes_every_prefix_type_and_pair_persona(smoke_runs, stub_server):
+    repo = smoke_runs[0]
+    params = yaml.safe_load((repo / "params.yaml").read_text())["prefixes"]
+    prefixes = read_jsonl(repo / "data/prefixes.jsonl")
+    users = {r["user_id"] for r in read_jsonl(repo / "data/personas.jsonl")}
+    types = {r["prefix_type"] for r in prefixes}
+    base_types = {"none", "tag", "name", "few_shot", "persona", "persona_strong", "gold"}
+    assert base_types | {f"shuffled_{t}" for t in base_types - {"none"}} == types
+    keys = {(r["user_id"], r["prefix_type"], r["seed"]) for r in prefixes}
+    assert len(keys) == len(prefixes) == len(users) * len(params["seeds"]) * len(types)
+    assert all(r["text"].startswith("The user ") for r in prefixes if r["prefix_type"] == "persona_strong")
+    assert stub_server.requests  # the strong generator really went over HTTP
+    records = read_records(repo / "data/records.jsonl")
+    pairs = read_jsonl(repo / "data/pair_personas.jsonl")
+    assert sorted(p["id"] for p in pairs) == sorted(records.id)
+    test_ids = set(records[records.split == "test"].id)
+    train_ids = set(records[records.split == "train"].id)
+    assert all(p["retr_source_id"] in train_ids for p in pairs if p["id"] in test_ids)
+    checks = json.loads((repo / "results/persona_inference.json").read_text())["inference_check"]
+    assert {c["persona"] for c in checks} == {"chosen", "rejected"}
+    assert all(0 <= c["ci_low"] <= c["accuracy"] <= c["ci_high"] <= 1 for c in checks)
+
+
+def test_the_api_key_never_reaches_a_file_the_pipeline_writes(smoke_runs):
+    for repo in smoke_runs:
+        for path in repo.rglob("*"):
+            if path.is_file() and ".git" not in path.parts:
+                assert KEY.encode() not in path.read_bytes(), path
 
 
 def test_same_params_give_byte_identical_outputs(smoke_runs):

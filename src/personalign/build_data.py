@@ -5,7 +5,6 @@ artifact stripping -> quality-range filter -> k-means diversity selection -> jud
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -14,19 +13,15 @@ from tqdm import tqdm
 
 from personalign.candidates import CotPlan, diverse_subset, parse_cot, quality_range_span, strip_artifacts
 from personalign.config import BuildDataParams
-from personalign.generation import Generator, Sampling
+from personalign.generation import ChatPrompt, Generator, Sampling
 from personalign.judge import JudgeContext, SimulatedJudge
-from personalign.prompts import COT_SYSTEM, chat, cot_header
+from personalign.prompts import COT_SYSTEM, cot_header
+from personalign.seeding import stable_seed
 from personalign.splits import split_questions, stratified_folds
 from personalign.tournament import single_elimination
 from personalign.world import Axis, Persona
 
 GENERIC_PLAN = CotPlan("general", ("concise", "detailed", "practical", "enthusiastic", "cautious"))
-
-
-def stable_seed(*parts: object) -> int:
-    """A 32-bit seed derived from the parts' text, so one item's randomness never depends on another's."""
-    return int.from_bytes(hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()[:4], "little")
 
 
 @dataclass
@@ -78,13 +73,12 @@ def plan_questions(
 
 
 def add_cot_plans(
-    questions: list[Question], world: dict[str, Axis], generator: Generator, tokenizer, params: BuildDataParams,
-    seed: int,
+    questions: list[Question], world: dict[str, Axis], generator: Generator, params: BuildDataParams, seed: int
 ) -> None:
     """Divergent questions get the ground-truth axis and categories; personal questions get
     `cot_per_question` CoT headers sampled from the model (G.3), parsed, with a generic fallback."""
     personal = [q for q in questions if q.question_type == "personal"]
-    prompts = [chat(tokenizer, COT_SYSTEM, q.prompt, "Axis:") for q in personal for _ in range(params.cot_per_question)]
+    prompts = [ChatPrompt(q.prompt, COT_SYSTEM, "Axis:") for q in personal for _ in range(params.cot_per_question)]
     seeds = [stable_seed(seed, "cot", q.qid, j) for q in personal for j in range(params.cot_per_question)]
     sampling = Sampling(params.cot_max_new_tokens, params.temperature, params.top_p)
     texts = iter(generator.generate(prompts, sampling, seeds, desc="CoT headers"))
@@ -99,9 +93,7 @@ def add_cot_plans(
             q.plans.append(plan)
 
 
-def add_candidates(
-    questions: list[Question], generator: Generator, tokenizer, params: BuildDataParams, seed: int
-) -> None:
+def add_candidates(questions: list[Question], generator: Generator, params: BuildDataParams, seed: int) -> None:
     """Sample `candidates_per_question` responses per question, cycling through its CoT plans and drawing the
     assumed category uniformly (App. B), then strip giveaway artifacts."""
     prompts, seeds, owners = [], [], []
@@ -110,7 +102,7 @@ def add_candidates(
             plan = q.plans[j % len(q.plans)]
             rng = np.random.default_rng(stable_seed(seed, "category", q.qid, j))
             category = plan.categories[int(rng.integers(len(plan.categories)))]
-            prompts.append(chat(tokenizer, COT_SYSTEM, q.prompt, cot_header(plan.axis, list(plan.categories), category)))
+            prompts.append(ChatPrompt(q.prompt, COT_SYSTEM, cot_header(plan.axis, list(plan.categories), category)))
             seeds.append(stable_seed(seed, "candidate", q.qid, j))
             owners.append((q, category))
     sampling = Sampling(params.max_new_tokens, params.temperature, params.top_p)

@@ -13,6 +13,7 @@ from personalign.config import ParamsError, Params, load_params
 STAGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "base_model": ("00_base_model.ipynb", ("base",)),
     "build_data": ("01_build_data.ipynb", ("base", "build_data", "judge")),
+    "infer_personas": ("02_infer_personas.ipynb", ("base", "prefixes", "generators", "judge")),
 }
 
 
@@ -24,6 +25,8 @@ def check_params(path: str | Path) -> Params:
     params = load_params(path)
     resolve_model(params.base.model)
     resolve_embedder(params.base.embedding_model)
+    if params.generators.strong.backend == "hf":
+        resolve_model(params.generators.strong.model, key="generators.strong.model")
     return params
 
 

@@ -82,12 +82,63 @@ class JudgeParams(_Section):
     tie_margin: float = Field(0.01, ge=0.0, le=1.0)
 
 
+class GeneratorParams(_Section):
+    """A text generator: `none` (not configured), `hf` (a local causal LM) or `openai` (an OpenAI-compatible
+    endpoint; the key is read from the environment variable named in `api_key_env`, never from this file)."""
+
+    backend: Literal["none", "hf", "openai"] = "none"
+    model: str = ""
+    base_url: str = ""
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: float = Field(60.0, gt=0.0, le=3600.0)
+    max_retries: int = Field(5, ge=0, le=20)
+    batch_size: int = Field(8, ge=1, le=1024)
+
+    @model_validator(mode="after")
+    def _complete(self) -> GeneratorParams:
+        if self.backend != "none" and not self.model:
+            raise ValueError(f"backend {self.backend!r} needs a model")
+        if self.backend == "openai" and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError("backend 'openai' needs base_url = http(s)://host[:port]/v1")
+        return self
+
+
+class GeneratorsParams(_Section):
+    """`generators`: extra generators beside the base model; `strong` infers the persona_strong prefix."""
+
+    strong: GeneratorParams = Field(default_factory=GeneratorParams)
+
+
+class PrefixesParams(_Section):
+    """`prefixes`: stage 2, prefixes per user, chosen/rejected personas per pair, the persona-inference check."""
+
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    few_shot_k: int = Field(2, ge=1, le=10)
+    persona_shots: int = Field(4, ge=1, le=20)
+    persona_max_new_tokens: int = Field(160, ge=8, le=2048)
+    pair_persona_max_new_tokens: int = Field(40, ge=8, le=512)
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    batch_size: int = Field(16, ge=1, le=1024)
+    inference_check_data: str = "../shared/data/persona_tailoring/inference-BeaverTails"
+    inference_check_limit: int = Field(100, ge=0, le=100000)
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds) or min(seeds) < 0:
+            raise ValueError("seeds must be distinct non-negative integers")
+        return seeds
+
+
 class Params(_Section):
     """The whole params file: one section per stage plus `base`."""
 
     base: BaseParams = Field(default_factory=BaseParams)
     build_data: BuildDataParams = Field(default_factory=BuildDataParams)
     judge: JudgeParams = Field(default_factory=JudgeParams)
+    generators: GeneratorsParams = Field(default_factory=GeneratorsParams)
+    prefixes: PrefixesParams = Field(default_factory=PrefixesParams)
 
 
 SECTIONS: dict[str, type[_Section]] = {
@@ -106,10 +157,11 @@ def _describe(error: dict[str, Any], source: str) -> str:
     if kind == "extra_forbidden":
         parent: type[BaseModel] = Params
         for part in loc[:-1]:
-            parent = SECTIONS.get(part, parent) if parent is Params else parent
-        allowed = _allowed_keys(parent)
-        where = f"section {loc[0]!r}" if len(loc) > 1 else "the top level"
-        return f"{source}: unknown key {key!r}; allowed keys in {where}: {allowed}"
+            annotation = parent.model_fields[part].annotation if part in parent.model_fields else None
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                parent = annotation
+        where = f"section {'.'.join(loc[:-1])!r}" if len(loc) > 1 else "the top level"
+        return f"{source}: unknown key {key!r}; allowed keys in {where}: {_allowed_keys(parent)}"
     ctx = error.get("ctx", {})
     got = error.get("input")
     if kind == "literal_error":

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
 from tqdm import tqdm
+
+from personalign.prompts import chat
 
 
 @dataclass(frozen=True)
@@ -22,8 +25,26 @@ class Sampling:
     top_k: int = 50
 
 
+@dataclass(frozen=True)
+class ChatPrompt:
+    """A request: the user message, an optional system message, and (hf only) the start of the assistant turn."""
+
+    user: str
+    system: str | None = None
+    prefix: str = ""
+
+
+class GenerationError(RuntimeError):
+    """A backend failed for good; the message names the endpoint and the status, never the key."""
+
+
 class Generator(Protocol):
-    def generate(self, prompts: list[str], sampling: Sampling, seeds: list[int], desc: str = "") -> list[str]: ...
+    backend: str
+    model_id: str
+
+    def generate(
+        self, prompts: list[ChatPrompt], sampling: Sampling, seeds: list[int], desc: str = ""
+    ) -> list[str]: ...
 
 
 class GenerationCache:
@@ -75,30 +96,37 @@ def model_fingerprint(model_dir: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
-class HFGenerator:
-    """Batched, left-padded, KV-cached sampling from a local causal LM; each row has its own seeded RNG,
-    so a completion depends only on its (prompt, sampling, seed), not on which rows share its batch."""
+class CachedGenerator:
+    """Shared by the backends: look every request up in the cache, complete the rest in batches, store each batch
+    as soon as it is done (so a killed run loses at most one batch), and show a progress bar."""
 
-    backend = "hf"
+    backend = "base"
 
-    def __init__(self, model, tokenizer, model_id: str, cache: GenerationCache | None = None, batch_size: int = 32):
-        self.model = model
-        self.tokenizer = tokenizer
+    def __init__(self, model_id: str, cache: GenerationCache | None, batch_size: int):
         self.model_id = model_id
         self.cache = cache
         self.batch_size = batch_size
 
-    def generate(self, prompts: list[str], sampling: Sampling, seeds: list[int], desc: str = "generate") -> list[str]:
-        """Completions for `prompts` (already chat-formatted), reusing cached ones."""
+    def request_text(self, prompt: ChatPrompt) -> str:
+        """What the backend is sent for `prompt` (the cache key's prompt part)."""
+        raise NotImplementedError
+
+    def complete(self, requests: list[str], sampling: Sampling, seeds: list[int]) -> list[str]:
+        """Completions for a batch of uncached requests."""
+        raise NotImplementedError
+
+    def generate(self, prompts: list[ChatPrompt], sampling: Sampling, seeds: list[int], desc: str = "generate") -> list[str]:
+        """One completion per prompt, seeded per row, reusing cached ones."""
         if len(prompts) != len(seeds):
             raise ValueError("generate: one seed per prompt is required")
-        keys = [GenerationCache.key(self.backend, self.model_id, p, sampling, s) for p, s in zip(prompts, seeds)]
+        requests = [self.request_text(p) for p in prompts]
+        keys = [GenerationCache.key(self.backend, self.model_id, r, sampling, s) for r, s in zip(requests, seeds)]
         done = self.cache.get_many(keys) if self.cache is not None else {}
-        todo = sorted({k: i for i, k in enumerate(keys) if k not in done}.values(), key=lambda i: len(prompts[i]))
+        todo = sorted({k: i for i, k in enumerate(keys) if k not in done}.values(), key=lambda i: len(requests[i]))
         with tqdm(total=len(prompts), initial=len(prompts) - len(todo), desc=desc, unit="gen") as bar:
             for start in range(0, len(todo), self.batch_size):
                 batch = todo[start : start + self.batch_size]
-                texts = self._sample([prompts[i] for i in batch], sampling, [seeds[i] for i in batch])
+                texts = self.complete([requests[i] for i in batch], sampling, [seeds[i] for i in batch])
                 new = {keys[i]: t for i, t in zip(batch, texts)}
                 if self.cache is not None:
                     self.cache.put_many(new)
@@ -106,8 +134,24 @@ class HFGenerator:
                 bar.update(len(batch))
         return [done[k] for k in keys]
 
-    def _sample(self, prompts: list[str], sampling: Sampling, seeds: list[int]) -> list[str]:
+
+class HFGenerator(CachedGenerator):
+    """Batched, left-padded, KV-cached sampling from a local causal LM; each row has its own seeded RNG,
+    so a completion depends only on its (prompt, sampling, seed), not on which rows share its batch."""
+
+    backend = "hf"
+
+    def __init__(self, model, tokenizer, model_id: str, cache: GenerationCache | None = None, batch_size: int = 32):
+        super().__init__(model_id, cache, batch_size)
+        self.model = model
+        self.tokenizer = tokenizer
+
+    def request_text(self, prompt: ChatPrompt) -> str:
+        return chat(self.tokenizer, prompt.system, prompt.user, prompt.prefix)
+
+    def complete(self, requests: list[str], sampling: Sampling, seeds: list[int]) -> list[str]:
         """Sample a batch; the token prefix all rows share (the system prompt) is encoded once."""
+        prompts = requests
         import torch
 
         device = self.model.device
@@ -153,6 +197,79 @@ class HFGenerator:
         return texts
 
 
+class OpenAIGenerator(CachedGenerator):
+    """Any OpenAI-compatible chat-completions endpoint (OpenAI, a vLLM or llama.cpp server). The key is read from
+    the environment variable `api_key_env` at request time and is never part of a cache key, log or message.
+    Timeouts, connection errors, malformed JSON and HTTP 429/5xx are retried with exponential backoff up to
+    `max_retries` times; then, or at once on any other HTTP error, GenerationError names the endpoint and status."""
+
+    backend = "openai"
+
+    def __init__(
+        self, model: str, base_url: str, api_key_env: str, cache: GenerationCache | None = None,
+        timeout_s: float = 60.0, max_retries: int = 5, backoff_s: float = 1.0,
+    ):
+        super().__init__(model, cache, batch_size=1)
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.api_key_env = api_key_env
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+
+    def request_text(self, prompt: ChatPrompt) -> str:
+        if prompt.prefix:
+            raise ValueError("the openai backend cannot continue a partial assistant turn (ChatPrompt.prefix)")
+        messages = ([{"role": "system", "content": prompt.system}] if prompt.system else []) + [
+            {"role": "user", "content": prompt.user}
+        ]
+        return json.dumps(messages, ensure_ascii=False)
+
+    def complete(self, requests: list[str], sampling: Sampling, seeds: list[int]) -> list[str]:
+        return [self._post(json.loads(r), sampling, seed) for r, seed in zip(requests, seeds)]
+
+    def _post(self, messages: list[dict], sampling: Sampling, seed: int) -> str:
+        import time
+        import urllib.error
+        import urllib.request
+
+        payload = {
+            "model": self.model_id, "messages": messages, "max_tokens": sampling.max_new_tokens,
+            "temperature": sampling.temperature, "top_p": sampling.top_p, "seed": seed,
+        }
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(self.api_key_env, "")
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                time.sleep(min(self.backoff_s * 2 ** (attempt - 1), 30.0))
+            request = urllib.request.Request(self.url, json.dumps(payload).encode(), headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                    body = response.read()
+            except urllib.error.HTTPError as exc:
+                last = f"HTTP {exc.code}"
+                if exc.code == 429 or exc.code >= 500:
+                    continue
+                raise GenerationError(f"openai backend: {self.url} answered {last}; not retried") from None
+            except (TimeoutError, ConnectionError, urllib.error.URLError) as exc:
+                last = "timeout" if "timed out" in str(exc) else f"connection error ({type(exc).__name__})"
+                continue
+            try:
+                text = json.loads(body)["choices"][0]["message"]["content"]
+            except (ValueError, KeyError, IndexError, TypeError):
+                last = "malformed JSON response"
+                continue
+            if isinstance(text, str):
+                return text.strip()
+            last = "malformed JSON response"
+        raise GenerationError(
+            f"openai backend: {self.url} failed after {self.max_retries + 1} tries (last: {last}); "
+            "everything generated so far is cached"
+        )
+
+
 def _common_prefix_length(rows: list[list[int]]) -> int:
     """Tokens every row starts with, leaving each row at least one token of its own."""
     limit = min(len(r) for r in rows) - 1
@@ -175,3 +292,15 @@ def _pick(logits, sampling: Sampling, rngs: list):
         probs = probs.masked_fill(probs.cumsum(-1) - probs >= sampling.top_p, 0.0)
     picks = torch.stack([torch.multinomial(row, 1, generator=g)[0] for row, g in zip(probs, rngs)])
     return top_ids.gather(-1, picks[:, None])[:, 0]
+
+
+def open_generator(spec, cache: GenerationCache | None, device: str = "auto", dtype: str = "auto") -> CachedGenerator | None:
+    """The generator a `generators.<name>` params section describes; None for backend `none`."""
+    if spec.backend == "none":
+        return None
+    if spec.backend == "openai":
+        return OpenAIGenerator(spec.model, spec.base_url, spec.api_key_env, cache, spec.timeout_s, spec.max_retries)
+    from personalign.models import load_base
+
+    model, tokenizer, _ = load_base(spec.model, device, dtype)
+    return HFGenerator(model, tokenizer, f"{spec.model}@{model_fingerprint(spec.model)}", cache, spec.batch_size)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -10,6 +9,7 @@ import numpy as np
 
 from personalign.config import JudgeParams
 from personalign.embeddings import Embedder
+from personalign.seeding import stable_seed
 
 Aspect = Literal["personalization", "quality"]
 Verdict = Literal["first", "second", "tie"]
@@ -38,11 +38,6 @@ def repeated_trigram_share(text: str) -> float:
     words = text.lower().split()
     grams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
     return 0.0 if not grams else 1.0 - len(set(grams)) / len(grams)
-
-
-def _stable_seed(*parts: str | int) -> int:
-    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "little")
 
 
 class SimulatedJudge:
@@ -76,7 +71,7 @@ class SimulatedJudge:
             return np.zeros(len(texts))
         return np.array(
             [
-                np.random.default_rng(_stable_seed(self.seed, ctx.persona_id, ctx.prompt, t)).gumbel(0.0, self.noise)
+                np.random.default_rng(stable_seed(self.seed, ctx.persona_id, ctx.prompt, t)).gumbel(0.0, self.noise)
                 for t in texts
             ]
         )

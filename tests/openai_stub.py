@@ -1,0 +1,68 @@
+"""A small OpenAI-compatible chat-completions server on 127.0.0.1 for tests: real sockets, scripted failures."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class StubServer:
+    """POST /v1/chat/completions answers deterministically from the request; `script` holds failures to serve
+    first, one per request: "429", "500", "timeout" (sleeps past the client's timeout), "malformed"."""
+
+    def __init__(self, timeout_sleep: float = 1.5):
+        self.script: list[str] = []
+        self.requests: list[dict] = []
+        self.auth_headers: list[str | None] = []
+        self.timeout_sleep = timeout_sleep
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output quiet
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                stub.requests.append(body)
+                stub.auth_headers.append(self.headers.get("Authorization"))
+                action = stub.script.pop(0) if stub.script else "ok"
+                if action in {"429", "500", "404"}:
+                    self.send_response(int(action))
+                    self.end_headers()
+                    self.wfile.write(b'{"error": "scripted"}')
+                    return
+                if action == "timeout":
+                    time.sleep(stub.timeout_sleep)
+                payload = b"{not json" if action == "malformed" else json.dumps(stub.answer(body)).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                try:
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @staticmethod
+    def answer(body: dict) -> dict:
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:8]
+        text = f"The user {digest} values careful, well-reasoned answers."
+        return {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}}], "model": body["model"]}
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def __enter__(self) -> StubServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
