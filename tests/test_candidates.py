@@ -28,6 +28,9 @@ def test_parse_cot_falls_back_when_the_format_is_not_followed(text):
         ("Since you're a golfer, try early tee times.", "Try early tee times."),
         ("Chosen category: Keto\nResponse: Eat more avocado.", "Eat more avocado."),
         ("Cook the pasta for ten minutes.", "Cook the pasta for ten minutes."),
+        ("For someone who loves spice, add chili.", "Add chili."),
+        ("As a result, prices rose. As a rule, buy early.", "As a result, prices rose. As a rule, buy early."),
+        ("For a quick dinner, try pasta.", "For a quick dinner, try pasta."),
     ],
 )
 def test_strip_artifacts_removes_giveaways(raw, expected):

@@ -5,16 +5,7 @@ from __future__ import annotations
 import pytest
 
 from personalign.generation import ChatPrompt, GenerationCache, HFGenerator, Sampling, _common_prefix_length
-from personalign.models import load_base, resolve_model, write_base_checkpoint
 from personalign.prompts import chat
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny")
-    write_base_checkpoint(resolve_model("tiny-random-llama"), out, seed=0)
-    model, tokenizer, _ = load_base(out, "cpu", "float32")
-    return model, tokenizer
 
 
 def prompts(tokenizer, n):

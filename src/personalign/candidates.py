@@ -10,10 +10,14 @@ import numpy as np
 _AXIS_LINE = re.compile(r"^\s*axis\s*:\s*(.+)$", re.IGNORECASE | re.MULTILINE)
 _CATEGORIES_LINE = re.compile(r"^\s*categories\s*:\s*(.+)$", re.IGNORECASE | re.MULTILINE)
 _COT_LINE = re.compile(r"^\s*(axis|categories|chosen category|response)\s*:\s*", re.IGNORECASE | re.MULTILINE)
-# "As a vegan, ...", "Being a conservative, ...", "Since you're a golfer, ...", "For someone like you who ..., "
+# "As a vegan, ...", "Being a conservative, ...", "Since you're a golfer, ...", "For someone like you, ..."; discourse
+# phrases that only look alike ("As a result, ...", "For a quick dinner, ...") are left alone.
 _GIVEAWAY = re.compile(
-    r"(^|(?<=[.!?]\s))(as|being|since you(?:'re| are)|because you(?:'re| are)|for)\s+"
-    r"(a|an|someone|somebody|people|person|the)\b[^,.!?\n]{0,60},\s*",
+    r"(^|(?<=[.!?]\s))(?:"
+    r"(?:as|being)\s+(?:a|an)\s+(?!(?:result|rule|matter|reminder|bonus|whole|side|general|first|final)\b)"
+    r"|(?:since|because)\s+you(?:'re|\s+are)\s+(?:a|an)\s+"
+    r"|for\s+(?:someone|people|a\s+person)\s+(?:like\s+you|who)\b"
+    r")[^,.!?\n]{0,60},\s*",
     re.IGNORECASE,
 )
 

@@ -80,9 +80,6 @@ class GenerationCache:
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
 
-    def close(self) -> None:
-        self._db.close()
-
 
 def model_fingerprint(model_dir: str | Path) -> str:
     """A short hash of a checkpoint's config and weights, so the cache never mixes two models' outputs."""
@@ -151,11 +148,10 @@ class HFGenerator(CachedGenerator):
 
     def complete(self, requests: list[str], sampling: Sampling, seeds: list[int]) -> list[str]:
         """Sample a batch; the token prefix all rows share (the system prompt) is encoded once."""
-        prompts = requests
         import torch
 
         device = self.model.device
-        rows = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        rows = [self.tokenizer(r, add_special_tokens=False)["input_ids"] for r in requests]
         shared = _common_prefix_length(rows)
         past = None
         attention = torch.ones((len(rows), 0), dtype=torch.long, device=device)
