@@ -104,3 +104,23 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text("base: [unclosed\n")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(bad)
+
+
+def test_a_run_name_used_twice_is_refused(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  runs:\n    dpo: {kind: dpo}\n    dpo: {kind: pt, prefix: gold}\n")
+    with pytest.raises(ParamsError, match="key 'dpo' is used twice \\(line 4\\)"):
+        load_params(path)
+
+
+@pytest.mark.parametrize(
+    "run, expected",
+    [
+        ({"kind": "pm"}, "train.runs.r: kind 'pm' needs a user"),
+        ({"kind": "pt", "prefix": "tag"}, "kind 'pt' needs prefix gold or inferred, got 'tag'"),
+        ({"kind": "mt", "prefix": "gpt4"}, "kind 'mt' prefix 'gpt4' is not a prefix type; allowed: none, tag"),
+        ({"kind": "ppo"}, "train.runs.r.kind = 'ppo' is not allowed; allowed values: 'dpo', 'pt', 'pm' or 'mt'"),
+    ],
+)
+def test_bad_runs_name_the_run(run, expected):
+    assert expected in errors_for({"train": {"runs": {"r": run}}})

@@ -131,6 +131,56 @@ class PrefixesParams(_Section):
         return seeds
 
 
+class TrainDefaults(_Section):
+    """`train.defaults`: hyperparameters every run starts from (WikiPersona App. H, scaled down for the CPU)."""
+
+    learning_rate: float = Field(2e-4, gt=0.0, le=1.0)
+    epochs: int = Field(1, ge=1, le=100)
+    batch_size: int = Field(4, ge=1, le=1024)
+    beta: float = Field(0.01, gt=0.0, le=10.0)
+    lora_r: int = Field(8, ge=1, le=1024)
+    lora_alpha: int = Field(32, ge=1, le=4096)
+    lora_dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0)
+    max_length: int = Field(256, ge=16, le=32768)
+    save_steps: int = Field(10, ge=1, le=100000)
+
+
+class TrainRun(_Section):
+    """One entry of `train.runs` (the key is the run's name). Hyperparameters left out come from train.defaults."""
+
+    kind: Literal["dpo", "pt", "pm", "mt"]
+    prefix: str = "none"
+    prefix_seed: int = Field(0, ge=0)
+    user: str = ""
+    held_out_fold: int | None = Field(None, ge=0)
+    fraction: float = Field(1.0, gt=0.0, le=1.0)
+    seed: int = Field(0, ge=0)
+    learning_rate: float | None = Field(None, gt=0.0, le=1.0)
+    epochs: int | None = Field(None, ge=1, le=100)
+    batch_size: int | None = Field(None, ge=1, le=1024)
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> TrainRun:
+        if self.kind == "pm" and not self.user:
+            raise ValueError("kind 'pm' needs a user")
+        if self.kind == "pt" and self.prefix not in ("gold", "inferred"):
+            raise ValueError(f"kind 'pt' needs prefix gold or inferred, got {self.prefix!r}")
+        if self.kind == "mt" and self.prefix not in PREFIX_TYPES:
+            raise ValueError(f"kind 'mt' prefix {self.prefix!r} is not a prefix type; allowed: {', '.join(PREFIX_TYPES)}")
+        return self
+
+
+PREFIX_TYPES = ("none", "tag", "name", "few_shot", "persona", "persona_strong", "gold")
+
+
+class TrainParams(_Section):
+    """`train`: stage 3, one DVC stage instance per entry of `runs`."""
+
+    defaults: TrainDefaults = Field(default_factory=TrainDefaults)
+    runs: dict[str, TrainRun] = Field(default_factory=dict)
+
+
 class Params(_Section):
     """The whole params file: one section per stage plus `base`."""
 
@@ -139,6 +189,7 @@ class Params(_Section):
     judge: JudgeParams = Field(default_factory=JudgeParams)
     generators: GeneratorsParams = Field(default_factory=GeneratorsParams)
     prefixes: PrefixesParams = Field(default_factory=PrefixesParams)
+    train: TrainParams = Field(default_factory=TrainParams)
 
 
 SECTIONS: dict[str, type[_Section]] = {
@@ -191,13 +242,28 @@ def parse_params(raw: Any, source: str = "params.yaml") -> Params:
         raise ParamsError("\n".join(lines)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key used twice in one mapping (plain YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ParamsError(f"key {key!r} is used twice (line {key_node.start_mark.line + 1})")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Read and validate a params file (params.yaml or a profile)."""
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: no such params file")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except ParamsError as exc:
+        raise ParamsError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML ({exc})") from None
     return parse_params(raw, source=str(path))

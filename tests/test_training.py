@@ -1,0 +1,143 @@
+"""Stage 3 core: training pairs per run kind (with the bad-input messages) and DPO LoRA training with resume."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from personalign.training import RunSpec, TrainingDataError, check_lengths, train_adapter, training_pairs
+
+
+@pytest.fixture()
+def records():
+    rows = []
+    for u, fold in (("ana", 0), ("ben", 0), ("cy", 1)):
+        for i in range(4):
+            for split in ("train", "test"):
+                rows.append({"id": f"{u}:{split}{i}", "user_id": u, "split": split, "fold": fold,
+                             "prompt": f"{u} asks question {i}?", "chosen": f"good answer {i}", "rejected": f"bad {i}",
+                             "chosen_persona_gold": f"{u} likes detail."})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture()
+def prefixes():
+    return pd.DataFrame([{"user_id": u, "prefix_type": "tag", "seed": 0, "text": f"<tag_{u}>"} for u in ("ana", "ben", "cy")])
+
+
+def test_dpo_uses_every_training_pair_without_persona(records):
+    pairs = training_pairs(RunSpec("dpo", "dpo"), records)
+    assert len(pairs) == 12 and set(pairs.prompt) == set(records[records.split == "train"].prompt)
+
+
+def test_pt_puts_the_chosen_persona_in_the_pt_template(records):
+    pairs = training_pairs(RunSpec("pt", "pt", prefix="gold"), records)
+    assert pairs.prompt[0] == "Prompt: ana asks question 0?\nPersona: ana likes detail.\nResponse:"
+    inferred = pd.DataFrame({"id": pairs.id, "chosen_persona": "The user is curious."})
+    assert "Persona: The user is curious." in training_pairs(RunSpec("pt2", "pt", prefix="inferred"), records, None, inferred).prompt[0]
+    with pytest.raises(TrainingDataError, match="run 'pt3': PT with inferred personas needs stage 2"):
+        training_pairs(RunSpec("pt3", "pt", prefix="inferred"), records)
+
+
+def test_pm_trains_on_one_user_and_fraction_subsamples_deterministically(records):
+    pairs = training_pairs(RunSpec("pm", "pm", user="ben"), records)
+    assert set(pairs.user_id) == {"ben"} and len(pairs) == 4
+    half = training_pairs(RunSpec("pm_half", "pm", user="ben", fraction=0.5), records)
+    assert len(half) == 2 and half.equals(training_pairs(RunSpec("pm_half", "pm", user="ben", fraction=0.5), records))
+    with pytest.raises(TrainingDataError, match="run 'pm_x': user 'zed' has no training pairs"):
+        training_pairs(RunSpec("pm_x", "pm", user="zed"), records)
+
+
+def test_mt_holds_out_a_fold_and_prefixes_each_users_prompts(records, prefixes):
+    pairs = training_pairs(RunSpec("mt", "mt", prefix="tag", held_out_fold=1), records, prefixes)
+    assert set(pairs.user_id) == {"ana", "ben"}
+    assert pairs.prompt[0] == "<tag_ana> ana asks question 0?"
+    with pytest.raises(TrainingDataError, match="run 'mt_g': no prefixes of type 'gold' \\(seed 0\\) were computed"):
+        training_pairs(RunSpec("mt_g", "mt", prefix="gold"), records, prefixes)
+    with pytest.raises(TrainingDataError, match="run 'mt_e': the training set is empty"):
+        training_pairs(RunSpec("mt_e", "mt", held_out_fold=0), records[records.fold == 0], prefixes)
+
+
+def test_a_prompt_longer_than_max_length_is_refused(records, tiny):
+    pairs = training_pairs(RunSpec("dpo", "dpo"), records)
+    with pytest.raises(TrainingDataError, match="run 'short': the prompt of pair 'ana:train0' has .* tokens"):
+        check_lengths(RunSpec("short", "dpo", max_length=8), pairs, tiny[1])
+
+
+@pytest.fixture()
+def base_dir(tiny, tmp_path):
+    model, tokenizer = tiny
+    model.save_pretrained(tmp_path / "base")
+    tokenizer.save_pretrained(tmp_path / "base")
+    return tmp_path / "base"
+
+
+def adapter_state(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "adapter" / "adapter_model.safetensors"))
+
+
+def test_training_writes_a_peft_adapter_and_a_log(records, base_dir, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    run = RunSpec("dpo", "dpo", epochs=2, batch_size=4, learning_rate=1e-3, max_length=64, save_steps=2)
+    summary = train_adapter(run, training_pairs(run, records), base_dir, tmp_path / "dpo")
+    assert summary["steps"] == 6 and summary["resumed_from"] is None
+    log = [json.loads(line) for line in (tmp_path / "dpo" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
+    assert {"loss", "rewards/accuracies", "rewards/margins"} <= set(log[0])
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), tmp_path / "dpo" / "adapter")
+    assert any("lora_A" in name for name, _ in model.named_parameters())
+    assert json.loads((tmp_path / "dpo" / "run.json").read_text())["name"] == "dpo"
+
+
+def test_an_interrupted_run_resumes_to_the_same_adapter(records, base_dir, tmp_path, monkeypatch):
+    import torch
+    from transformers import Trainer
+
+    run = RunSpec("dpo", "dpo", epochs=2, batch_size=4, learning_rate=1e-3, max_length=64, save_steps=2)
+    pairs = training_pairs(run, records)
+    train_adapter(run, pairs, base_dir, tmp_path / "straight")
+
+    real_step = Trainer.training_step
+
+    def crash_after_step_3(self, *args, **kwargs):
+        if self.state.global_step == 3:
+            raise KeyboardInterrupt("killed")
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "training_step", crash_after_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        train_adapter(run, pairs, base_dir, tmp_path / "resumed")
+    monkeypatch.setattr(Trainer, "training_step", real_step)
+    summary = train_adapter(run, pairs, base_dir, tmp_path / "resumed")
+    assert summary["resumed_from"].endswith("checkpoint-2") and summary["steps"] == 6
+    assert not (tmp_path / "resumed" / "work").exists()  # checkpoints are removed once the run is done
+    straight, resumed = adapter_state(tmp_path / "straight"), adapter_state(tmp_path / "resumed")
+    assert straight.keys() == resumed.keys()
+    for name in straight:
+        torch.testing.assert_close(straight[name], resumed[name], rtol=1e-4, atol=1e-6)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_runs_resolve_over_the_defaults_and_work_dirs_depend_on_spec_and_data(records):
+    from personalign.config import parse_params
+    from personalign.training import resolve_run, work_dir_for
+
+    train = parse_params(
+        {"train": {"defaults": {"learning_rate": 1e-4, "epochs": 3},
+                   "runs": {"pm_ana": {"kind": "pm", "user": "ana", "epochs": 5}}}}
+    ).train
+    run = resolve_run("pm_ana", train)
+    assert (run.name, run.kind, run.user, run.epochs, run.learning_rate) == ("pm_ana", "pm", "ana", 5, 1e-4)
+    pairs = training_pairs(run, records)
+    same = work_dir_for(run, pairs, "/w")
+    assert same == work_dir_for(resolve_run("pm_ana", train), pairs, "/w") and same.name.startswith("pm_ana-")
+    assert work_dir_for(run, pairs.head(2), "/w") != same
+    other = parse_params({"train": {"runs": {"pm_ana": {"kind": "pm", "user": "ana", "epochs": 6}}}}).train
+    assert work_dir_for(resolve_run("pm_ana", other), pairs, "/w") != same
