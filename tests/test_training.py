@@ -141,3 +141,14 @@ def test_runs_resolve_over_the_defaults_and_work_dirs_depend_on_spec_and_data(re
     assert work_dir_for(run, pairs.head(2), "/w") != same
     other = parse_params({"train": {"runs": {"pm_ana": {"kind": "pm", "user": "ana", "epochs": 6}}}}).train
     assert work_dir_for(resolve_run("pm_ana", other), pairs, "/w") != same
+
+
+def test_bf16_autocast_with_precomputed_reference_trains(records, base_dir, tmp_path):
+    import math
+
+    run = RunSpec("fast", "dpo", epochs=1, batch_size=4, learning_rate=1e-3, max_length=64,
+                  precision="bf16", precompute_ref=True)
+    summary = train_adapter(run, training_pairs(run, records), base_dir, tmp_path / "fast")
+    log = [json.loads(line) for line in (tmp_path / "fast" / "log.jsonl").read_text().splitlines()]
+    assert summary["steps"] == 3 and len(log) == 3
+    assert all(math.isfinite(r["loss"]) for r in log)

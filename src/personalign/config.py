@@ -144,6 +144,8 @@ class TrainDefaults(_Section):
     warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0)
     max_length: int = Field(256, ge=16, le=32768)
     save_steps: int = Field(10, ge=1, le=100000)
+    precision: Literal["fp32", "bf16"] = "fp32"
+    precompute_ref: bool = False
 
 
 class TrainRun(_Section):

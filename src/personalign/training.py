@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -46,6 +47,8 @@ class RunSpec:
     warmup_ratio: float = 0.1  # share of steps (transformers 5 reads a float < 1 in warmup_steps as a ratio)
     max_length: int = 256
     save_steps: int = 10
+    precision: str = "fp32"  # fp32 | bf16 (autocast; on CPUs with AVX512-BF16/AMX several times the fp32 matmul rate)
+    precompute_ref: bool = False  # reference log-probs computed once before training instead of every step
 
 
 def training_pairs(
@@ -193,17 +196,21 @@ def train_adapter(
         output_dir=str(work_dir), per_device_train_batch_size=run.batch_size, num_train_epochs=run.epochs,
         learning_rate=run.learning_rate, beta=run.beta, warmup_steps=run.warmup_ratio, max_length=run.max_length,
         logging_steps=1, save_strategy="steps", save_steps=run.save_steps, seed=run.seed, data_seed=run.seed,
-        report_to=[], use_cpu=device == "cpu",
+        report_to=[], use_cpu=device == "cpu", bf16=run.precision == "bf16",
+        precompute_ref_log_probs=run.precompute_ref,
     )
     peft = LoraConfig(r=run.lora_r, lora_alpha=run.lora_alpha, lora_dropout=run.lora_dropout,
                       target_modules="all-linear", task_type="CAUSAL_LM")
+    started = time.perf_counter()
     trainer = DPOTrainer(model=model, args=args, train_dataset=_conversational(pairs), processing_class=tokenizer,
                          peft_config=peft, callbacks=[JsonlLog()])
     result = trainer.train(resume_from_checkpoint=resume)
+    seconds = time.perf_counter() - started
     out_dir.mkdir(parents=True, exist_ok=True)
     trainer.save_model(str(out_dir / "adapter"))
     (out_dir / "run.json").write_text(json.dumps(asdict(run), indent=2, sort_keys=True) + "\n")
     shutil.copy(log_path, out_dir / "log.jsonl")
     shutil.rmtree(work_dir)
     return {"run": run.name, "pairs": len(pairs), "steps": trainer.state.global_step,
-            "train_loss": round(result.training_loss, 6), "resumed_from": resume}
+            "train_loss": round(result.training_loss, 6), "train_seconds": round(seconds, 3),
+            "resumed_from": resume}
