@@ -20,7 +20,7 @@ import time
 
 def arm(name: str, pairs: int, precision: str, precompute_ref: bool) -> dict:
     from personalign.records import read_records
-    from personalign.training import RunSpec, _conversational, train_adapter, training_pairs
+    from personalign.training import RunSpec, conversational_dataset, train_adapter, training_pairs
 
     records = read_records("data/records.jsonl")
     run = RunSpec("bench", "dpo", epochs=1, batch_size=4, max_length=256, save_steps=10_000,
@@ -42,7 +42,7 @@ def arm(name: str, pairs: int, precision: str, precompute_ref: bool) -> dict:
             peft = LoraConfig(r=run.lora_r, lora_alpha=run.lora_alpha, lora_dropout=run.lora_dropout,
                               target_modules="all-linear", task_type="CAUSAL_LM")
             started = time.perf_counter()
-            DPOTrainer(model=model, ref_model=reference, args=args, train_dataset=_conversational(data),
+            DPOTrainer(model=model, ref_model=reference, args=args, train_dataset=conversational_dataset(data),
                        processing_class=tokenizer, peft_config=peft).train()
             seconds = time.perf_counter() - started
     return {"arm": name, "pairs": len(data), "seconds": round(seconds, 2), "pairs_per_s": round(len(data) / seconds, 3),

@@ -148,6 +148,9 @@ class TrainDefaults(_Section):
     precompute_ref: bool = False
 
 
+PREFIX_TYPES = ("none", "tag", "name", "few_shot", "persona", "persona_strong", "gold")
+
+
 class TrainRun(_Section):
     """One entry of `train.runs` (the key is the run's name). Hyperparameters left out come from train.defaults."""
 
@@ -172,8 +175,6 @@ class TrainRun(_Section):
             raise ValueError(f"kind 'mt' prefix {self.prefix!r} is not a prefix type; allowed: {', '.join(PREFIX_TYPES)}")
         return self
 
-
-PREFIX_TYPES = ("none", "tag", "name", "few_shot", "persona", "persona_strong", "gold")
 
 
 class TrainParams(_Section):

@@ -10,7 +10,6 @@ from personalign.generation import ChatPrompt, Generator, Sampling
 from personalign.prompts import FEW_SHOT_G9, PERSONA_FROM_PAIRS_G5, PERSONA_SHOT_G5, render_shots
 from personalign.seeding import stable_seed
 
-BASE_TYPES = ("none", "tag", "name", "few_shot", "persona", "persona_strong", "gold")
 PREFIX_COLUMNS = ["user_id", "prefix_type", "seed", "text", "source_user_id"]
 
 

@@ -129,7 +129,8 @@ def check_lengths(run: RunSpec, pairs: pd.DataFrame, tokenizer) -> None:
             )
 
 
-def _conversational(pairs: pd.DataFrame):
+def conversational_dataset(pairs: pd.DataFrame):
+    """The pairs as trl's conversational preference dataset (prompt, chosen, rejected as chat messages)."""
     from datasets import Dataset
 
     return Dataset.from_list(
@@ -202,8 +203,10 @@ def train_adapter(
     peft = LoraConfig(r=run.lora_r, lora_alpha=run.lora_alpha, lora_dropout=run.lora_dropout,
                       target_modules="all-linear", task_type="CAUSAL_LM")
     started = time.perf_counter()
-    trainer = DPOTrainer(model=model, args=args, train_dataset=_conversational(pairs), processing_class=tokenizer,
-                         peft_config=peft, callbacks=[JsonlLog()])
+    trainer = DPOTrainer(
+        model=model, args=args, train_dataset=conversational_dataset(pairs), processing_class=tokenizer,
+        peft_config=peft, callbacks=[JsonlLog()],
+    )
     result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - started
     out_dir.mkdir(parents=True, exist_ok=True)
