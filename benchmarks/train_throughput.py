@@ -20,7 +20,7 @@ import time
 
 def arm(name: str, pairs: int, precision: str, precompute_ref: bool) -> dict:
     from personalign.records import read_records
-    from personalign.training import RunSpec, conversational_dataset, train_adapter, training_pairs
+    from personalign.training import RunSpec, conversational_dataset, lora_config, train_adapter, training_pairs
 
     records = read_records("data/records.jsonl")
     run = RunSpec("bench", "dpo", epochs=1, batch_size=4, max_length=256, save_steps=10_000,
@@ -30,7 +30,6 @@ def arm(name: str, pairs: int, precision: str, precompute_ref: bool) -> dict:
         if name == "personalign":
             seconds = train_adapter(run, data, "models/base", tmp)["train_seconds"]
         else:
-            from peft import LoraConfig
             from trl import DPOConfig, DPOTrainer
 
             from personalign.models import load_base
@@ -39,11 +38,9 @@ def arm(name: str, pairs: int, precision: str, precompute_ref: bool) -> dict:
             reference, _, _ = load_base("models/base", "cpu", "float32")
             args = DPOConfig(output_dir=tmp, per_device_train_batch_size=4, num_train_epochs=1, report_to=[],
                              max_length=256, save_strategy="no", use_cpu=True, beta=run.beta)
-            peft = LoraConfig(r=run.lora_r, lora_alpha=run.lora_alpha, lora_dropout=run.lora_dropout,
-                              target_modules="all-linear", task_type="CAUSAL_LM")
             started = time.perf_counter()
             DPOTrainer(model=model, ref_model=reference, args=args, train_dataset=conversational_dataset(data),
-                       processing_class=tokenizer, peft_config=peft).train()
+                       processing_class=tokenizer, peft_config=lora_config(run)).train()
             seconds = time.perf_counter() - started
     return {"arm": name, "pairs": len(data), "seconds": round(seconds, 2), "pairs_per_s": round(len(data) / seconds, 3),
             "peak_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}

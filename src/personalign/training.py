@@ -142,6 +142,14 @@ def conversational_dataset(pairs: pd.DataFrame):
     )
 
 
+def lora_config(run: RunSpec):
+    """The run's LoRA adapter on every linear layer (WikiPersona App. H: r=8, alpha=32, dropout=0.1)."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=run.lora_r, lora_alpha=run.lora_alpha, lora_dropout=run.lora_dropout,
+                      target_modules="all-linear", task_type="CAUSAL_LM")
+
+
 def _last_checkpoint(directory: Path) -> str | None:
     checkpoints = sorted(directory.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     return str(checkpoints[-1]) if checkpoints else None
@@ -168,7 +176,6 @@ def train_adapter(
     """Train the run's LoRA adapter with DPO, resuming from the last checkpoint in `work_dir` if there is one.
     Writes out_dir/adapter (PEFT format), out_dir/run.json (the resolved spec) and out_dir/log.jsonl (one line per
     step: loss, learning rate, reward accuracy and margins); the checkpoints are removed once the run is done."""
-    from peft import LoraConfig
     from transformers import TrainerCallback
     from trl import DPOConfig, DPOTrainer
 
@@ -200,8 +207,7 @@ def train_adapter(
         report_to=[], use_cpu=device == "cpu", bf16=run.precision == "bf16",
         precompute_ref_log_probs=run.precompute_ref,
     )
-    peft = LoraConfig(r=run.lora_r, lora_alpha=run.lora_alpha, lora_dropout=run.lora_dropout,
-                      target_modules="all-linear", task_type="CAUSAL_LM")
+    peft = lora_config(run)
     started = time.perf_counter()
     trainer = DPOTrainer(
         model=model, args=args, train_dataset=conversational_dataset(pairs), processing_class=tokenizer,
