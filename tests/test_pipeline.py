@@ -35,6 +35,16 @@ DETERMINISTIC_OUTPUTS = [
     "figures/table2_persona_rouge.csv",
     "figures/table2_persona_rouge.md",
     "figures/table2_persona_rouge.tex",
+    "models/adapters/dpo/adapter/adapter_model.safetensors",
+    "models/adapters/dpo/log.jsonl",
+    "models/adapters/dpo_after_sft/sft_adapter/adapter_model.safetensors",
+    "models/adapters/dpo_after_sft/adapter/adapter_model.safetensors",
+    "models/adapters/mt_tag_f0/adapter/adapter_model.safetensors",
+    "results/train/dpo/metrics.json",
+    "results/train/dpo/curve.csv",
+    "results/train/sft_gold/metrics.json",
+    "figures/train/dpo.png",
+    "figures/train/dpo.pdf",
 ]
 KEY_VARIABLE = "PERSONALIGN_SMOKE_KEY"
 KEY = "sk-smoke-" + secrets.token_hex(12)  # made at run time, so no source file contains it
@@ -172,6 +182,66 @@ def test_second_repro_is_a_no_op_and_a_build_param_reruns_only_stage_1(smoke_run
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = json.loads(dvc("status", "--json", cwd=repo).stdout)
     assert set(status) == {"build_data"}
+
+
+def test_every_train_run_writes_its_adapter_curve_metrics_and_notebook(smoke_runs):
+    from peft import PeftConfig
+
+    repo = smoke_runs[0]
+    runs = yaml.safe_load((repo / "params.yaml").read_text())["train"]["runs"]
+    metrics = json.loads(dvc("metrics", "show", "--json", cwd=repo).stdout)
+    shown = {path for workspace in metrics.values() for path in workspace["data"]}
+    for name, spec in runs.items():
+        assert PeftConfig.from_pretrained(str(repo / "models/adapters" / name / "adapter")).r == 4
+        summary = json.loads((repo / "results/train" / name / "metrics.json").read_text())
+        assert summary["kind"] == spec["kind"] and summary["steps"] >= 1
+        assert f"results/train/{name}/metrics.json" in shown
+        notebook = json.loads((repo / "notebooks/rendered/03_train" / f"{name}.ipynb").read_text())
+        assert any(c.get("outputs") for c in notebook["cells"] if c["cell_type"] == "code")
+    curve = (repo / "results/train/dpo_after_sft/curve.csv").read_text().splitlines()
+    assert curve[0].startswith("phase,step,loss") and {line.split(",")[0] for line in curve[1:]} == {"sft", "dpo"}
+    plots = dvc("plots", "show", "--json", cwd=repo).stdout
+    assert "results/train/dpo/curve.csv" in plots
+
+
+def test_editing_one_runs_learning_rate_reruns_that_run_only(smoke_runs):
+    repo = smoke_runs[1]
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"]["runs"]["dpo"]["learning_rate"] = 0.002
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = json.loads(dvc("status", "--json", cwd=repo).stdout)
+    assert set(status) == {"train@dpo"}
+
+
+def test_two_gloo_processes_agree_on_steps_and_losses(smoke_runs):
+    """The training entry point under torchrun: 2 CPU processes (gloo), each logging the same gathered losses."""
+    repo = smoke_runs[0]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "personalign", "train", "dpo", "--out", "ddp_out"]
+    result = subprocess.run(command, cwd=repo, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    summaries = {s["rank"]: s for s in map(json.loads, filter(lambda ln: ln.startswith("{"), result.stdout.splitlines()))}
+    assert set(summaries) == {0, 1}
+    pairs, params = summaries[0]["pairs"], yaml.safe_load((repo / "params.yaml").read_text())["train"]["defaults"]
+    expected_steps = -(-pairs // (2 * params["batch_size"])) * params["epochs"]
+    assert summaries[0]["steps"] == summaries[1]["steps"] == expected_steps
+    assert summaries[0]["losses"] == summaries[1]["losses"] and len(summaries[0]["losses"]) == expected_steps
+    assert (repo / "ddp_out/adapter/adapter_model.safetensors").exists()
+
+
+def test_a_bad_train_run_stops_with_the_run_and_the_cause(smoke_runs):
+    repo = smoke_runs[1]
+    result = subprocess.run([sys.executable, "-m", "personalign", "train", "nope"], cwd=repo, capture_output=True, text=True)
+    assert result.returncode == 2 and "run 'nope' is not in train.runs; defined runs: dpo, pt_gold" in result.stderr
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"]["runs"]["pm_nobody"] = {"kind": "pm", "user": "nobody"}
+    params["train"]["runs"]["mt_strong"] = {"kind": "mt", "prefix": "name", "prefix_seed": 9}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for run, message in (("pm_nobody", "run 'pm_nobody': user 'nobody' has no training pairs"),
+                         ("mt_strong", "run 'mt_strong': no prefixes of type 'name' (seed 9) were computed in stage 2")):
+        result = subprocess.run([sys.executable, "-m", "personalign", "train", run], cwd=repo, capture_output=True,
+                                text=True)
+        assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
 
 
 def test_a_bad_param_stops_the_pipeline_before_compute(tmp_path):

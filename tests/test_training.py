@@ -133,14 +133,17 @@ def test_runs_resolve_over_the_defaults_and_work_dirs_depend_on_spec_and_data(re
         {"train": {"defaults": {"learning_rate": 1e-4, "epochs": 3},
                    "runs": {"pm_ana": {"kind": "pm", "user": "ana", "epochs": 5}}}}
     ).train
-    run = resolve_run("pm_ana", train)
+    run = resolve_run("pm_ana", train, base_seed=1)
     assert (run.name, run.kind, run.user, run.epochs, run.learning_rate) == ("pm_ana", "pm", "ana", 5, 1e-4)
+    assert run.seed != resolve_run("pm_ana", train, base_seed=2).seed  # seeds derive from base.seed
     pairs = training_pairs(run, records)
     same = work_dir_for(run, pairs, "/w")
-    assert same == work_dir_for(resolve_run("pm_ana", train), pairs, "/w") and same.name.startswith("pm_ana-")
+    assert same == work_dir_for(resolve_run("pm_ana", train, 1), pairs, "/w") and same.name.startswith("pm_ana-")
     assert work_dir_for(run, pairs.head(2), "/w") != same
     other = parse_params({"train": {"runs": {"pm_ana": {"kind": "pm", "user": "ana", "epochs": 6}}}}).train
-    assert work_dir_for(resolve_run("pm_ana", other), pairs, "/w") != same
+    assert work_dir_for(resolve_run("pm_ana", other, 1), pairs, "/w") != same
+    with pytest.raises(TrainingDataError, match="run 'pm_bob' is not in train.runs; defined runs: pm_ana"):
+        resolve_run("pm_bob", train, 1)
 
 
 def test_bf16_autocast_with_precomputed_reference_trains(records, base_dir, tmp_path):
@@ -152,3 +155,79 @@ def test_bf16_autocast_with_precomputed_reference_trains(records, base_dir, tmp_
     log = [json.loads(line) for line in (tmp_path / "fast" / "log.jsonl").read_text().splitlines()]
     assert summary["steps"] == 3 and len(log) == 3
     assert all(math.isfinite(r["loss"]) for r in log)
+
+
+def test_sft_trains_on_the_chosen_responses_with_the_persona(records, base_dir, tmp_path):
+    run = RunSpec("sft", "sft", prefix="gold", epochs=1, batch_size=4, learning_rate=1e-3, max_length=64)
+    pairs = training_pairs(run, records)
+    assert pairs.prompt[0].startswith("Prompt: ana asks question 0?\nPersona: ana likes detail.")
+    summary = train_adapter(run, pairs, base_dir, tmp_path / "sft")
+    log = [json.loads(line) for line in (tmp_path / "sft" / "log.jsonl").read_text().splitlines()]
+    assert summary["steps"] == 3 and {r["phase"] for r in log} == {"sft"}
+    assert all("mean_token_accuracy" in r for r in log)
+
+
+def test_sft_then_dpo_merges_the_sft_adapter_and_resumes_without_redoing_it(records, base_dir, tmp_path, monkeypatch):
+    from transformers import Trainer
+
+    from personalign.training import load_trained
+
+    run = RunSpec("boat", "pt", prefix="gold", epochs=1, batch_size=4, learning_rate=1e-3, max_length=64,
+                  sft_epochs=1, save_steps=1)
+    pairs = training_pairs(run, records)
+    real_step = Trainer.training_step
+    calls = []
+
+    def crash_in_dpo(self, *args, **kwargs):
+        calls.append(type(self).__name__)
+        if type(self).__name__ != "SFTTrainer" and self.state.global_step == 1:
+            raise KeyboardInterrupt("killed")
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "training_step", crash_in_dpo)
+    with pytest.raises(KeyboardInterrupt):
+        train_adapter(run, pairs, base_dir, tmp_path / "boat")
+    assert calls.count("SFTTrainer") == 3
+    monkeypatch.setattr(Trainer, "training_step", real_step)
+    summary = train_adapter(run, pairs, base_dir, tmp_path / "boat")  # SFT is done: only DPO resumes
+    assert summary["resumed_from"].endswith("checkpoint-1") and summary["steps"] == 3
+    log = [json.loads(line) for line in (tmp_path / "boat" / "log.jsonl").read_text().splitlines()]
+    assert [(r["phase"], r["step"]) for r in log] == [("sft", 1), ("sft", 2), ("sft", 3), ("dpo", 1), ("dpo", 2), ("dpo", 3)]
+    model = load_trained(base_dir, tmp_path / "boat")
+    assert (tmp_path / "boat" / "sft_adapter" / "adapter_config.json").exists()
+    assert any("lora_A" in name for name, _ in model.named_parameters())
+
+
+def test_qlora_required_without_cuda_is_refused(records, base_dir, tmp_path):
+    run = RunSpec("q", "dpo", qlora=True, max_length=64)
+    with pytest.raises(TrainingDataError, match="run 'q': qlora true needs a CUDA device and the bitsandbytes package"):
+        train_adapter(run, training_pairs(run, records), base_dir, tmp_path / "q")
+
+
+def test_curve_and_metrics_come_from_the_log(tmp_path):
+    from personalign.training import run_metrics, training_curve
+
+    rows = [{"phase": "sft", "step": 1, "loss": 2.0, "learning_rate": 1e-3, "mean_token_accuracy": 0.1}]
+    rows += [{"phase": "dpo", "step": s, "loss": 0.7 - 0.1 * s, "learning_rate": 1e-3, "rewards/accuracies": s / 4,
+              "rewards/margins": 0.01 * s} for s in range(1, 5)]
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    curve = training_curve(tmp_path / "log.jsonl")
+    assert list(curve.columns) == ["phase", "step", "loss", "learning_rate", "reward_accuracy", "reward_margin",
+                                   "token_accuracy"]
+    pairs = pd.DataFrame({"user_id": ["a", "b", "a"]})
+    metrics = run_metrics(RunSpec("r", "dpo"), pairs, curve)
+    assert (metrics["steps"], metrics["pairs"], metrics["users"]) == (4, 3, 2)
+    assert metrics["first_loss"] == 0.6 and metrics["final_loss"] == 0.3 and metrics["final_reward_accuracy"] == 1.0
+
+
+def test_launcher_commands(tmp_path):
+    from personalign.training import launcher_command
+
+    assert launcher_command("dpo", 2) == ["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "personalign",
+                                          "train", "dpo", "--params", "params.yaml"]
+    config = tmp_path / "ddp.yaml"
+    config.write_text("distributed_type: MULTI_GPU\n")
+    assert launcher_command("dpo", 4, str(config))[:6] == ["accelerate", "launch", "--config_file", str(config),
+                                                           "--num_processes", "4"]
+    with pytest.raises(TrainingDataError, match="accelerate_config 'nope.yaml' is not a file"):
+        launcher_command("dpo", 2, "nope.yaml")

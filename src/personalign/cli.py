@@ -14,7 +14,9 @@ STAGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "base_model": ("00_base_model.ipynb", ("base",)),
     "build_data": ("01_build_data.ipynb", ("base", "build_data", "judge")),
     "infer_personas": ("02_infer_personas.ipynb", ("base", "prefixes", "generators", "judge")),
+    "train": ("03_train.ipynb", ("base", "train")),
 }
+ITEM_STAGES = {"train"}  # stages fanned out by DVC `foreach`: one notebook run per item (`--item NAME`)
 
 
 def check_params(path: str | Path) -> Params:
@@ -30,14 +32,19 @@ def check_params(path: str | Path) -> Params:
     return params
 
 
-def run_stage(stage: str, params: Params, notebooks: Path, rendered: Path) -> Path:
-    """Execute the stage's notebook with its params sections injected; the executed copy lands in `rendered`."""
+def run_stage(stage: str, params: Params, notebooks: Path, rendered: Path, item: str | None = None,
+              params_file: str | Path = "params.yaml") -> Path:
+    """Execute the stage's notebook with its params sections injected; the executed copy lands in `rendered`
+    (for a fanned-out stage: rendered/<notebook stem>/<item>.ipynb, with `item` injected as well)."""
     import papermill
 
     notebook, sections = STAGES[stage]
-    out = rendered / notebook
+    out = rendered / notebook if item is None else rendered / Path(notebook).stem / f"{item}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
     parameters = {name: getattr(params, name).model_dump() for name in sections}
+    if item is not None:
+        parameters["item"] = item
+        parameters["params_file"] = str(params_file)
     papermill.execute_notebook(
         str(notebooks / notebook), str(out), parameters=parameters, log_output=True, progress_bar=False,
         kernel_name="python3", cwd=str(Path.cwd()),
@@ -55,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--params", default="params.yaml")
     run.add_argument("--notebooks", default="notebooks", type=Path)
     run.add_argument("--rendered", default="notebooks/rendered", type=Path)
+    run.add_argument("--item", help="the item of a fanned-out stage (train: a key of train.runs)")
+    train = sub.add_parser("train", help="train one run of train.runs without a notebook (works under torchrun and "
+                                          "accelerate launch; the train stage's notebook calls it for num_processes > 1)")
+    train.add_argument("run_name")
+    train.add_argument("--params", default="params.yaml")
+    train.add_argument("--out", type=Path, help="output directory (default: models/adapters/RUN_NAME)")
     args = parser.parse_args(argv)
     try:
         params = check_params(args.params)
@@ -64,19 +77,58 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "validate":
         print(f"{args.params}: ok")
         return 0
+    item_error = _check_item(args, params)
+    if item_error:
+        print(f"personalign: {item_error}", file=sys.stderr)
+        return 2
+    if args.command == "train":
+        return _train(args, params)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from papermill.exceptions import PapermillExecutionError
 
     try:
-        out = run_stage(args.stage, params, args.notebooks, args.rendered)
+        out = run_stage(args.stage, params, args.notebooks, args.rendered, args.item, args.params)
     except PapermillExecutionError as exc:
         print(
             f"personalign: stage {args.stage} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
-            f"the executed notebook up to the failure is {args.rendered / STAGES[args.stage][0]}",
+            f"the executed notebook up to the failure is in {args.rendered}",
             file=sys.stderr,
         )
         return 1
     print(f"personalign: stage {args.stage} done -> {out}")
+    return 0
+
+
+def _check_item(args, params: Params) -> str | None:
+    """The --item / run name must name an entry of the stage's list, and only fanned-out stages take one."""
+    name = getattr(args, "item", None) if args.command == "run" else args.run_name
+    stage = args.stage if args.command == "run" else "train"
+    if stage not in ITEM_STAGES:
+        return f"stage {stage} takes no --item" if name else None
+    if name is None:
+        return f"stage {stage} needs --item NAME (one of train.runs: {', '.join(params.train.runs) or 'none'})"
+    if name not in params.train.runs:
+        return f"{args.params}: run {name!r} is not in train.runs; defined runs: {', '.join(params.train.runs) or 'none'}"
+    return None
+
+
+def _train(args, params: Params) -> int:
+    """`personalign train RUN`: the library's training entry point, one JSON summary line per process."""
+    import json
+    import os
+
+    from personalign.training import TrainingDataError, resolve_run, run_inputs, train_adapter, work_dir_for
+
+    try:
+        run = resolve_run(args.run_name, params.train, params.base.seed)
+        pairs, sft_pairs = run_inputs(run)
+        out = args.out or Path("models/adapters") / run.name
+        summary = train_adapter(run, pairs, "models/base", out, work_dir_for(run, pairs, ".cache/personalign/train"),
+                                sft_pairs)
+    except TrainingDataError as exc:
+        print(f"personalign: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"rank": int(os.environ.get("RANK", 0)), **summary}, sort_keys=True))
     return 0
 
 

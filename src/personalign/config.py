@@ -134,7 +134,7 @@ class PrefixesParams(_Section):
 class TrainDefaults(_Section):
     """`train.defaults`: hyperparameters every run starts from (WikiPersona App. H, scaled down for the CPU)."""
 
-    learning_rate: float = Field(2e-4, gt=0.0, le=1.0)
+    learning_rate: float = Field(5e-4, gt=0.0, le=1.0)
     epochs: int = Field(1, ge=1, le=100)
     batch_size: int = Field(4, ge=1, le=1024)
     beta: float = Field(0.01, gt=0.0, le=10.0)
@@ -142,10 +142,16 @@ class TrainDefaults(_Section):
     lora_alpha: int = Field(32, ge=1, le=4096)
     lora_dropout: float = Field(0.1, ge=0.0, lt=1.0)
     warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0)
-    max_length: int = Field(256, ge=16, le=32768)
-    save_steps: int = Field(10, ge=1, le=100000)
-    precision: Literal["fp32", "bf16"] = "fp32"
-    precompute_ref: bool = False
+    max_length: int = Field(544, ge=16, le=32768)
+    sft_epochs: int = Field(0, ge=0, le=100)
+    sft_learning_rate: float = Field(2e-4, gt=0.0, le=1.0)
+    save_steps: int = Field(5, ge=1, le=100000)
+    precision: Literal["fp32", "bf16"] = "bf16"
+    precompute_ref: bool = True
+    gradient_checkpointing: bool = False
+    qlora: Literal["auto"] | bool = "auto"  # auto: when CUDA + bitsandbytes are present; true: required; false
+    num_processes: int = Field(1, ge=1, le=1024)
+    accelerate_config: str = ""
 
 
 PREFIX_TYPES = ("none", "tag", "name", "few_shot", "persona", "persona_strong", "gold")
@@ -154,7 +160,7 @@ PREFIX_TYPES = ("none", "tag", "name", "few_shot", "persona", "persona_strong", 
 class TrainRun(_Section):
     """One entry of `train.runs` (the key is the run's name). Hyperparameters left out come from train.defaults."""
 
-    kind: Literal["dpo", "pt", "pm", "mt"]
+    kind: Literal["dpo", "pt", "pm", "mt", "sft"]
     prefix: str = "none"
     prefix_seed: int = Field(0, ge=0)
     user: str = ""
@@ -164,6 +170,9 @@ class TrainRun(_Section):
     learning_rate: float | None = Field(None, gt=0.0, le=1.0)
     epochs: int | None = Field(None, ge=1, le=100)
     batch_size: int | None = Field(None, ge=1, le=1024)
+    beta: float | None = Field(None, gt=0.0, le=10.0)
+    max_length: int | None = Field(None, ge=16, le=32768)
+    sft_epochs: int | None = Field(None, ge=0, le=100)
 
     @model_validator(mode="after")
     def _kind_fields(self) -> TrainRun:
@@ -171,6 +180,8 @@ class TrainRun(_Section):
             raise ValueError("kind 'pm' needs a user")
         if self.kind == "pt" and self.prefix not in ("gold", "inferred"):
             raise ValueError(f"kind 'pt' needs prefix gold or inferred, got {self.prefix!r}")
+        if self.kind == "sft" and self.prefix not in ("none", "gold", "inferred"):
+            raise ValueError(f"kind 'sft' prefix must be none, gold or inferred (the PT persona), got {self.prefix!r}")
         if self.kind == "mt" and self.prefix not in PREFIX_TYPES:
             raise ValueError(f"kind 'mt' prefix {self.prefix!r} is not a prefix type; allowed: {', '.join(PREFIX_TYPES)}")
         return self

@@ -1,11 +1,15 @@
-"""Preference tuning (stage 3, in progress): one entry point that turns a run spec and the canonical records into
-training pairs and trains a LoRA adapter with trl's DPOTrainer, reference = the base model with the adapter disabled."""
+"""Preference tuning (stage 3): one entry point that turns a run spec and the canonical records into training pairs
+and trains a LoRA adapter with trl (DPOTrainer; SFTTrainer for SFT and the SFT phase of SFT-then-DPO runs). The DPO
+reference is the base model with the adapter disabled, never a second copy."""
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import importlib.util
 import json
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,7 +20,7 @@ import pandas as pd
 from personalign.prompts import PT_TEMPLATE, chat, prefixed_prompt
 from personalign.seeding import stable_seed
 
-RUN_KINDS = ("dpo", "pt", "pm", "mt")
+RUN_KINDS = ("dpo", "pt", "pm", "mt", "sft")
 PT_PERSONAS = ("gold", "inferred")
 
 
@@ -27,7 +31,7 @@ class TrainingDataError(ValueError):
 @dataclass(frozen=True)
 class RunSpec:
     """One training run. `prefix`: the MT prefix type or the PT persona source; `user`: the PM user;
-    `held_out_fold`: MT's unseen fold; `fraction`: share of the training pairs used (PM data-efficiency)."""
+    `held_out_fold`: MT's unseen fold; `fraction`: share of each user's training pairs used (seeded)."""
 
     name: str
     kind: str
@@ -46,9 +50,13 @@ class RunSpec:
     lora_dropout: float = 0.1
     warmup_ratio: float = 0.1  # share of steps (transformers 5 reads a float < 1 in warmup_steps as a ratio)
     max_length: int = 256
+    sft_epochs: int = 0  # DPO-family runs: epochs of SFT on (prompt, chosen) first, merged before DPO (Whose Boat)
+    sft_learning_rate: float = 2e-4
     save_steps: int = 10
-    precision: str = "fp32"  # fp32 | bf16 (autocast; on CPUs with AVX512-BF16/AMX several times the fp32 matmul rate)
+    precision: str = "fp32"  # fp32 | bf16 (frozen base weights in bf16, LoRA weights fp32, bf16 autocast)
     precompute_ref: bool = False  # reference log-probs computed once before training instead of every step
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, one more forward
+    qlora: str | bool = "auto"  # auto: 4-bit base when CUDA and bitsandbytes are present | True: required | False
 
 
 def training_pairs(
@@ -71,12 +79,15 @@ def training_pairs(
         raise TrainingDataError(f"{where}: fraction must be in (0, 1], got {run.fraction}")
     if run.fraction < 1:
         rng = np.random.default_rng(stable_seed(run.seed, "fraction", run.name))
-        keep = max(1, round(run.fraction * len(train)))
-        train = train.iloc[np.sort(rng.permutation(len(train))[:keep])]
+        keep = [
+            rows.index[np.sort(rng.permutation(len(rows))[: max(1, round(run.fraction * len(rows)))])]
+            for _, rows in train.groupby("user_id", sort=True)
+        ]
+        train = train.loc[np.sort(np.concatenate(keep))]  # the same share of every user's pairs
     if train.empty:
         raise TrainingDataError(f"{where}: the training set is empty")
     prompts = list(train.prompt)
-    if run.kind == "pt":
+    if run.kind == "pt" or (run.kind == "sft" and run.prefix != "none"):
         prompts = [PT_TEMPLATE.format(x=x, persona=p) for x, p in zip(prompts, _pt_personas(run, train, pair_personas))]
     elif run.kind == "mt" and run.prefix != "none":
         prompts = [prefixed_prompt(run.prefix, p, x) for x, p in zip(prompts, _user_prefixes(run, train, prefixes))]
@@ -150,16 +161,77 @@ def lora_config(run: RunSpec):
                       target_modules="all-linear", task_type="CAUSAL_LM")
 
 
+def sft_dataset(pairs: pd.DataFrame):
+    """(prompt, chosen) as trl's conversational prompt-completion dataset: the loss falls on the response only."""
+    from datasets import Dataset
+
+    return Dataset.from_list(
+        [{"prompt": [{"role": "user", "content": r.prompt}], "completion": [{"role": "assistant", "content": r.chosen}]}
+         for r in pairs.itertuples()]
+    )
+
+
 def _last_checkpoint(directory: Path) -> str | None:
     checkpoints = sorted(directory.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     return str(checkpoints[-1]) if checkpoints else None
 
 
-def resolve_run(name: str, train) -> RunSpec:
-    """The flat spec of run `name` of a `train` params section: the run's own fields over train.defaults."""
+def resolve_run(name: str, train, base_seed: int) -> RunSpec:
+    """The flat spec of run `name` of a `train` params section: the run's own fields over train.defaults, its seed
+    derived from base.seed and the run's seed."""
+    if name not in train.runs:
+        raise TrainingDataError(f"run {name!r} is not in train.runs; defined runs: {', '.join(train.runs) or 'none'}")
     run = train.runs[name]
-    merged = train.defaults.model_dump() | {k: v for k, v in run.model_dump().items() if v is not None}
+    launch_only = {"num_processes", "accelerate_config"}
+    defaults = {k: v for k, v in train.defaults.model_dump().items() if k not in launch_only}
+    merged = defaults | {k: v for k, v in run.model_dump().items() if v is not None}
+    merged["seed"] = stable_seed(base_seed, "train", run.seed) % 2**31
     return RunSpec(name=name, **merged)
+
+
+def run_inputs(run: RunSpec, data_dir: str | Path = "data") -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The run's training pairs from the stage 1-2 tables in data_dir, and its SFT pairs: the records' sft_train
+    split where the dataset has one (the persona-tailoring data), else None (the run's own pairs are used)."""
+    from personalign.records import read_jsonl, read_records
+
+    data_dir = Path(data_dir)
+    records = read_records(data_dir / "records.jsonl")
+    tables = {}
+    for name in ("prefixes", "pair_personas"):
+        path = data_dir / f"{name}.jsonl"
+        tables[name] = pd.DataFrame(read_jsonl(path)) if path.exists() else None
+    pairs = training_pairs(run, records, tables["prefixes"], tables["pair_personas"])
+    sft = records[records.split == "sft_train"]
+    if sft.empty:
+        return pairs, None
+    return pairs, training_pairs(run, sft.assign(split="train"), tables["prefixes"], tables["pair_personas"])
+
+
+def training_curve(log_path: str | Path) -> pd.DataFrame:
+    """The JSONL training log as a table: phase, step, loss, reward accuracy and margin (DPO), token accuracy (SFT)."""
+    from personalign.records import read_jsonl
+
+    log = pd.DataFrame(read_jsonl(log_path))
+    columns = {"rewards/accuracies": "reward_accuracy", "rewards/margins": "reward_margin",
+               "mean_token_accuracy": "token_accuracy"}
+    log = log.rename(columns=columns)
+    keep = ["phase", "step", "loss", "learning_rate"] + [c for c in columns.values() if c in log]
+    return log[keep]
+
+
+def run_metrics(run: RunSpec, pairs: pd.DataFrame, curve: pd.DataFrame) -> dict:
+    """The run's summary for `dvc metrics`: data size, steps, and loss / reward accuracy / margin averaged over the
+    last quarter of the final phase's steps (single steps of 4 pairs are too noisy to report alone)."""
+    final = curve[curve.phase == curve.phase.iloc[-1]]
+    tail = final.tail(max(1, len(final) // 4))
+    metrics = {"kind": run.kind, "prefix": run.prefix, "user": run.user, "held_out_fold": run.held_out_fold,
+               "fraction": run.fraction, "seed": run.seed, "pairs": len(pairs), "users": int(pairs.user_id.nunique()),
+               "steps": int(final.step.max()), "first_loss": round(float(final.loss.iloc[0]), 4),
+               "final_loss": round(float(tail.loss.mean()), 4)}
+    for column in ("reward_accuracy", "reward_margin", "token_accuracy"):
+        if column in tail and tail[column].notna().any():
+            metrics[f"final_{column}"] = round(float(tail[column].mean()), 4)
+    return metrics
 
 
 def work_dir_for(run: RunSpec, pairs: pd.DataFrame, root: str | Path) -> Path:
@@ -170,56 +242,222 @@ def work_dir_for(run: RunSpec, pairs: pd.DataFrame, root: str | Path) -> Path:
     return Path(root) / f"{run.name}-{digest.hexdigest()[:12]}"
 
 
+def use_qlora(run: RunSpec, device: str) -> bool:
+    """Whether the base is loaded in 4 bits (QLoRA): needs CUDA and bitsandbytes; `qlora: true` without them is an
+    error, `auto` uses them when present."""
+    available = device == "cuda" and importlib.util.find_spec("bitsandbytes") is not None
+    if run.qlora is True and not available:
+        raise TrainingDataError(f"run {run.name!r}: qlora true needs a CUDA device and the bitsandbytes package")
+    return available and run.qlora in ("auto", True)
+
+
+def load_for_training(base_dir: str | Path, run: RunSpec):
+    """(model, right-padding tokenizer, device): the frozen base in the run's precision, 4-bit under QLoRA."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from personalign.models import pick_device
+
+    device = pick_device("auto")
+    kwargs = {"dtype": torch.bfloat16 if run.precision == "bf16" else torch.float32}
+    if use_qlora(run, device):
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+        kwargs["device_map"] = {"": torch.cuda.current_device()}
+    model = AutoModelForCausalLM.from_pretrained(base_dir, **kwargs)
+    if "quantization_config" in kwargs:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=run.gradient_checkpointing)
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer, device
+
+
+def _keep_freed_memory_in_the_heap() -> None:
+    """glibc serves large tensors with fresh mmap pages and unmaps them on free; a training step allocates and frees
+    hundreds of them, and the page faults cost about a third of CPU training time here. Keep them in the heap."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    libc.mallopt(m_mmap_threshold, 1 << 30)
+    libc.mallopt(m_trim_threshold, 1 << 31)
+
+
+class _JsonlLog:
+    """The run's training log, one JSON line per logging step and phase; survives a kill, trimmed on resume."""
+
+    KEYS = {"loss", "learning_rate", "grad_norm", "epoch", "mean_token_accuracy"}
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def trim(self, phase: str, step: int) -> None:
+        """Drop this phase's lines after `step` (they are redone from the checkpoint)."""
+        if not self.path.exists():
+            return
+        lines = [ln for ln in self.path.read_text().splitlines()
+                 if json.loads(ln)["phase"] != phase or json.loads(ln)["step"] <= step]
+        self.path.write_text("".join(f"{ln}\n" for ln in lines))
+
+    def callback(self, phase: str):
+        from transformers import TrainerCallback
+
+        path, keys = self.path, self.KEYS
+
+        class Callback(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                if logs and "loss" in logs and state.is_world_process_zero:
+                    keep = {k: v for k, v in logs.items() if k in keys or k.startswith("rewards/")}
+                    with path.open("a") as fh:
+                        fh.write(json.dumps({"phase": phase, "step": state.global_step, **keep}, sort_keys=True) + "\n")
+
+        return Callback()
+
+
+def _fit(phase: str, run: RunSpec, model, tokenizer, dataset, work_dir: Path, log: _JsonlLog, device: str,
+         epochs: int, learning_rate: float):
+    """One trl training phase (`sft` or `dpo`), resumed from its last checkpoint in work_dir if there is one."""
+    from transformers import set_seed
+    from trl import DPOConfig, SFTConfig, SFTTrainer
+
+    from personalign.shared_prompt import shared_prompt_trainer_class
+
+    resume = _last_checkpoint(work_dir)
+    log.trim(phase, int(resume.rsplit("-", 1)[1]) if resume else 0)
+    common = dict(
+        output_dir=str(work_dir), per_device_train_batch_size=run.batch_size, num_train_epochs=epochs,
+        learning_rate=learning_rate, warmup_steps=run.warmup_ratio, max_length=run.max_length, logging_steps=1,
+        save_strategy="steps", save_steps=run.save_steps, seed=run.seed, data_seed=run.seed, report_to=[],
+        use_cpu=device == "cpu", bf16=run.precision == "bf16", activation_checkpointing=run.gradient_checkpointing,
+    )
+    set_seed(run.seed)  # the LoRA initialisation draws before the Trainer seeds itself
+    if phase == "sft":
+        trainer = SFTTrainer(model=model, args=SFTConfig(**common), train_dataset=dataset, processing_class=tokenizer,
+                             peft_config=lora_config(run), callbacks=[log.callback(phase)])
+    else:
+        args = DPOConfig(**common, beta=run.beta, precompute_ref_log_probs=run.precompute_ref)
+        trainer = shared_prompt_trainer_class()(model=model, args=args, train_dataset=dataset,
+                                                processing_class=tokenizer, peft_config=lora_config(run),
+                                                callbacks=[log.callback(phase)])
+    result = trainer.train(resume_from_checkpoint=resume)
+    return trainer, result, resume
+
+
 def train_adapter(
-    run: RunSpec, pairs: pd.DataFrame, base_dir: str | Path, out_dir: str | Path, work_dir: str | Path | None = None
+    run: RunSpec, pairs: pd.DataFrame, base_dir: str | Path, out_dir: str | Path, work_dir: str | Path | None = None,
+    sft_pairs: pd.DataFrame | None = None,
 ) -> dict:
-    """Train the run's LoRA adapter with DPO, resuming from the last checkpoint in `work_dir` if there is one.
-    Writes out_dir/adapter (PEFT format), out_dir/run.json (the resolved spec) and out_dir/log.jsonl (one line per
-    step: loss, learning rate, reward accuracy and margins); the checkpoints are removed once the run is done."""
-    from transformers import TrainerCallback
-    from trl import DPOConfig, DPOTrainer
-
-    from personalign.models import load_base
-
+    """Train the run's LoRA adapter (DPO, or SFT for kind `sft`; with `sft_epochs`, SFT on `sft_pairs` — default: the
+    run's own pairs — merged into the base before DPO), resuming from the last checkpoint in `work_dir`.
+    Writes out_dir/adapter (PEFT format), out_dir/sft_adapter (SFT-then-DPO only; see `load_trained`),
+    out_dir/run.json (the resolved spec) and out_dir/log.jsonl; the checkpoints are removed once the run is done."""
+    _keep_freed_memory_in_the_heap()
     out_dir = Path(out_dir)
     work_dir = Path(work_dir) if work_dir is not None else out_dir / "work"
     work_dir.mkdir(parents=True, exist_ok=True)
-    model, tokenizer, device = load_base(base_dir, "auto", "float32")
+    model, tokenizer, device = load_for_training(base_dir, run)
     check_lengths(run, pairs, tokenizer)
-    log_path = work_dir / "log.jsonl"
-
-    class JsonlLog(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs and state.is_world_process_zero:
-                keep = {k: v for k, v in logs.items() if k in {"loss", "learning_rate", "grad_norm", "epoch"}
-                        or k.startswith("rewards/")}
-                with log_path.open("a") as fh:
-                    fh.write(json.dumps({"step": state.global_step, **keep}, sort_keys=True) + "\n")
-
-    resume = _last_checkpoint(work_dir)
-    step = int(resume.rsplit("-", 1)[1]) if resume else 0
-    kept = [ln for ln in log_path.read_text().splitlines() if json.loads(ln)["step"] <= step] if log_path.exists() else []
-    log_path.write_text("".join(f"{ln}\n" for ln in kept))
-    args = DPOConfig(
-        output_dir=str(work_dir), per_device_train_batch_size=run.batch_size, num_train_epochs=run.epochs,
-        learning_rate=run.learning_rate, beta=run.beta, warmup_steps=run.warmup_ratio, max_length=run.max_length,
-        logging_steps=1, save_strategy="steps", save_steps=run.save_steps, seed=run.seed, data_seed=run.seed,
-        report_to=[], use_cpu=device == "cpu", bf16=run.precision == "bf16",
-        precompute_ref_log_probs=run.precompute_ref,
-    )
-    peft = lora_config(run)
+    log = _JsonlLog(work_dir / "log.jsonl")
     started = time.perf_counter()
-    trainer = DPOTrainer(
-        model=model, args=args, train_dataset=conversational_dataset(pairs), processing_class=tokenizer,
-        peft_config=peft, callbacks=[JsonlLog()],
-    )
-    result = trainer.train(resume_from_checkpoint=resume)
+    if run.kind == "sft":
+        trainer, result, resume = _fit("sft", run, model, tokenizer, sft_dataset(pairs), work_dir / "sft", log, device,
+                                       run.epochs, run.learning_rate)
+    else:
+        if run.sft_epochs:
+            model = _sft_then_merge(run, model, tokenizer, pairs if sft_pairs is None else sft_pairs, work_dir, log,
+                                    device)
+        trainer, result, resume = _fit("dpo", run, model, tokenizer, conversational_dataset(pairs), work_dir / "dpo",
+                                       log, device, run.epochs, run.learning_rate)
     seconds = time.perf_counter() - started
-    out_dir.mkdir(parents=True, exist_ok=True)
     trainer.save_model(str(out_dir / "adapter"))
-    (out_dir / "run.json").write_text(json.dumps(asdict(run), indent=2, sort_keys=True) + "\n")
-    shutil.copy(log_path, out_dir / "log.jsonl")
-    shutil.rmtree(work_dir)
-    return {"run": run.name, "pairs": len(pairs), "steps": trainer.state.global_step,
-            "train_loss": round(result.training_loss, 6), "train_seconds": round(seconds, 3),
-            "resumed_from": resume}
+    if trainer.accelerator.is_main_process:
+        if run.sft_epochs and run.kind != "sft":
+            shutil.copytree(work_dir / "sft_adapter", out_dir / "sft_adapter", dirs_exist_ok=True)
+        (out_dir / "run.json").write_text(json.dumps(asdict(run), indent=2, sort_keys=True) + "\n")
+        shutil.copy(log.path, out_dir / "log.jsonl")
+    trainer.accelerator.wait_for_everyone()
+    if trainer.accelerator.is_main_process:
+        shutil.rmtree(work_dir)
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    return {"run": run.name, "kind": run.kind, "pairs": len(pairs), "steps": trainer.state.global_step,
+            "train_loss": round(result.training_loss, 6), "losses": [h["loss"] for h in history],
+            "train_seconds": round(seconds, 3), "resumed_from": resume}
+
+
+def _sft_then_merge(run: RunSpec, model, tokenizer, sft_pairs: pd.DataFrame, work_dir: Path, log: _JsonlLog,
+                    device: str):
+    """The SFT phase of an SFT-then-DPO run (skipped when a previous attempt finished it), merged into the base."""
+    from peft import PeftModel
+
+    adapter = work_dir / "sft_adapter"
+    if not (adapter / "adapter_config.json").exists():
+        trainer, _, _ = _fit("sft", run, model, tokenizer, sft_dataset(sft_pairs), work_dir / "sft", log, device,
+                             run.sft_epochs, run.sft_learning_rate)
+        trainer.save_model(str(adapter))
+        trainer.accelerator.wait_for_everyone()
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        return model.merge_and_unload()
+    return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+
+
+def load_trained(base_dir: str | Path, run_dir: str | Path, dtype: str = "float32"):
+    """A trained run as a model: the base, with the SFT adapter merged when the run had an SFT phase, and the run's
+    adapter on top (a PeftModel, so `disable_adapter()` gives back the reference)."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    run_dir = Path(run_dir)
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype)
+    if (run_dir / "sft_adapter").is_dir():
+        model = PeftModel.from_pretrained(model, str(run_dir / "sft_adapter")).merge_and_unload()
+    return PeftModel.from_pretrained(model, str(run_dir / "adapter"))
+
+
+def curve_figure(curve: pd.DataFrame, title: str):
+    """Loss and reward accuracy (DPO) or token accuracy (SFT) per step: each step faint, a 5-step running mean bold,
+    one colour per phase."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from personalign.figures import apply_style
+
+    apply_style()
+    accuracy = "reward_accuracy" if "reward_accuracy" in curve and curve.reward_accuracy.notna().any() else "token_accuracy"
+    fig, axes = plt.subplots(1, 2, figsize=(7.5, 2.8))
+    colours = dict(zip(curve.phase.unique(), sns.color_palette()))
+    for ax, column in ((axes[0], "loss"), (axes[1], accuracy)):
+        for phase, rows in curve.groupby("phase", sort=False):
+            values = rows[column].astype(float)
+            ax.plot(rows.step, values, color=colours[phase], alpha=0.3, linewidth=0.8)
+            ax.plot(rows.step, values.rolling(5, min_periods=1).mean(), color=colours[phase], linewidth=1.8,
+                    label=f"{phase} (5-step mean)")
+        ax.set(xlabel="step", ylabel=column.replace("_", " "))
+    axes[1].set_ylim(-0.05, 1.05)
+    axes[0].legend(loc="best")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def launcher_command(run_name: str, num_processes: int, accelerate_config: str = "",
+                     params_file: str = "params.yaml") -> list[str]:
+    """The command that trains `run_name` on `num_processes` processes: `accelerate launch` with the given config
+    file (configs/accelerate/: single GPU, DDP, DeepSpeed ZeRO-2), else `torchrun` (the launcher that works for
+    CPU/gloo as well)."""
+    if accelerate_config:
+        if not Path(accelerate_config).is_file():
+            raise TrainingDataError(f"run {run_name!r}: train.defaults.accelerate_config {accelerate_config!r} is not a file")
+        head = ["accelerate", "launch", "--config_file", accelerate_config, "--num_processes", str(num_processes)]
+    else:
+        head = ["torchrun", "--standalone", "--nproc_per_node", str(num_processes)]
+    return head + ["-m", "personalign", "train", run_name, "--params", params_file]
