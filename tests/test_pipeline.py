@@ -220,7 +220,7 @@ def test_two_gloo_processes_agree_on_steps_and_losses(smoke_runs):
                "-m", "personalign", "train", "dpo", "--out", "ddp_out"]
     result = subprocess.run(command, cwd=repo, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
-    summaries = {s["rank"]: s for s in map(json.loads, filter(lambda ln: ln.startswith("{"), result.stdout.splitlines()))}
+    summaries = {s["rank"]: s for s in map(json.loads, filter(lambda ln: ln.startswith('{"'), result.stdout.splitlines()))}
     assert set(summaries) == {0, 1}
     pairs, params = summaries[0]["pairs"], yaml.safe_load((repo / "params.yaml").read_text())["train"]["defaults"]
     expected_steps = -(-pairs // (2 * params["batch_size"])) * params["epochs"]

@@ -324,6 +324,24 @@ class _JsonlLog:
         return Callback()
 
 
+def _on_disk(dataset, path: Path):
+    """The dataset saved under the run's work dir and read back, so that trl's cache files (tokenisation, precomputed
+    reference log-probs) live there: shared by every process of a distributed run and reused when a run resumes.
+    Each process writes its own copy and renames it into place; the first rename wins (the copies are identical)."""
+    import os
+
+    from datasets import load_from_disk
+
+    if not path.exists():
+        staging = path.with_name(f"{path.name}.{os.getpid()}")
+        dataset.save_to_disk(str(staging))
+        try:
+            staging.rename(path)
+        except OSError:
+            shutil.rmtree(staging)
+    return load_from_disk(str(path))
+
+
 def _fit(phase: str, run: RunSpec, model, tokenizer, dataset, work_dir: Path, log: _JsonlLog, device: str,
          epochs: int, learning_rate: float):
     """One trl training phase (`sft` or `dpo`), resumed from its last checkpoint in work_dir if there is one."""
@@ -340,6 +358,7 @@ def _fit(phase: str, run: RunSpec, model, tokenizer, dataset, work_dir: Path, lo
         save_strategy="steps", save_steps=run.save_steps, seed=run.seed, data_seed=run.seed, report_to=[],
         use_cpu=device == "cpu", bf16=run.precision == "bf16", activation_checkpointing=run.gradient_checkpointing,
     )
+    dataset = _on_disk(dataset, work_dir / "dataset")
     set_seed(run.seed)  # the LoRA initialisation draws before the Trainer seeds itself
     if phase == "sft":
         trainer = SFTTrainer(model=model, args=SFTConfig(**common), train_dataset=dataset, processing_class=tokenizer,
