@@ -36,6 +36,7 @@ DETERMINISTIC_OUTPUTS = [
     "figures/table2_persona_rouge.md",
     "figures/table2_persona_rouge.tex",
     "models/adapters/dpo/adapter/adapter_model.safetensors",
+    "models/adapters/dpo/adapter/adapter_config.json",
     "models/adapters/dpo/log.jsonl",
     "models/adapters/dpo_after_sft/sft_adapter/adapter_model.safetensors",
     "models/adapters/dpo_after_sft/adapter/adapter_model.safetensors",

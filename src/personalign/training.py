@@ -400,6 +400,7 @@ def train_adapter(
     seconds = time.perf_counter() - started
     trainer.save_model(str(out_dir / "adapter"))
     if trainer.accelerator.is_main_process:
+        _stable_adapter_config(out_dir / "adapter")
         if run.sft_epochs and run.kind != "sft":
             shutil.copytree(work_dir / "sft_adapter", out_dir / "sft_adapter", dirs_exist_ok=True)
         (out_dir / "run.json").write_text(json.dumps(asdict(run), indent=2, sort_keys=True) + "\n")
@@ -413,6 +414,16 @@ def train_adapter(
             "train_seconds": round(seconds, 3), "resumed_from": resume}
 
 
+def _stable_adapter_config(adapter_dir: Path) -> None:
+    """peft writes `target_modules` from a set, in an order that changes with Python's string hashing; sort it so
+    that the same run gives the same adapter_config.json."""
+    path = adapter_dir / "adapter_config.json"
+    config = json.loads(path.read_text())
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
 def _sft_then_merge(run: RunSpec, model, tokenizer, sft_pairs: pd.DataFrame, work_dir: Path, log: _JsonlLog,
                     device: str):
     """The SFT phase of an SFT-then-DPO run (skipped when a previous attempt finished it), merged into the base."""
@@ -423,6 +434,8 @@ def _sft_then_merge(run: RunSpec, model, tokenizer, sft_pairs: pd.DataFrame, wor
         trainer, _, _ = _fit("sft", run, model, tokenizer, sft_dataset(sft_pairs), work_dir / "sft", log, device,
                              run.sft_epochs, run.sft_learning_rate)
         trainer.save_model(str(adapter))
+        if trainer.accelerator.is_main_process:
+            _stable_adapter_config(adapter)
         trainer.accelerator.wait_for_everyone()
         model = trainer.accelerator.unwrap_model(trainer.model)
         return model.merge_and_unload()
