@@ -107,8 +107,12 @@ def _check_item(args, params: Params) -> str | None:
         return f"stage {stage} takes no --item" if name else None
     if name is None:
         return f"stage {stage} needs --item NAME (one of train.runs: {', '.join(params.train.runs) or 'none'})"
-    if name not in params.train.runs:
-        return f"{args.params}: run {name!r} is not in train.runs; defined runs: {', '.join(params.train.runs) or 'none'}"
+    from personalign.training import TrainingDataError, resolve_run
+
+    try:
+        resolve_run(name, params.train, params.base.seed)
+    except TrainingDataError as exc:
+        return f"{args.params}: {exc}"
     return None
 
 

@@ -187,7 +187,6 @@ class TrainRun(_Section):
         return self
 
 
-
 class TrainParams(_Section):
     """`train`: stage 3, one DVC stage instance per entry of `runs`."""
 
