@@ -1,4 +1,5 @@
-"""Reference-free scoring throughput: `personalign.scoring.score_pairs` (batched, each prompt encoded once per pair)
+"""Reference-free scoring throughput: `personalign.scoring.score_pairs` (batched, each prompt encoded once per pair,
+the prefix a batch's prompts share once per batch)
 vs a straightforward per-pair fp32 loop (two full forwards per pair), same model, same pairs, one run.
 
     python benchmarks/score_throughput.py [--pairs 64] [--prefix gold] [--batch-size 16]
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from personalign.models import load_base
 from personalign.prompts import chat, prefixed_prompt
 from personalign.records import read_records
-from personalign.scoring import encode_pairs, score_pairs
+from personalign.scoring import encode_pairs, prefix_batches, score_pairs
 
 
 def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:
@@ -80,7 +81,8 @@ def main() -> None:
     bf16, bf16_s = timed(lambda: score_pairs(model, tokenizer, pairs, args.batch_size, autocast_bf16=True))
 
     encoded = encode_pairs(tokenizer, pairs)
-    tokens = sum(len(p) + len(c) + len(r) for p, c, r in encoded)  # what the scorer runs through the model
+    tokens = sum(shared + sum(len(encoded[i][0]) - shared + len(encoded[i][1]) + len(encoded[i][2]) for i in index)
+                 for index, shared in prefix_batches([p for p, _, _ in encoded], args.batch_size))  # what it runs
     head_rows = sum(1 + len(c) + len(r) for _, c, r in encoded)  # positions whose logits are computed
     embedding = model.get_input_embeddings().weight.numel()  # tied: also the LM head
     body = sum(p.numel() for p in model.parameters()) - embedding

@@ -11,10 +11,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class StubServer:
     """POST /v1/chat/completions answers deterministically from the request; `script` holds failures to serve
-    first, one per request: "429", "500", "timeout" (sleeps past the client's timeout), "malformed"."""
+    first, one per request: "429", "500", "timeout" (sleeps past the client's timeout), "malformed"; `replies`
+    holds message texts to answer with, one per successful request, before the deterministic default."""
 
     def __init__(self, timeout_sleep: float = 1.5):
         self.script: list[str] = []
+        self.replies: list[str] = []
         self.requests: list[dict] = []
         self.auth_headers: list[str | None] = []
         self.timeout_sleep = timeout_sleep
@@ -36,7 +38,11 @@ class StubServer:
                     return
                 if action == "timeout":
                     time.sleep(stub.timeout_sleep)
-                payload = b"{not json" if action == "malformed" else json.dumps(stub.answer(body)).encode()
+                if action == "malformed":
+                    payload = b"{not json"
+                else:
+                    reply = stub.replies.pop(0) if stub.replies else None
+                    payload = json.dumps(stub.answer(body, reply)).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
@@ -50,9 +56,9 @@ class StubServer:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @staticmethod
-    def answer(body: dict) -> dict:
+    def answer(body: dict, reply: str | None = None) -> dict:
         digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:8]
-        text = f"The user {digest} values careful, well-reasoned answers."
+        text = f"The user {digest} values careful, well-reasoned answers." if reply is None else reply
         return {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}}], "model": body["model"]}
 
     @property

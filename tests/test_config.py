@@ -45,7 +45,9 @@ def test_params_yaml_matches_the_defaults():
         ({"build_data": {"axes": ["food"]}}, "build_data.axes: unknown axis 'food'; allowed: politics, diet, sports"),
         ({"build_data": {"top_p": 1.5}}, "build_data.top_p = 1.5 is out of range; must be <= 1.0"),
         ({"build_data": {"batch_size": 2.5}}, "build_data.batch_size must be of type int (got float 2.5)"),
-        ({"judge": {"backend": "gpt5"}}, "judge.backend = 'gpt5' is not allowed; allowed values: 'simulated'"),
+        ({"judge": {"backend": "gpt5"}}, "judge.backend = 'gpt5' is not allowed; allowed values: 'simulated', 'hf' or"),
+        ({"judge": {"backend": "hf"}}, "judge: backend 'hf' needs model = <Hugging Face id or local directory>"),
+        ({"judge": {"backend": "openai", "model": "m"}}, "judge: backend 'openai' needs base_url = http(s)://"),
         (
             {"build_data": {"quality_keep": 2, "diversity_k": 4}},
             "need diversity_k <= quality_keep <= candidates_per_question",

@@ -1,12 +1,30 @@
-"""The simulated judge: deterministic, symmetric under swapped order, transitive without noise."""
+"""The judges: the simulated one (deterministic, symmetric under swapped order, transitive without noise), both-orders
+outcomes, the hf judge on the tiny random model and the openai judge against a real HTTP stub; caching and keys."""
 
 from __future__ import annotations
 
 import itertools
 
 import pytest
+from openai_stub import StubServer
 
-from personalign.judge import JudgeContext, SimulatedJudge, repeated_trigram_share
+from personalign.config import JudgeParams
+from personalign.generation import GenerationCache
+from personalign.judge import (
+    HFJudge,
+    JudgeContext,
+    JudgeError,
+    OpenAIJudge,
+    SimulatedJudge,
+    both_orders,
+    make_judge,
+    parse_label_g4,
+    parse_prometheus,
+    repeated_trigram_share,
+    single_token_ids,
+)
+from personalign.prompts import JUDGE_RESULT_PREFIX, LABEL_ANSWER_PREFIX_G4, LABEL_KEY_G4
+from personalign.win_rates import win_tie_loss
 
 RESPONSES = [
     "Try a chickpea and spinach curry with coconut milk; it is entirely plant-based and ready in twenty minutes.",
@@ -86,3 +104,263 @@ def test_repetitive_answers_lose_quality(embedder):
     bad = "roast vegetables roast vegetables roast vegetables roast vegetables roast vegetables"
     q = judge.quality("How do I roast vegetables?", [good, bad])
     assert q[0] > q[1]
+
+
+# --- both orders -------------------------------------------------------------------------------------------------
+
+
+class ScriptedJudge:
+    """Pure-logic stand-in: the verdict for (first, second) is looked up, so both_orders is tested in isolation."""
+
+    def __init__(self, forward: str, backward: str):
+        self.verdicts = {("x", "y"): forward, ("y", "x"): backward}
+
+    def verdict(self, ctx, first, second, aspect):
+        return self.verdicts[(first, second)]
+
+
+@pytest.mark.parametrize(
+    "forward, backward, outcome",
+    [
+        ("first", "second", "a"),
+        ("second", "first", "b"),
+        ("first", "first", "tie"),  # each order prefers the response shown first: position bias, not a preference
+        ("second", "second", "tie"),
+        ("tie", "second", "tie"),
+        ("first", "tie", "tie"),
+        ("tie", "tie", "tie"),
+        ("invalid", "second", "invalid"),
+        ("first", "invalid", "invalid"),
+        ("invalid", "tie", "invalid"),
+    ],
+)
+def test_both_orders(forward, backward, outcome):
+    assert both_orders(ScriptedJudge(forward, backward), None, "x", "y", "quality") == outcome
+
+
+def test_both_orders_of_the_simulated_judge_mirror_when_the_pair_is_swapped(embedder, ctx):
+    judge = make(embedder)
+    mirror = {"a": "b", "b": "a", "tie": "tie"}
+    for x, y in itertools.combinations(RESPONSES, 2):
+        for aspect in ("personalization", "quality"):
+            assert both_orders(judge, ctx, y, x, aspect) == mirror[both_orders(judge, ctx, x, y, aspect)]
+
+
+# --- the hf judge ----------------------------------------------------------------------------------------------
+
+SIMPLE = JudgeContext("vegan-1", "A vegan home cook who avoids all animal products.", (), "What should I cook tonight?")
+
+
+def count_forwards(model) -> tuple[list[int], object]:
+    calls: list[int] = []
+    return calls, model.register_forward_hook(lambda *_: calls.append(1))
+
+
+def reference_logprobs(model, tokenizer, text: str, options: tuple[str, str]) -> tuple[float, float]:
+    """The answer log-probs computed directly from the model, independently of HFJudge's caching and batching."""
+    import torch
+
+    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    with torch.inference_mode():
+        logprobs = model(input_ids=ids).logits[0, -1].float().log_softmax(-1)
+    return tuple(float(torch.logsumexp(logprobs[single_token_ids(tokenizer, w)], 0)) for w in options)
+
+
+def test_answer_tokens_are_single_tokens_spelling_the_answer(tiny):
+    _, tokenizer = tiny
+    for word in ("A", "B", "true", "false"):
+        ids = single_token_ids(tokenizer, word)
+        assert ids and all(tokenizer.decode([i]).strip() == word for i in ids)
+    with pytest.raises(ValueError, match="no single token"):
+        single_token_ids(tokenizer, "Response A is clearly better")
+
+
+def test_hf_verdicts_are_deterministic_and_follow_the_answer_logits_in_each_order(tiny):
+    model, tokenizer = tiny
+    one, two = HFJudge(model, tokenizer, "tiny", tie_margin=0.0), HFJudge(model, tokenizer, "tiny", tie_margin=0.0)
+    x, y = RESPONSES[0], RESPONSES[1]
+    for aspect in ("personalization", "quality"):
+        assert one.option_logprobs(SIMPLE, x, y, aspect) == two.option_logprobs(SIMPLE, x, y, aspect)
+        verdicts = {}
+        for first, second in ((x, y), (y, x)):
+            text = one.prompt_text(SIMPLE, first, second, aspect)
+            assert text.endswith(JUDGE_RESULT_PREFIX) and f"Response A:\n{first}\n" in text
+            lp_a, lp_b = reference_logprobs(model, tokenizer, text, ("A", "B"))
+            assert one.option_logprobs(SIMPLE, first, second, aspect) == pytest.approx((lp_a, lp_b), abs=1e-5)
+            verdicts[first] = one.verdict(SIMPLE, first, second, aspect)
+            assert verdicts[first] == ("first" if lp_a > lp_b else "second")
+        expected = {("first", "second"): "a", ("second", "first"): "b"}.get((verdicts[x], verdicts[y]), "tie")
+        assert both_orders(one, SIMPLE, x, y, aspect) == expected
+        assert both_orders(one, SIMPLE, y, x, aspect) == {"a": "b", "b": "a", "tie": "tie"}[expected]
+
+
+def test_hf_tie_margin(tiny):
+    model, tokenizer = tiny
+    judge = HFJudge(model, tokenizer, "tiny", tie_margin=1.0)
+    lp_a, lp_b = judge.option_logprobs(SIMPLE, RESPONSES[0], RESPONSES[1], "quality")
+    assert abs(lp_a - lp_b) < 1.0  # a random model barely separates the letters
+    assert judge.verdict(SIMPLE, RESPONSES[0], RESPONSES[1], "quality") == "tie"
+
+
+def test_hf_labels_use_the_g4_prompt_and_compare_true_with_false(tiny):
+    model, tokenizer = tiny
+    judge = HFJudge(model, tokenizer, "tiny")
+    text = judge.prompt_text(SIMPLE, RESPONSES[0], RESPONSES[1], "label")
+    assert text.endswith(LABEL_ANSWER_PREFIX_G4) and SIMPLE.persona_text in text
+    assert f"### Output (a) for example 3:\n\n{RESPONSES[0]}" in text
+    lp_true, lp_false = reference_logprobs(model, tokenizer, text, ("true", "false"))
+    assert judge.prefers(SIMPLE, RESPONSES[0], RESPONSES[1]) is (lp_true > lp_false)
+
+
+def test_hf_judgments_are_cached_across_reopening(tiny, tmp_path):
+    model, tokenizer = tiny
+    path = tmp_path / "judgments.sqlite"
+    calls, hook = count_forwards(model)
+    try:
+        judge = HFJudge(model, tokenizer, "tiny", GenerationCache(path), tie_margin=0.0)
+        first = judge.verdict(SIMPLE, RESPONSES[0], RESPONSES[1], "personalization")
+        label = judge.prefers(SIMPLE, RESPONSES[0], RESPONSES[1])
+        assert len(calls) == 2 and len(judge.cache) == 2
+        assert judge.verdict(SIMPLE, RESPONSES[0], RESPONSES[1], "personalization") == first
+        del judge
+        again = HFJudge(model, tokenizer, "tiny", GenerationCache(path), tie_margin=0.0)
+        assert again.verdict(SIMPLE, RESPONSES[0], RESPONSES[1], "personalization") == first
+        assert again.prefers(SIMPLE, RESPONSES[0], RESPONSES[1]) == label
+        assert len(calls) == 2
+        again.verdict(SIMPLE, RESPONSES[1], RESPONSES[0], "personalization")  # the other order is its own judgment
+        assert len(calls) == 3
+    finally:
+        hook.remove()
+
+
+def test_make_judge_loads_an_hf_checkpoint(tiny, tmp_path):
+    model, tokenizer = tiny
+    model.save_pretrained(tmp_path / "judge")
+    tokenizer.save_pretrained(tmp_path / "judge")
+    params = JudgeParams(backend="hf", model=str(tmp_path / "judge"), tie_margin=0.0)
+    judge = make_judge(params, None, 0, GenerationCache(tmp_path / "j.sqlite"), device="cpu")
+    assert isinstance(judge, HFJudge) and judge.model_id.startswith(f"{tmp_path / 'judge'}@")
+    reference = HFJudge(model, tokenizer, "tiny", tie_margin=0.0)
+    assert judge.option_logprobs(SIMPLE, RESPONSES[0], RESPONSES[1], "quality") == pytest.approx(
+        reference.option_logprobs(SIMPLE, RESPONSES[0], RESPONSES[1], "quality"), abs=1e-5
+    )
+
+
+def test_make_judge_keeps_the_simulated_judge_by_default(embedder):
+    judge = make_judge(JudgeParams(), embedder, 7)
+    assert isinstance(judge, SimulatedJudge) and judge.seed == 7 and judge.tie_margin == 0.01
+
+
+# --- the openai judge ------------------------------------------------------------------------------------------
+
+KEY = "sk-judge-test-0123456789abcdef"
+
+
+@pytest.fixture()
+def server(monkeypatch):
+    monkeypatch.setenv("PERSONALIGN_JUDGE_KEY", KEY)
+    with StubServer() as stub:
+        yield stub
+
+
+def openai_judge(server, cache=None) -> OpenAIJudge:
+    params = JudgeParams(backend="openai", model="stub-judge", base_url=server.base_url,
+                         api_key_env="PERSONALIGN_JUDGE_KEY", timeout_s=5.0, max_retries=1, max_new_tokens=64)
+    judge = make_judge(params, None, 0, cache)
+    assert isinstance(judge, OpenAIJudge)
+    return judge
+
+
+@pytest.mark.parametrize(
+    "text, answer",
+    [
+        ("Feedback: Response A fits the persona. [RESULT] A", "A"),
+        ("Feedback: B is more relevant.\n[RESULT] B\n", "B"),
+        ("Feedback: ... [RESULT] (B)", "B"),
+        ("[RESULT] A. ", "A"),
+        ("Feedback: both are fine.", None),
+        ("[RESULT] A\nActually, on reflection, B.", None),
+        ("[RESULT] C", None),
+        ("The answer is A", None),
+        ("[RESULT] AB", None),
+    ],
+)
+def test_prometheus_results_are_parsed_strictly(text, answer):
+    assert parse_prometheus(text) == answer
+
+
+@pytest.mark.parametrize(
+    "text, answer",
+    [
+        (f'```\n{{"Concise explanation": "vegan", "{LABEL_KEY_G4}": true}}\n```', "A"),
+        (f'### Preferred output in JSON format for example 3:\n{{\n  "{LABEL_KEY_G4}": false\n}}', "B"),
+        (f'{{"{LABEL_KEY_G4}": "true"}}', None),
+        ('{"Concise explanation": "no decision"}', None),
+        (f'"{LABEL_KEY_G4}": true', None),
+        ("Output (a), clearly.", None),
+    ],
+)
+def test_g4_labels_are_parsed_strictly(text, answer):
+    assert parse_label_g4(text) == answer
+
+
+def test_openai_verdicts_are_parsed_and_the_request_is_the_rubric(server):
+    server.replies = ["Feedback: A is vegan. [RESULT] A", "Feedback: B is vegan. [RESULT] B"]
+    judge = openai_judge(server)
+    assert judge.verdict(SIMPLE, RESPONSES[0], RESPONSES[1], "personalization") == "first"
+    assert judge.verdict(SIMPLE, RESPONSES[1], RESPONSES[0], "personalization") == "second"
+    request = server.requests[0]
+    assert request["model"] == "stub-judge" and request["temperature"] == 0.0 and request["seed"] == 0
+    assert request["max_tokens"] == 64
+    system, user = request["messages"]
+    assert system["role"] == "system" and "fair judge" in system["content"]
+    assert SIMPLE.persona_text in user["content"] and SIMPLE.prompt in user["content"]
+    assert "align with the user's specified persona" in user["content"]
+    assert f"###Response A:\n{RESPONSES[0]}" in user["content"]
+
+
+def test_openai_malformed_output_is_asked_again_with_another_seed(server):
+    server.replies = ["I like both of them.", "Feedback: B is tastier. [RESULT] B"]
+    assert openai_judge(server).verdict(SIMPLE, RESPONSES[0], RESPONSES[1], "quality") == "second"
+    assert [r["seed"] for r in server.requests] == [0, 1]
+    assert "high-quality" in server.requests[0]["messages"][1]["content"]
+
+
+def test_openai_malformed_twice_is_invalid_and_counted(server):
+    server.replies = ["no idea", "[RESULT] maybe", "[RESULT] A"]
+    judge = openai_judge(server)
+    outcome = both_orders(judge, SIMPLE, RESPONSES[0], RESPONSES[1], "quality")
+    assert outcome == "invalid" and len(server.requests) == 3
+    tally = win_tie_loss([outcome, "a", "tie"])
+    assert tally["invalid"] == 1 and tally["n_valid"] == 2 and tally["win_pct"] == 50.0
+
+
+def test_openai_labels_follow_g4_and_refuse_to_guess(server):
+    server.replies = [f'{{"Concise explanation": "plant-based", "{LABEL_KEY_G4}": true}}', "no JSON", "still none"]
+    judge = openai_judge(server)
+    assert judge.prefers(SIMPLE, RESPONSES[0], RESPONSES[1]) is True
+    user = server.requests[0]["messages"][1]["content"]
+    assert "simulate Donald Trump's preference" in user and SIMPLE.persona_text in user
+    assert f"### Output (b) for example 3:\n\n{RESPONSES[1]}" in user
+    with pytest.raises(JudgeError, match="persona 'vegan-1' on prompt 'What should I cook tonight") as info:
+        judge.prefers(SIMPLE, RESPONSES[2], RESPONSES[3])
+    assert KEY not in str(info.value)
+
+
+def test_openai_judgments_survive_a_kill_and_the_key_stays_out_of_the_cache(server, tmp_path):
+    path = tmp_path / "judgments.sqlite"
+    pairs = [(RESPONSES[i], RESPONSES[j]) for i, j in ((0, 1), (1, 2), (2, 3), (3, 4))]
+    server.replies = ["[RESULT] A", "[RESULT] B", "[RESULT] B", "[RESULT] A"]
+    killed = openai_judge(server, GenerationCache(path))
+    done = [killed.verdict(SIMPLE, x, y, "personalization") for x, y in pairs[:2]]
+    del killed  # the run dies here; what it judged is committed
+    resumed = openai_judge(server, GenerationCache(path))
+    verdicts = [resumed.verdict(SIMPLE, x, y, "personalization") for x, y in pairs]
+    assert verdicts[:2] == done == ["first", "second"] and verdicts[2:] == ["second", "first"]
+    assert len(server.requests) == 4  # the resumed run asked only for the two it had not judged
+    rerun = openai_judge(server, GenerationCache(path))
+    assert [rerun.verdict(SIMPLE, x, y, "personalization") for x, y in pairs] == verdicts
+    assert len(server.requests) == 4
+    assert server.auth_headers == [f"Bearer {KEY}"] * 4
+    stored = b"".join(f.read_bytes() for f in tmp_path.iterdir())
+    assert stored and KEY.encode() not in stored

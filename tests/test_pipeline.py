@@ -46,6 +46,15 @@ DETERMINISTIC_OUTPUTS = [
     "results/train/sft_gold/metrics.json",
     "figures/train/dpo.png",
     "figures/train/dpo.pdf",
+    "results/scores/examples.csv",
+    "results/scores/metrics.json",
+    "figures/accuracy_cells.csv",
+    "figures/accuracy_prefixes.png",
+    "figures/accuracy_sensitivity.pdf",
+    "results/generate_judge/generations.jsonl",
+    "results/generate_judge/judgments.csv",
+    "figures/table_whose_boat.md",
+    "figures/table3_prefix_winrates.tex",
 ]
 KEY_VARIABLE = "PERSONALIGN_SMOKE_KEY"
 KEY = "sk-smoke-" + secrets.token_hex(12)  # made at run time, so no source file contains it
@@ -205,13 +214,63 @@ def test_every_train_run_writes_its_adapter_curve_metrics_and_notebook(smoke_run
     assert "results/train/dpo/curve.csv" in plots
 
 
+def test_stage_4_scores_every_system_and_condition(smoke_runs):
+    import pandas as pd
+
+    repo = smoke_runs[0]
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    examples = pd.read_csv(repo / "results/scores/examples.csv")
+    records = read_records(repo / "data/records.jsonl")
+    test = records[records.split == "test"]
+    assert set(examples.system) == {"base", *params["train"]["runs"]}
+    for (system, condition), cell in examples.groupby(["system", "condition"]):
+        expected = (test.user_id == "samuel_akinlade").sum() if system.startswith("pm_") else len(test)
+        assert len(cell) == cell.id.nunique() == expected, (system, condition)
+    mt = examples[examples.system == "mt_tag_f0"]
+    assert set(mt.condition) == {"seen_prefix", "shuffled_prefix", "no_prefix"}
+    assert mt.seen.any() and not mt.seen.all()  # the held-out fold's users are unseen
+    trained = examples[~examples.system.isin(["base", "sft_gold"])]
+    assert trained.implicit_correct.notna().all()
+    assert examples[examples.system == "sft_gold"].implicit_correct.isna().all()  # SFT has no reference model
+    metrics = json.loads(dvc("metrics", "show", "--json", cwd=repo).stdout)
+    shown = {path for workspace in metrics.values() for path in workspace["data"]}
+    assert "results/scores/metrics.json" in shown
+    cells = (repo / "figures/accuracy_cells.md").read_text()
+    assert "mt_tag_f0" in cells and "shuffled_prefix" in cells
+    notebook = json.loads((repo / "notebooks/rendered/04_score.ipynb").read_text())
+    assert any(o.get("data", {}).get("image/png") for c in notebook["cells"] for o in c.get("outputs", []))
+
+
+def test_stage_5_judges_every_comparison_in_both_orders(smoke_runs):
+    import pandas as pd
+
+    repo = smoke_runs[0]
+    settings = yaml.safe_load((repo / "params.yaml").read_text())["generate_judge"]
+    generations = pd.read_json(repo / "results/generate_judge/generations.jsonl", lines=True)
+    users = read_personas(repo / "data/personas.jsonl").user_id
+    prompts = len(users) * 2 * settings["prompts_per_type"]
+    settings_count = len(settings["whose_boat"]["persona_sides"]) * len(settings["whose_boat"]["persona_sources"])
+    assert len(generations) == prompts * (2 * settings_count + 4)
+    judgments = pd.read_csv(repo / "results/generate_judge/judgments.csv")
+    assert len(judgments) == prompts * (settings_count + 6)  # PT vs DPO per setting; all 6 pairs of 4 systems
+    assert set(judgments.personalization) | set(judgments.quality) <= {"a", "b", "tie", "invalid"}
+    boat = (repo / "figures/table_whose_boat.md").read_text()
+    assert "PT + P" in boat and "ΔPQ" in boat
+    metrics = json.loads((repo / "results/generate_judge/metrics.json").read_text())
+    assert set(metrics["whose_boat"]) == {"chosen/gold", "chosen/retr", "rejected/gold", "rejected/retr"}
+    assert len(metrics["table3"]) == 6
+    notebook = json.loads((repo / "notebooks/rendered/05_generate_judge.ipynb").read_text())
+    assert any("Table 3 outcomes" in "".join(o.get("data", {}).get("text/markdown", ""))
+               for c in notebook["cells"] for o in c.get("outputs", []))
+
+
 def test_editing_one_runs_learning_rate_reruns_that_run_only(smoke_runs):
     repo = smoke_runs[1]
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["train"]["runs"]["dpo"]["learning_rate"] = 0.002
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = json.loads(dvc("status", "--json", cwd=repo).stdout)
-    assert set(status) == {"train@dpo"}
+    assert set(status) == {"train@dpo", "score", "generate_judge"}  # the evaluation stages read train.runs
 
 
 def test_two_gloo_processes_agree_on_steps_and_losses(smoke_runs):

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from personalign.prompts import chat
-from personalign.scoring import score_pairs
+from personalign.scoring import prefix_batches, score_pairs
 
 WORDS = "the a user likes short long answers with detail plain kind of food politics diet running tea maps".split()
 
@@ -73,3 +73,28 @@ def test_an_empty_response_is_refused(tiny):
     pairs = random_pairs(2, seed=5).assign(rejected=["ok", ""])
     with pytest.raises(ValueError, match="pair 'p1': an empty response cannot be scored"):
         score_pairs(*tiny, pairs)
+
+
+def test_prefix_batches_cover_every_prompt_once_and_share_only_common_tokens():
+    rng = np.random.default_rng(0)
+    heads = [list(rng.integers(5, 50, size=int(n))) for n in (40, 3, 25)]
+    prompts = [heads[i % 3] + list(rng.integers(5, 50, size=int(rng.integers(1, 9)))) for i in range(40)]
+    batches = prefix_batches(prompts, batch_size=6)
+    assert sorted(i for index, _ in batches for i in index) == list(range(40))
+    for index, shared in batches:
+        assert len(index) <= 6
+        assert all(prompts[i][:shared] == prompts[index[0]][:shared] and len(prompts[i]) > shared for i in index)
+    assert max(shared for _, shared in batches) >= 40  # the long head is encoded once per batch
+
+
+def test_pairs_sharing_a_user_prefix_match_the_slow_reference(tiny):
+    model, tokenizer = tiny
+    pairs = random_pairs(14, seed=6)
+    persona = {0: "A long persona text about a user who likes tea and maps " * 4, 1: "Short persona, plain answers."}
+    pairs = pairs.assign(prompt=[f"{persona[i % 2]}\n\n{x}" for i, x in enumerate(pairs.prompt)])
+    scores = score_pairs(model, tokenizer, pairs, batch_size=4)
+    for row, pair in zip(scores.itertuples(), pairs.itertuples()):
+        chosen, n_chosen = reference_mean_logp(model, tokenizer, pair.prompt, pair.chosen)
+        rejected, n_rejected = reference_mean_logp(model, tokenizer, pair.prompt, pair.rejected)
+        assert row.chosen_logp / n_chosen == pytest.approx(chosen / n_chosen, abs=1e-5)
+        assert row.rejected_logp / n_rejected == pytest.approx(rejected / n_rejected, abs=1e-5)

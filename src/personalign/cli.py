@@ -15,6 +15,8 @@ STAGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "build_data": ("01_build_data.ipynb", ("base", "build_data", "judge")),
     "infer_personas": ("02_infer_personas.ipynb", ("base", "prefixes", "generators", "judge")),
     "train": ("03_train.ipynb", ("base", "train")),
+    "score": ("04_score.ipynb", ("base", "prefixes", "train", "score")),
+    "generate_judge": ("05_generate_judge.ipynb", ("base", "judge", "train", "generate_judge")),
 }
 ITEM_STAGES = {"train"}  # stages fanned out by DVC `foreach`: one notebook run per item (`--item NAME`)
 

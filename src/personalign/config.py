@@ -74,12 +74,31 @@ class BuildDataParams(_Section):
 
 
 class JudgeParams(_Section):
-    """`judge`: which judge labels preferences and judges win rates, and the simulated judge's knobs."""
+    """`judge`: which judge labels preferences and judges win rates: `simulated` (noise and quality_weight are its
+    knobs), `hf` (a local causal LM: HF id or local directory) or `openai` (an OpenAI-compatible endpoint; the key
+    is read from the environment variable named in `api_key_env`, never from this file). tie_margin: |score
+    difference| below it is a tie (simulated: utility, hf: log-probability of the answer letter)."""
 
-    backend: Literal["simulated"] = "simulated"
+    backend: Literal["simulated", "hf", "openai"] = "simulated"
     noise: float = Field(0.0, ge=0.0, le=10.0)
     quality_weight: float = Field(0.1, ge=0.0, le=10.0)
     tie_margin: float = Field(0.01, ge=0.0, le=1.0)
+    model: str = ""
+    base_url: str = ""
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: float = Field(60.0, gt=0.0, le=3600.0)
+    max_retries: int = Field(5, ge=0, le=20)
+    max_new_tokens: int = Field(256, ge=8, le=8192)
+
+    @model_validator(mode="after")
+    def _complete(self) -> JudgeParams:
+        if self.backend == "hf" and not self.model:
+            raise ValueError("backend 'hf' needs model = <Hugging Face id or local directory>")
+        if self.backend == "openai" and not self.model:
+            raise ValueError("backend 'openai' needs model = <the endpoint's model name>")
+        if self.backend == "openai" and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError("backend 'openai' needs base_url = http(s)://host[:port]/v1")
+        return self
 
 
 class GeneratorParams(_Section):
@@ -194,6 +213,67 @@ class TrainParams(_Section):
     runs: dict[str, TrainRun] = Field(default_factory=dict)
 
 
+class AlignmentTaxParams(_Section):
+    """Out-of-domain checks (WikiPersona §4.3): local files, each optional; a set without a file is skipped."""
+
+    runs: list[str] = Field(default_factory=list)
+    limit: int = Field(40, ge=1, le=1_000_000)
+    beavertails: str = "../shared/data/persona_tailoring/BeaverTails"
+    rewardbench: str = ""
+    rewardbench_subsets: list[str] = Field(default_factory=lambda: ["refusals-dangerous", "refusals-offensive"])
+    arc: str = ""
+    piqa: str = ""
+    truthfulqa_mc1: str = ""
+
+
+class ScoreParams(_Section):
+    """`score`: stage 4, reference-free and implicit-reward accuracy of the base model and every trained run."""
+
+    base_prefixes: list[str] = Field(
+        default_factory=lambda: ["none", "tag", "name", "few_shot", "persona", "persona_strong", "gold"])
+    sensitivity: bool = True
+    batch_size: int = Field(16, ge=1, le=4096)
+    precision: Literal["bf16", "fp32"] = "bf16"
+    alignment_tax: AlignmentTaxParams = Field(default_factory=AlignmentTaxParams)
+
+    @field_validator("base_prefixes")
+    @classmethod
+    def _known_prefixes(cls, types: list[str]) -> list[str]:
+        unknown = [t for t in types if t not in PREFIX_TYPES]
+        if unknown:
+            raise ValueError(f"unknown prefix type {unknown[0]!r}; allowed: {', '.join(PREFIX_TYPES)}")
+        return types
+
+
+class WhoseBoatParams(_Section):
+    """The Whose Boat layout: PT + P vs DPO + P ("I am ..."), per persona side and source."""
+
+    dpo_run: str = "dpo"
+    pt_run: str = "pt_gold"
+    persona_sides: list[Literal["chosen", "rejected"]] = Field(default_factory=lambda: ["chosen", "rejected"])
+    persona_sources: list[Literal["gold", "retr", "world"]] = Field(default_factory=lambda: ["gold", "retr"])
+
+
+class PrefixTableParams(_Section):
+    """WikiPersona Table 3: all pairs among the base model and an MT run, each with and without its prefix."""
+
+    mt_run: str = "mt_persona_f0"
+    prefix: str = "persona"
+
+
+class GenerateJudgeParams(_Section):
+    """`generate_judge`: stage 5, sampled responses of the compared systems and pairwise win rates."""
+
+    prompts_per_type: int = Field(1, ge=1, le=1000)
+    max_new_tokens: int = Field(64, ge=1, le=4096)
+    temperature: float = Field(1.0, ge=0.0, le=5.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    batch_size: int = Field(16, ge=1, le=4096)
+    qualitative_examples: int = Field(3, ge=0, le=100)
+    whose_boat: WhoseBoatParams = Field(default_factory=WhoseBoatParams)
+    prefix_table: PrefixTableParams = Field(default_factory=PrefixTableParams)
+
+
 class Params(_Section):
     """The whole params file: one section per stage plus `base`."""
 
@@ -203,6 +283,8 @@ class Params(_Section):
     generators: GeneratorsParams = Field(default_factory=GeneratorsParams)
     prefixes: PrefixesParams = Field(default_factory=PrefixesParams)
     train: TrainParams = Field(default_factory=TrainParams)
+    score: ScoreParams = Field(default_factory=ScoreParams)
+    generate_judge: GenerateJudgeParams = Field(default_factory=GenerateJudgeParams)
 
 
 SECTIONS: dict[str, type[_Section]] = {

@@ -1,18 +1,45 @@
-"""Personal judges behind one interface; `simulated` is the deterministic embedding-utility judge of DESIGN.md."""
+"""Personal judges behind one interface: `simulated` (the deterministic embedding-utility judge of DESIGN.md), `hf`
+(a local causal LM read through its answer-token log-probs) and `openai` (an OpenAI-compatible endpoint), plus
+`both_orders`, the order-debiased pairwise outcome win rates are counted from. LLM judgments are cached."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
 
 from personalign.config import JudgeParams
 from personalign.embeddings import Embedder
+from personalign.generation import ChatPrompt, GenerationCache, OpenAIGenerator, Sampling, model_fingerprint
+from personalign.models import load_base
+from personalign.prompts import (
+    JUDGE_INSTRUCTION,
+    JUDGE_RELATIVE_PROMETHEUS,
+    JUDGE_RESULT_PREFIX,
+    JUDGE_RUBRICS,
+    JUDGE_SYSTEM_PROMETHEUS,
+    LABEL_ANSWER_PREFIX_G4,
+    LABEL_EXAMPLES_G4,
+    LABEL_KEY_G4,
+    LABEL_QUERY_G4,
+    LABEL_SYSTEM_G4,
+    chat,
+)
 from personalign.seeding import stable_seed
 
 Aspect = Literal["personalization", "quality"]
-Verdict = Literal["first", "second", "tie"]
+Verdict = Literal["first", "second", "tie", "invalid"]
+Outcome = Literal["a", "b", "tie", "invalid"]
+Rubric = Literal["personalization", "quality", "label"]
+
+
+class JudgeError(RuntimeError):
+    """An LLM judge gave no usable answer where one is required (a preference label)."""
 
 
 @dataclass(frozen=True)
@@ -30,7 +57,20 @@ class Judge(Protocol):
         """True when the persona prefers response `a` over `b`."""
 
     def verdict(self, ctx: JudgeContext, first: str, second: str, aspect: Aspect) -> Verdict:
-        """Pairwise verdict for win rates on one aspect; ties allowed."""
+        """Pairwise verdict for win rates on one aspect; ties allowed, "invalid" when the judge gave no answer."""
+
+
+def both_orders(judge: Judge, ctx: JudgeContext, a: str, b: str, aspect: Aspect) -> Outcome:
+    """`a` vs `b` judged as (a, b) and as (b, a): a side wins only if both orders pick it; a disagreement or a tie
+    is a tie; "invalid" if either order has no valid verdict."""
+    forward, backward = judge.verdict(ctx, a, b, aspect), judge.verdict(ctx, b, a, aspect)
+    if "invalid" in (forward, backward):
+        return "invalid"
+    if (forward, backward) == ("first", "second"):
+        return "a"
+    if (forward, backward) == ("second", "first"):
+        return "b"
+    return "tie"
 
 
 def repeated_trigram_share(text: str) -> float:
@@ -96,8 +136,187 @@ class SimulatedJudge:
         return "first" if s1 > s2 else "second"
 
 
-def make_judge(params: JudgeParams, embedder: Embedder, seed: int) -> SimulatedJudge:
-    """The judge that `judge.backend` names."""
+def judgment_key(backend: str, model_id: str, rubric: Rubric, request: str) -> str:
+    """Cache key of one judgment; `request` is the rendered prompt, so it covers the persona text, the user prompt,
+    both responses in their order, and the template itself."""
+    payload = json.dumps(["judgment", backend, model_id, rubric, request])
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def rubric_prompt(ctx: JudgeContext, first: str, second: str, rubric: Rubric) -> ChatPrompt:
+    """The judge's request: Prometheus relative grading for an aspect, WikiPersona G.4 for a label."""
+    if rubric == "label":
+        query = LABEL_QUERY_G4.format(persona=ctx.persona_text, x=ctx.prompt, first=first, second=second)
+        return ChatPrompt(f"{LABEL_EXAMPLES_G4}\n\n{query}", LABEL_SYSTEM_G4)
+    instruction = JUDGE_INSTRUCTION.format(persona=ctx.persona_text, x=ctx.prompt)
+    user = JUDGE_RELATIVE_PROMETHEUS.format(
+        instruction=instruction, first=first, second=second, rubric=JUDGE_RUBRICS[rubric]
+    )
+    return ChatPrompt(user, JUDGE_SYSTEM_PROMETHEUS)
+
+
+def single_token_ids(tokenizer, word: str) -> list[int]:
+    """The ids of the single tokens that spell `word`, with or without a leading space (how a tokenizer may
+    continue the answer prefix); ValueError if it has none."""
+    ids = set()
+    for variant in (word, " " + word):
+        encoded = tokenizer.encode(variant, add_special_tokens=False)
+        if len(encoded) == 1 and tokenizer.decode(encoded).strip() == word:
+            ids.add(encoded[0])
+    if not ids:
+        raise ValueError(f"the judge's tokenizer has no single token for {word!r}")
+    return sorted(ids)
+
+
+class HFJudge:
+    """A local causal LM as judge, read without free text: the prompt ends inside the assistant turn where the answer
+    starts ("[RESULT]" for an aspect, the G.4 boolean field for a label) and the judge compares the next-token
+    log-probability of the two answers (A vs B; true vs false), each with its probability summed over the single
+    tokens that spell it.
+    It never returns "invalid"; |logp(A) - logp(B)| < tie_margin is a tie. The two log-probs are cached per
+    judgment, so a rerun (or another tie margin) needs no forward pass."""
+
+    backend = "hf"
+    OPTIONS = {"personalization": ("A", "B"), "quality": ("A", "B"), "label": ("true", "false")}
+
+    def __init__(self, model, tokenizer, model_id: str, cache: GenerationCache | None = None, tie_margin: float = 0.01):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.model_id = model_id
+        self.cache = cache
+        self.tie_margin = tie_margin
+        self.option_ids = {w: single_token_ids(tokenizer, w) for pair in self.OPTIONS.values() for w in pair}
+
+    def prompt_text(self, ctx: JudgeContext, first: str, second: str, rubric: Rubric) -> str:
+        """The exact text the model reads, ending where the answer token goes."""
+        prompt = rubric_prompt(ctx, first, second, rubric)
+        prefix = LABEL_ANSWER_PREFIX_G4 if rubric == "label" else JUDGE_RESULT_PREFIX
+        return chat(self.tokenizer, prompt.system, prompt.user, prefix)
+
+    def option_logprobs(self, ctx: JudgeContext, first: str, second: str, rubric: Rubric) -> tuple[float, float]:
+        """Next-token log-probabilities of the answer for `first` (A / true) and for `second` (B / false)."""
+        import torch
+
+        text = self.prompt_text(ctx, first, second, rubric)
+        key = judgment_key(self.backend, self.model_id, rubric, text)
+        cached = self.cache.get_many([key]) if self.cache is not None else {}
+        if key in cached:
+            lp_first, lp_second = json.loads(cached[key])
+            return lp_first, lp_second
+        ids = torch.tensor([self.tokenizer(text, add_special_tokens=False)["input_ids"]], device=self.model.device)
+        with torch.inference_mode():
+            logits = self.model(input_ids=ids, logits_to_keep=1).logits[0, -1].float()
+        logprobs = logits.log_softmax(-1).cpu()
+        lp_first, lp_second = (
+            float(torch.logsumexp(logprobs[self.option_ids[w]], 0)) for w in self.OPTIONS[rubric]
+        )
+        if self.cache is not None:
+            self.cache.put_many({key: json.dumps([lp_first, lp_second])})
+        return lp_first, lp_second
+
+    def prefers(self, ctx: JudgeContext, a: str, b: str) -> bool:
+        """G.4 with `a` as Output (a): true is more likely than false (one order, as the paper labels)."""
+        lp_true, lp_false = self.option_logprobs(ctx, a, b, "label")
+        return lp_true > lp_false
+
+    def verdict(self, ctx: JudgeContext, first: str, second: str, aspect: Aspect) -> Verdict:
+        lp_a, lp_b = self.option_logprobs(ctx, first, second, aspect)
+        if abs(lp_a - lp_b) < self.tie_margin:
+            return "tie"
+        return "first" if lp_a > lp_b else "second"
+
+
+_PROMETHEUS_RESULT = re.compile(r"\[RESULT\]\s*\(?([AB])\)?\.?\s*$")
+_JSON_OBJECT = re.compile(r"\{[^{}]*\}")
+
+
+def parse_prometheus(text: str) -> str | None:
+    """"A" or "B" from an output ending in "[RESULT] A" / "[RESULT] B" (optionally "(A)", a final period);
+    None otherwise."""
+    match = _PROMETHEUS_RESULT.search(text)
+    return match.group(1) if match else None
+
+
+def parse_label_g4(text: str) -> str | None:
+    """"A" (Output (a) is better) or "B" from the last JSON object in a G.4 answer, which must hold the boolean
+    field; None otherwise."""
+    objects = _JSON_OBJECT.findall(text)
+    if not objects:
+        return None
+    try:
+        answer = json.loads(objects[-1])
+    except ValueError:
+        return None
+    value = answer.get(LABEL_KEY_G4) if isinstance(answer, dict) else None
+    if not isinstance(value, bool):
+        return None
+    return "A" if value else "B"
+
+
+class OpenAIJudge:
+    """An OpenAI-compatible endpoint as judge, sent through OpenAIGenerator (its retries, its cache of raw outputs)
+    at temperature 0. The answer is parsed strictly (Prometheus "[RESULT] A|B"; the G.4 JSON boolean); a malformed
+    output is asked again once with another seed (attempt i sends seed i), then the verdict is "invalid", never a
+    guess. A label (`prefers`) without a valid answer raises JudgeError naming the persona and the prompt, since a
+    preference pair cannot be built from it. Parsed answers, "invalid" included, are cached per judgment."""
+
+    backend = "openai"
+    ATTEMPTS = 2
+
+    def __init__(
+        self, model: str, base_url: str, api_key_env: str, timeout_s: float = 60.0, max_retries: int = 5,
+        cache: GenerationCache | None = None, max_new_tokens: int = 256,
+    ):
+        self.generator = OpenAIGenerator(model, base_url, api_key_env, cache, timeout_s, max_retries)
+        self.model_id = model
+        self.cache = cache
+        self.sampling = Sampling(max_new_tokens=max_new_tokens, temperature=0.0, top_p=1.0)
+
+    def answer(self, ctx: JudgeContext, first: str, second: str, rubric: Rubric) -> str:
+        """"A" (first is better), "B" (second is better) or "invalid"."""
+        prompt = rubric_prompt(ctx, first, second, rubric)
+        request = json.dumps([self.generator.request_text(prompt), asdict(self.sampling)])
+        key = judgment_key(self.backend, self.model_id, rubric, request)
+        cached = self.cache.get_many([key]) if self.cache is not None else {}
+        if key in cached:
+            return cached[key]
+        parse = parse_label_g4 if rubric == "label" else parse_prometheus
+        answer = "invalid"
+        for attempt in range(self.ATTEMPTS):
+            parsed = parse(self.generator.generate([prompt], self.sampling, [attempt], desc=f"judge {rubric}")[0])
+            if parsed is not None:
+                answer = parsed
+                break
+        if self.cache is not None:
+            self.cache.put_many({key: answer})
+        return answer
+
+    def prefers(self, ctx: JudgeContext, a: str, b: str) -> bool:
+        """G.4 with `a` as Output (a) (one order, as the paper labels); JudgeError when no valid answer came."""
+        answer = self.answer(ctx, a, b, "label")
+        if answer == "invalid":
+            raise JudgeError(
+                f"openai judge {self.model_id!r}: no valid G.4 label after {self.ATTEMPTS} tries for persona "
+                f"{ctx.persona_id!r} on prompt {ctx.prompt[:80]!r}"
+            )
+        return answer == "A"
+
+    def verdict(self, ctx: JudgeContext, first: str, second: str, aspect: Aspect) -> Verdict:
+        return {"A": "first", "B": "second", "invalid": "invalid"}[self.answer(ctx, first, second, aspect)]
+
+
+def make_judge(
+    params: JudgeParams, embedder: Embedder, seed: int, cache: GenerationCache | None = None, device: str = "auto"
+) -> Judge:
+    """The judge that `judge.backend` names; `cache` (a separate sqlite file, e.g. judgments.sqlite) holds the LLM
+    judges' judgments (the simulated judge needs none)."""
     if params.backend == "simulated":
         return SimulatedJudge(embedder, params.noise, params.quality_weight, params.tie_margin, seed)
-    raise ValueError(f"judge.backend = {params.backend!r} is not available")
+    if params.backend == "openai":
+        return OpenAIJudge(
+            params.model, params.base_url, params.api_key_env, params.timeout_s, params.max_retries, cache,
+            params.max_new_tokens,
+        )
+    model, tokenizer, _ = load_base(params.model, device)
+    model_id = f"{params.model}@{model_fingerprint(params.model)}" if Path(params.model).is_dir() else params.model
+    return HFJudge(model, tokenizer, model_id, cache, params.tie_margin)

@@ -1,15 +1,17 @@
 """Reference-free preference accuracy (WikiPersona Eq. 3): a pair is correct when the model's mean token log-prob of
 y_w exceeds that of y_l given the prompt (summed log-probs as an option, for safety-style sets). Batched, no
-gradients, each batch padded to its longest sequence, each prompt encoded once per pair (`shared_prompt`)."""
+gradients, each batch padded to its longest sequence; each prompt is encoded once for both responses, and the tokens
+a batch's prompts share at the start (one user's prefix) once for the whole batch. `completions_logps` does the same
+for any number of completions per prompt (multiple-choice questions)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from personalign.prompts import chat
-from personalign.shared_prompt import completion_logps
 
 
 def encode_pairs(tokenizer, pairs: pd.DataFrame) -> list[tuple[list[int], list[int], list[int]]]:
@@ -26,40 +28,48 @@ def encode_pairs(tokenizer, pairs: pd.DataFrame) -> list[tuple[list[int], list[i
     return encoded
 
 
-def _collate(batch: list[tuple[list[int], list[int], list[int]]], pad_id: int):
-    """trl's DPO layout: rows 0..B-1 prompt+chosen, B..2B-1 prompt+rejected, right-padded, with completion masks."""
-    rows = [p + c for p, c, _ in batch] + [p + r for p, _, r in batch]
-    masks = [[0] * len(p) + [1] * len(c) for p, c, _ in batch] + [[0] * len(p) + [1] * len(r) for p, _, r in batch]
-    width = max(map(len, rows))
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(rows), width), dtype=torch.long)
-    completion = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, (row, mask) in enumerate(zip(rows, masks)):
-        ids[i, : len(row)] = torch.tensor(row)
-        attention[i, : len(row)] = 1
-        completion[i, : len(mask)] = torch.tensor(mask)
-    return ids, attention, completion
+def prefix_batches(prompts: list[list[int]], batch_size: int) -> list[tuple[list[int], int]]:
+    """Batches of prompt indices, each with the number of leading tokens all its prompts share (encoded once).
+    Prompts are sorted by their tokens, so the prompts carrying one user's prefix sit together; a prompt joins the
+    current batch when that costs fewer tokens than starting a new one (the shared part may shrink for everyone in
+    it). Every prompt keeps at least one token of its own."""
+    order = sorted(range(len(prompts)), key=lambda i: prompts[i])
+    batches: list[tuple[list[int], int]] = []
+    members: list[int] = []
+    shared = 0
+    for i in order:
+        own = len(prompts[i]) - 1
+        if members:
+            first, common = prompts[members[0]], 0
+            while common < min(shared, own) and first[common] == prompts[i][common]:
+                common += 1
+            if len(members) < batch_size and (shared - common) * len(members) <= common:
+                members.append(i)
+                shared = common
+                continue
+            batches.append((members, shared if len(members) > 1 else 0))
+        members, shared = [i], own
+    if members:
+        batches.append((members, shared if len(members) > 1 else 0))
+    return batches
 
 
 @torch.inference_mode()
 def score_pairs(model, tokenizer, pairs: pd.DataFrame, batch_size: int = 16, summed: bool = False,
                 autocast_bf16: bool = False) -> pd.DataFrame:
     """Per pair: summed log-probs and token counts of y_w and y_l, and whether the pair is scored correct (mean token
-    log-prob by default, summed log-prob with `summed`). Pairs are batched in order of length (less padding) and
-    returned in the input order. `model` may be a PeftModel with the adapter to score active."""
+    log-prob by default, summed log-prob with `summed`), in the input order. `model` may be a PeftModel with the
+    adapter to score active."""
     encoded = encode_pairs(tokenizer, pairs)
     device = next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    order = np.argsort([len(p) + max(len(c), len(r)) for p, c, r in encoded], kind="stable")
     chosen_sum, rejected_sum = np.zeros(len(pairs)), np.zeros(len(pairs))
     was_training = model.training
     model.eval()
-    for start in range(0, len(order), batch_size):
-        index = order[start: start + batch_size]
-        ids, attention, completion = (t.to(device) for t in _collate([encoded[i] for i in index], pad_id))
+    for index, shared in prefix_batches([p for p, _, _ in encoded], batch_size):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast_bf16):
-            chosen, rejected = completion_logps(model, ids, attention, completion)
-        chosen_sum[index], rejected_sum[index] = chosen.double().cpu().numpy(), rejected.double().cpu().numpy()
+            sums = completions_logps(model, [encoded[i][0] for i in index],
+                                     [[encoded[i][1], encoded[i][2]] for i in index], shared)
+        chosen_sum[index], rejected_sum[index] = [s[0] for s in sums], [s[1] for s in sums]
     model.train(was_training)
     chosen_tokens = np.array([len(c) for _, c, _ in encoded])
     rejected_tokens = np.array([len(r) for _, _, r in encoded])
@@ -69,3 +79,56 @@ def score_pairs(model, tokenizer, pairs: pd.DataFrame, batch_size: int = 16, sum
         correct = chosen_sum / chosen_tokens > rejected_sum / rejected_tokens
     return pd.DataFrame({"id": list(pairs.id), "chosen_logp": chosen_sum, "chosen_tokens": chosen_tokens,
                          "rejected_logp": rejected_sum, "rejected_tokens": rejected_tokens, "correct": correct})
+
+
+@torch.inference_mode()
+def completions_logps(model, prompts: list[list[int]], completions: list[list[list[int]]],
+                      shared: int = 0) -> list[np.ndarray]:
+    """Summed log-probs of any number of completions per prompt (token ids), as one batch. The first `shared` tokens,
+    the same in every prompt, run through `model` once; the rest of each prompt once, left-padded after them; each
+    completion attends to its prompt's KV cache, right-padded, positions continuing after it. Returns one array per
+    prompt, in the order of its completions."""
+    device = next(model.parameters()).device
+    if any(len(p) <= shared for p in prompts) or any(not c for group in completions for c in group):
+        raise ValueError("an empty prompt or completion cannot be scored")
+    past = None
+    if shared:
+        past = model(input_ids=torch.tensor([prompts[0][:shared]], device=device), use_cache=True,
+                     logits_to_keep=1).past_key_values
+        past.batch_repeat_interleave(len(prompts))
+    rests = [p[shared:] for p in prompts]
+    width = max(map(len, rests))
+    rest_ids = torch.zeros((len(rests), width), dtype=torch.long)
+    prompt_mask = torch.ones((len(rests), shared + width), dtype=torch.long)
+    rest_pos = torch.zeros((len(rests), width), dtype=torch.long)
+    for i, rest in enumerate(rests):
+        rest_ids[i, width - len(rest):] = torch.tensor(rest)
+        prompt_mask[i, shared: shared + width - len(rest)] = 0
+        rest_pos[i, width - len(rest):] = torch.arange(shared, shared + len(rest))
+    prompt_mask = prompt_mask.to(device)
+    out = model(input_ids=rest_ids.to(device), attention_mask=prompt_mask, position_ids=rest_pos.to(device),
+                past_key_values=past, use_cache=True, logits_to_keep=1)
+    owner = torch.tensor([i for i, group in enumerate(completions) for _ in group], device=device)
+    cache = out.past_key_values
+    cache.reorder_cache(owner)  # one cache row per completion, its prompt's
+
+    rows = [c for group in completions for c in group]
+    span = max(map(len, rows))
+    completion_ids = torch.zeros((len(rows), span), dtype=torch.long)
+    valid = torch.zeros((len(rows), span), dtype=torch.bool)
+    for i, row in enumerate(rows):
+        completion_ids[i, : len(row)] = torch.tensor(row)
+        valid[i, : len(row)] = True
+    completion_ids, valid = completion_ids.to(device), valid.to(device)
+    prompt_len = torch.tensor(list(map(len, prompts)), device=device)
+    positions = prompt_len[owner].unsqueeze(1) + torch.arange(span, device=device)
+    mask = torch.cat([prompt_mask[owner], valid.long()], dim=1)
+    logits = model(input_ids=completion_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                   use_cache=True).logits
+
+    # Token j of a completion is predicted by the last prompt position (j = 0) or by completion token j - 1.
+    predictors = torch.cat([out.logits[owner][:, -1:], logits[:, :-1]], dim=1).float()
+    picked = torch.gather(predictors, 2, completion_ids.unsqueeze(2)).squeeze(2)
+    token_logps = picked - torch.logsumexp(predictors, dim=-1)
+    summed = (token_logps * valid).sum(dim=1).double().cpu().numpy()
+    return np.split(summed, np.cumsum([len(group) for group in completions])[:-1])

@@ -1,0 +1,175 @@
+"""Stage 5's head-to-head comparisons: evaluation prompts per user, the systems compared (a model — the base or a
+trained run's adapter — and how its prompt is built), seeded generation of their responses, both-orders pairwise
+judging of Personalization and Quality, and the W/T/L / win-rate / ΔPQ tables of the Whose Boat paper and
+WikiPersona Table 3."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from personalign.judge import Judge, JudgeContext, both_orders
+from personalign.prompts import PT_TEMPLATE, prefixed_prompt
+from personalign.seeding import stable_seed
+from personalign.win_rates import summary_row
+
+_THIRD_PERSON = {"is": "am", "has": "have", "does": "do", "was": "was"}
+
+
+class ComparisonInputError(ValueError):
+    """A comparison names a run, prefix or persona the earlier stages did not produce."""
+
+
+@dataclass(frozen=True)
+class System:
+    """A model (`base` or a run name) and how it is prompted: `none`, a prefix type (`tag`, `gold`, ...), `pt` (the
+    PT template with the row's persona) or `i_am` (the row's persona appended to the prompt as "I am ...")."""
+
+    name: str
+    model: str
+    prompting: str
+
+
+def first_person(persona: str) -> str:
+    """A persona sentence rewritten for the user to say ("The user is ..." -> "I am ..."); other texts are
+    introduced as "About me: ..."."""
+    match = re.match(r"^(?:The|This) (?:user|person) (\w+)\b(.*)$", persona.strip(), flags=re.S)
+    if not match:
+        return f"About me: {persona.strip()}"
+    verb, rest = match.groups()
+    verb = _THIRD_PERSON.get(verb, verb[:-1] if verb.endswith("s") and not verb.endswith("ss") else verb)
+    return f"I {verb}{rest}"
+
+
+def evaluation_prompts(test: pd.DataFrame, per_type: int, rng: np.random.Generator) -> pd.DataFrame:
+    """Per user, `per_type` personal and `per_type` divergent test pairs (distinct questions), drawn with `rng`
+    from the user's test pairs in id order; sorted by id."""
+    picked = []
+    for (_, _), rows in test.sort_values("id").groupby(["user_id", "question_type"], sort=True):
+        rows = rows.drop_duplicates("prompt")
+        picked.append(rows.iloc[np.sort(rng.permutation(len(rows))[:per_type])])
+    return pd.concat(picked).sort_values("id", ignore_index=True)
+
+
+def persona_texts(rows: pd.DataFrame, pair_personas: pd.DataFrame | None, side: str, source: str) -> list[str]:
+    """The persona of each evaluation row: the `chosen` or `rejected` side, inferred from the test pair itself
+    (`gold`, the Whose Boat P_gold) or retrieved from the nearest training prompt (`retr`); `world` is the world's
+    gold persona of the row's user (chosen side only)."""
+    if source == "world":
+        if side != "chosen":
+            raise ComparisonInputError("persona source 'world' has a chosen side only")
+        texts = list(rows.chosen_persona_gold)
+    else:
+        if pair_personas is None:
+            raise ComparisonInputError(f"persona source {source!r} needs stage 2's pair personas")
+        column = f"{side}_persona" + ("_retr" if source == "retr" else "")
+        lookup = dict(zip(pair_personas.id, pair_personas[column]))
+        texts = [lookup.get(i, "") for i in rows.id]
+    missing = [i for i, t in zip(rows.id, texts) if not t]
+    if missing:
+        raise ComparisonInputError(f"no {side} persona ({source}) for test pair {missing[0]!r}")
+    return texts
+
+
+def system_prompts(system: System, rows: pd.DataFrame, personas: list[str], prefixes: pd.DataFrame,
+                   prefix_seed: int = 0) -> list[str]:
+    """The user message `system` is given for each evaluation row."""
+    if system.prompting == "none":
+        return list(rows.prompt)
+    if system.prompting == "pt":
+        return [PT_TEMPLATE.format(x=x, persona=p) for x, p in zip(rows.prompt, personas)]
+    if system.prompting == "i_am":
+        return [f"{x}\n\n{first_person(p)}" for x, p in zip(rows.prompt, personas)]
+    table = prefixes[(prefixes.prefix_type == system.prompting) & (prefixes.seed == prefix_seed)]
+    lookup = dict(zip(table.user_id, table.text))
+    missing = sorted(set(rows.user_id) - set(lookup))
+    if missing:
+        raise ComparisonInputError(f"system {system.name!r}: no {system.prompting!r} prefix for user {missing[0]!r}")
+    return [prefixed_prompt(system.prompting, lookup[u], x) for u, x in zip(rows.user_id, rows.prompt)]
+
+
+def generation_seeds(base_seed: int, system: System, rows: pd.DataFrame, setting: str) -> list[int]:
+    """One sampling seed per (system, setting, evaluation row), independent of every other row."""
+    return [stable_seed(base_seed, "generate_judge", system.name, setting, i) for i in rows.id]
+
+
+def judge_comparison(judge: Judge, rows: pd.DataFrame, personas: list[str], test_responses: list[str],
+                     base_responses: list[str], progress=None) -> pd.DataFrame:
+    """Both-orders outcomes ("a": the test system wins) for Personalization (judged as the row's persona) and
+    Quality, one row per evaluation prompt."""
+    out = []
+    for row, persona, a, b in zip(rows.itertuples(), personas, test_responses, base_responses):
+        ctx = JudgeContext(f"{row.id}:{stable_seed(persona)}", persona, (), row.prompt)
+        out.append({"id": row.id, "user_id": row.user_id, "question_type": row.question_type,
+                    "personalization": both_orders(judge, ctx, a, b, "personalization"),
+                    "quality": both_orders(judge, ctx, a, b, "quality")})
+        if progress is not None:
+            progress.update()
+    return pd.DataFrame(out)
+
+
+def win_rate_table(outcomes: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """One row per comparison (grouped by `keys`): P and Q W/T/L %, win rates, ΔPQ, n and invalid counts."""
+    rows = []
+    for key, group in outcomes.groupby(keys, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append({**dict(zip(keys, key)), **summary_row(group.personalization, group.quality)})
+    return pd.DataFrame(rows)
+
+
+def formatted(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The paper's layout: `keys`, Person. W/T/L, Quality W/T/L (percent, one decimal), ΔPQ (signed), n."""
+    def wtl(row, aspect):
+        return "/".join(f"{row[f'{aspect}_{part}']:.1f}" for part in ("win", "tie", "loss"))
+
+    out = table[keys].copy()
+    out["Person. W/T/L"] = [wtl(r, "p") for _, r in table.iterrows()]
+    out["Quality W/T/L"] = [wtl(r, "q") for _, r in table.iterrows()]
+    out["ΔPQ"] = [f"{d:+.1f}" for d in table.delta_pq]
+    out["n"] = table.n.astype(int)
+    out["invalid (P/Q)"] = [f"{p}/{q}" for p, q in zip(table.p_invalid, table.q_invalid)]
+    out.index = pd.Index([" / ".join(map(str, k)) for k in table[keys].itertuples(index=False)],
+                         name=" / ".join(keys))
+    return out.drop(columns=keys)
+
+
+def generate_responses(base_dir: str, adapters_dir: str, requests: list[tuple[System, str, list[str], list[int]]],
+                       sampling, batch_size: int, cache_path: str) -> dict[tuple[str, str], list[str]]:
+    """Responses for each request (system, setting, user messages, seeds), keyed by (system name, setting). The base
+    model is loaded once; each run's adapter is merged into a copy of it (an unmerged LoRA slows every decoding step
+    down several times), an SFT-then-DPO run's SFT adapter first. Generations are cached like every other
+    generation, keyed by the base model and the adapter's files."""
+    import copy
+    from pathlib import Path
+
+    from peft import PeftModel
+
+    from personalign.accuracy import directory_fingerprint
+    from personalign.generation import ChatPrompt, GenerationCache, HFGenerator, model_fingerprint
+    from personalign.models import load_base
+
+    cache = GenerationCache(cache_path)
+    base, tokenizer, _ = load_base(base_dir, "cpu", "float32")
+    base_id = model_fingerprint(base_dir)
+    for system, _, _, _ in requests:
+        if system.model != "base" and not (Path(adapters_dir) / system.model / "adapter").is_dir():
+            raise ComparisonInputError(f"system {system.name!r}: no trained adapter in {adapters_dir}/{system.model}")
+    out: dict[tuple[str, str], list[str]] = {}
+    for model_name in sorted({s.model for s, _, _, _ in requests}, key=lambda m: (m != "base", m)):
+        model, model_id = base, base_id
+        if model_name != "base":
+            run_dir = Path(adapters_dir) / model_name
+            model, model_id = copy.deepcopy(base), f"{base_id}+{directory_fingerprint(run_dir)}"
+            for part in ("sft_adapter", "adapter"):
+                if (run_dir / part).is_dir():
+                    model = PeftModel.from_pretrained(model, str(run_dir / part)).merge_and_unload()
+        mine = [r for r in requests if r[0].model == model_name]  # one call: batches span this model's systems
+        texts = HFGenerator(model, tokenizer, model_id, cache, batch_size).generate(
+            [ChatPrompt(p) for _, _, prompts, _ in mine for p in prompts], sampling,
+            [seed for _, _, _, seeds in mine for seed in seeds], desc=model_name)
+        for system, setting, prompts, _ in mine:
+            out[(system.name, setting)], texts = texts[: len(prompts)], texts[len(prompts):]
+    return out

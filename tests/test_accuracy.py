@@ -1,0 +1,141 @@
+"""Stage 4's cells: conditions per run kind, seen/unseen users, implicit-reward decisions, summaries, and scoring
+several adapters on one base model (each equal to loading it alone; the cache serves a rerun)."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from personalign import accuracy as acc
+from personalign.prompts import PT_TEMPLATE
+from personalign.training import RunSpec
+
+USERS = ["ann", "bob", "cy", "dee"]
+
+
+def make_test() -> pd.DataFrame:
+    rows = []
+    for k, user in enumerate(USERS):
+        for j, qt in enumerate(["personal", "divergent", "personal"]):
+            rows.append({"id": f"{user}:{j}", "user_id": user, "fold": k % 2, "question_type": qt,
+                         "prompt": f"question {j} of {user}?", "chosen": f"good answer {j}",
+                         "rejected": f"bad answer {j} " * 2, "chosen_persona_gold": f"{user} likes tea"})
+    return pd.DataFrame(rows)
+
+
+def prefix_frame() -> pd.DataFrame:
+    rows = [{"user_id": u, "prefix_type": t, "seed": s, "text": f"{t}-{s}-{u}"}
+            for u in USERS for t in ("tag", "shuffled_tag", "few_shot", "shuffled_few_shot") for s in (0, 1)]
+    return pd.DataFrame(rows)
+
+
+def test_conditions_per_run_kind():
+    mt = RunSpec("mt_fs", "mt", prefix="few_shot", held_out_fold=0)
+    names = [c.name for c in acc.run_conditions(mt, [0, 1], sensitivity=True)]
+    assert names == ["seen_prefix", "new_prefix_seed_1", "shuffled_prefix", "no_prefix"]
+    assert [c.variant for c in acc.run_conditions(mt, [0, 1], sensitivity=False)] == ["few_shot@0"]
+    tag = acc.run_conditions(RunSpec("mt_tag", "mt", prefix="tag"), [0, 1], sensitivity=True)
+    assert [c.variant for c in tag] == ["tag@0", "shuffled_tag@0", "none"]  # tags have no selection seed
+    assert [c.variant for c in acc.run_conditions(RunSpec("pt", "pt", prefix="gold"), [0], True)] == [
+        "pt_gold", "pt_inferred", "pt_retr"]
+    assert [c.variant for c in acc.run_conditions(RunSpec("d", "dpo"), [0], True)] == ["none"]
+    base = acc.base_conditions(["none", "tag", "persona_strong", "few_shot"], {"tag", "few_shot"}, [0, 1],
+                               {"pt_gold", "shuffled_tag@0", "tag@0"})
+    assert [c.variant for c in base] == ["none", "tag@0", "few_shot@0", "few_shot@1", "pt_gold", "shuffled_tag@0"]
+
+
+def test_prompts_of_each_variant_and_clear_errors():
+    test, prefixes = make_test(), prefix_frame()
+    assert acc.variant_prompts("none", test, prefixes, None) == list(test.prompt)
+    assert acc.variant_prompts("tag@1", test, prefixes, None)[0] == "tag-1-ann question 0 of ann?"
+    assert acc.variant_prompts("pt_gold", test, prefixes, None)[0] == PT_TEMPLATE.format(
+        x="question 0 of ann?", persona="ann likes tea")
+    with pytest.raises(acc.ScoringInputError, match="'gold@0': stage 2 computed no such prefix for user 'ann'"):
+        acc.variant_prompts("gold@0", test, prefixes, None)
+    with pytest.raises(acc.ScoringInputError, match="'pt_retr' needs stage 2's pair personas"):
+        acc.variant_prompts("pt_retr", test, prefixes, None)
+
+
+def test_seen_users_and_rows():
+    test = make_test()
+    assert list(acc.seen_users(RunSpec("m", "mt", prefix="tag", held_out_fold=1), test)) == [
+        f != 1 for f in test.fold]
+    pm = RunSpec("p", "pm", user="bob")
+    assert set(acc.score_rows(pm, test).user_id) == {"bob"}
+    assert acc.seen_users(pm, acc.score_rows(pm, test)).all()
+    assert not acc.seen_users(None, test).any()
+
+
+def test_implicit_reward_decision_and_summaries():
+    test = make_test().head(4)
+    ids = list(test.id)
+    policy = pd.DataFrame({"id": ids, "chosen_logp": [-10.0, -10, -10, -10], "chosen_tokens": 5,
+                           "rejected_logp": [-12.0, -8, -9, -11], "rejected_tokens": 5,
+                           "correct": [True, False, False, True]})
+    reference = policy.assign(chosen_logp=[-11.0, -9, -10, -9], rejected_logp=[-12.0, -9, -9, -12])
+    condition = acc.Condition("mt", "seen_prefix", "tag@0")
+    frame = acc.examples_frame(condition, test, np.array([True, True, False, False]), policy, reference)
+    # margins: (1 - 0), (-1 - 1), (0 - 0), (-1 - 1) -> only the first is positive
+    assert list(frame.implicit_correct) == [True, False, False, False]
+    cells = acc.summarize(frame)
+    overall = cells[(cells.question_type == "overall") & (cells.users == "all")].iloc[0]
+    assert (overall.n, overall.accuracy, overall.implicit_accuracy) == (4, 0.5, 0.25)
+    seen = cells[(cells.question_type == "overall") & (cells.users == "seen")].iloc[0]
+    assert (seen.n, seen.accuracy) == (2, 0.5)
+    assert overall.ci_low < 0.5 < overall.ci_high
+    tree = acc.metrics_tree(cells)
+    assert tree["mt"]["seen_prefix"]["overall/all"] == 0.5
+    assert tree["mt"]["seen_prefix"]["overall/all/implicit"] == 0.25
+    table = acc.cells_table(cells)
+    assert table.loc[("mt", "seen_prefix"), "overall"].startswith("0.500 [")
+
+
+def test_adapters_share_one_base_and_rescoring_is_served_from_the_cache(tiny, tmp_path, monkeypatch):
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    from personalign import scoring
+    from personalign.models import load_base
+
+    model, tokenizer = tiny
+    base_dir = tmp_path / "base"
+    model.save_pretrained(base_dir)
+    tokenizer.save_pretrained(base_dir)
+    runs = [RunSpec("dpo", "dpo"), RunSpec("mt_tag", "mt", prefix="tag", held_out_fold=0)]
+    for k, run in enumerate(runs):
+        import torch
+
+        torch.manual_seed(k)
+        peft = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, target_modules="all-linear",
+                                                               init_lora_weights=False))
+        peft.save_pretrained(tmp_path / "adapters" / run.name / "adapter")
+    test, prefixes = make_test(), prefix_frame()
+    args = (base_dir, tmp_path / "adapters", runs, test, prefixes, None, ["none", "tag"], [0], True, 4, "fp32",
+            tmp_path / "cache")
+    examples = acc.score_systems(*args)
+    assert set(zip(examples.system, examples.condition)) == {
+        ("base", "none"), ("base", "tag"), ("base", "shuffled_tag"), ("dpo", "no_prefix"),
+        ("mt_tag", "seen_prefix"), ("mt_tag", "shuffled_prefix"), ("mt_tag", "no_prefix")}
+    alone = PeftModel.from_pretrained(load_base(base_dir, "cpu", "float32")[0],
+                                      str(tmp_path / "adapters" / "mt_tag" / "adapter"))
+    pairs = test.assign(prompt=acc.variant_prompts("tag@0", test, prefixes, None))
+    direct = scoring.score_pairs(alone, tokenizer, pairs, 4)
+    scored = examples[(examples.system == "mt_tag") & (examples.condition == "seen_prefix")]
+    assert np.allclose(scored.chosen_logp, direct.chosen_logp, atol=1e-4)
+    base_none = examples[(examples.system == "base") & (examples.condition == "none")]
+    assert np.allclose(base_none.chosen_logp, scoring.score_pairs(model, tokenizer, test, 4).chosen_logp, atol=1e-4)
+
+    def refuse(*_, **__):
+        raise AssertionError("a cached cell was scored again")
+
+    monkeypatch.setattr(scoring, "score_pairs", refuse)
+    again = acc.score_systems(*args)
+    pd.testing.assert_frame_equal(again, examples)
+
+
+def test_a_missing_adapter_is_named_before_scoring(tmp_path):
+    with pytest.raises(acc.ScoringInputError, match="run 'dpo': no trained adapter"):
+        acc.score_systems(tmp_path, tmp_path / "adapters", [RunSpec("dpo", "dpo")], make_test(), prefix_frame(),
+                          None, ["none"], [0], True, 4, "fp32", tmp_path / "cache")
