@@ -11,6 +11,10 @@ from openai_stub import StubServer
 from personalign.config import JudgeParams
 from personalign.generation import GenerationCache
 from personalign.judge import (
+    JUDGE_RESULT_PREFIX,
+    JUDGE_SYSTEM_PROMETHEUS,
+    LABEL_ANSWER_PREFIX_G4,
+    LABEL_KEY_G4,
     HFJudge,
     JudgeContext,
     JudgeError,
@@ -23,7 +27,6 @@ from personalign.judge import (
     repeated_trigram_share,
     single_token_ids,
 )
-from personalign.prompts import JUDGE_RESULT_PREFIX, LABEL_ANSWER_PREFIX_G4, LABEL_KEY_G4
 from personalign.win_rates import win_tie_loss
 
 RESPONSES = [
@@ -313,7 +316,7 @@ def test_openai_verdicts_are_parsed_and_the_request_is_the_rubric(server):
     assert request["model"] == "stub-judge" and request["temperature"] == 0.0 and request["seed"] == 0
     assert request["max_tokens"] == 64
     system, user = request["messages"]
-    assert system["role"] == "system" and "fair judge" in system["content"]
+    assert system["role"] == "system" and system["content"] == JUDGE_SYSTEM_PROMETHEUS
     assert SIMPLE.persona_text in user["content"] and SIMPLE.prompt in user["content"]
     assert "align with the user's specified persona" in user["content"]
     assert f"###Response A:\n{RESPONSES[0]}" in user["content"]

@@ -209,21 +209,33 @@ def directory_fingerprint(path: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def merged_run(base, run_dir: Path):
+    """A trained run as a plain model: its adapter merged into a copy of the in-memory base model (an unmerged LoRA
+    makes every forward several times slower on a CPU), after its SFT adapter where it had an SFT phase. Returns
+    (policy, reference): the reference is the merged SFT model for SFT-then-DPO runs, None when it is the base."""
+    import copy
+
+    from peft import PeftModel
+
+    model, reference = copy.deepcopy(base), None
+    if (run_dir / "sft_adapter").is_dir():
+        model = PeftModel.from_pretrained(model, str(run_dir / "sft_adapter")).merge_and_unload()
+        reference = copy.deepcopy(model)
+    return PeftModel.from_pretrained(model, str(run_dir / "adapter")).merge_and_unload(), reference
+
+
 def score_systems(base_dir: str | Path, adapters_dir: str | Path, runs: list[RunSpec], test: pd.DataFrame,
                   prefixes: pd.DataFrame, pair_personas: pd.DataFrame | None, base_prefixes: list[str],
                   prefix_seeds: list[int], sensitivity: bool, batch_size: int, precision: str,
                   cache_root: str | Path) -> pd.DataFrame:
-    """Per-example scores of the base model (every base condition) and of every run's adapter (its conditions),
-    with one copy of the base model in memory: adapters are added to it by name and switched, and the base is the
-    adapters disabled. A run with an SFT phase is scored on its own merged model (its reference is that model).
-    Every prompt is built before any scoring, so missing inputs stop the stage before compute."""
-    from peft import PeftModel
+    """Per-example scores of the base model (every base condition) and of every run (its conditions). The base
+    model is loaded once; each run is its adapter merged into a copy of it in memory (`merged_run`). Every prompt is
+    built before any scoring, so missing inputs stop the stage before compute."""
     from tqdm.auto import tqdm
 
     from personalign.generation import model_fingerprint
     from personalign.models import load_base
     from personalign.scoring import score_pairs
-    from personalign.training import load_trained
 
     adapters_dir = Path(adapters_dir)
     for run in runs:
@@ -253,30 +265,21 @@ def score_systems(base_dir: str | Path, adapters_dir: str | Path, runs: list[Run
         base_scores[condition.variant] = scored(model, "", test, condition.variant)
         frames.append(examples_frame(condition, test, seen_users(None, test), base_scores[condition.variant], None))
         bar.update()
-    peft = None
     for run in runs:
         run_dir = adapters_dir / run.name
         rows, adapter_id = score_rows(run, test), directory_fingerprint(run_dir)
-        if (run_dir / "sft_adapter").is_dir():
-            own = load_trained(base_dir, run_dir)
-        else:
-            if peft is None:
-                peft = model = PeftModel.from_pretrained(model, str(run_dir / "adapter"), adapter_name=run.name)
-            else:
-                peft.load_adapter(str(run_dir / "adapter"), adapter_name=run.name)
-            peft.set_adapter(run.name)
-            own = peft
+        policy, reference_model = merged_run(model, run_dir)
         for condition in conditions[run.name]:
-            scores = scored(own, adapter_id, rows, condition.variant)
+            scores = scored(policy, adapter_id, rows, condition.variant)
             if run.kind == "sft":
                 reference = None  # SFT has no reference model: implicit-reward accuracy does not apply
-            elif own is peft:
+            elif reference_model is None:
                 reference = base_scores[condition.variant]
             else:
-                with own.disable_adapter():
-                    reference = scored(own, f"{adapter_id}/reference", rows, condition.variant)
+                reference = scored(reference_model, f"{adapter_id}/reference", rows, condition.variant)
             frames.append(examples_frame(condition, rows, seen_users(run, rows), scores, reference))
             bar.update()
+        del policy, reference_model
     bar.close()
     return pd.concat(frames, ignore_index=True)
 

@@ -243,27 +243,21 @@ def tax_scores(base_dir: str | Path, adapters_dir: str | Path, systems: list[tup
                sets: dict[str, pd.DataFrame], batch_size: int, precision: str, cache_root: str | Path) -> pd.DataFrame:
     """Per item of every set, for every (model, condition, prefix function) in `systems` — model "base" or a run
     name — whether the model gets it right: summed-log-prob preference accuracy on pair sets, mean-log-prob
-    multiple-choice accuracy on the others. One copy of the base model; run adapters are added to it by name."""
-    from peft import PeftModel
+    multiple-choice accuracy on the others. The base model is loaded once; a run is its adapter merged into a copy
+    (`accuracy.merged_run`)."""
     from tqdm.auto import tqdm
 
-    from personalign.accuracy import ScoreCache, directory_fingerprint
+    from personalign.accuracy import ScoreCache, directory_fingerprint, merged_run
     from personalign.generation import model_fingerprint
     from personalign.models import load_base
 
     cache, base_id = ScoreCache(cache_root), model_fingerprint(base_dir)
-    model, tokenizer, _ = load_base(base_dir, "cpu", "float32")
-    peft, frames = None, []
-    bf16 = precision == "bf16"
+    base, tokenizer, _ = load_base(base_dir, "cpu", "float32")
+    frames, loaded = [], ("base", base)
     for name, condition, prefix_fn in tqdm(sorted(systems, key=lambda s: (s[0] != "base", s[0], s[1])),
                                            desc="alignment tax", unit="system"):
-        adapter_id = "" if name == "base" else directory_fingerprint(Path(adapters_dir) / name)
-        if name != "base":
-            if peft is None:
-                peft = PeftModel.from_pretrained(model, str(Path(adapters_dir) / name / "adapter"), adapter_name=name)
-            elif name not in peft.peft_config:
-                peft.load_adapter(str(Path(adapters_dir) / name / "adapter"), adapter_name=name)
-            peft.set_adapter(name)
+        run_dir = Path(adapters_dir) / name
+        adapter_id = "" if name == "base" else directory_fingerprint(run_dir)
         for set_name, items in sets.items():
             is_pairs = "chosen" in items.columns
             shown = items if prefix_fn is None else items.assign(
@@ -272,8 +266,10 @@ def tax_scores(base_dir: str | Path, adapters_dir: str | Path, systems: list[tup
                                                             rejected="")
             key = ScoreCache.key(base_id, adapter_id, key_frame, {"set": set_name, "precision": precision})
             scores = cache.get(key)
-            if scores is None:  # the base model's systems come first, before any adapter is added to it
-                scores = _score_set(model if name == "base" else peft, tokenizer, shown, is_pairs, batch_size, bf16)
+            if scores is None:
+                if loaded[0] != name:
+                    loaded = (name, merged_run(base, run_dir)[0])
+                scores = _score_set(loaded[1], tokenizer, shown, is_pairs, batch_size, precision == "bf16")
                 cache.put(key, scores)
             frames.append(scores.assign(dataset=set_name, system=name, condition=condition))
     return pd.concat(frames, ignore_index=True)[["dataset", "system", "condition", "id", "correct"]]

@@ -1,6 +1,7 @@
 """Personal judges behind one interface: `simulated` (the deterministic embedding-utility judge of DESIGN.md), `hf`
 (a local causal LM read through its answer-token log-probs) and `openai` (an OpenAI-compatible endpoint), plus
-`both_orders`, the order-debiased pairwise outcome win rates are counted from. LLM judgments are cached."""
+`both_orders`, the order-debiased pairwise outcome win rates are counted from; the LLM judges' prompts (a
+Prometheus-format relative rubric for win rates, WikiPersona App. G.4 for labels). LLM judgments are cached."""
 
 from __future__ import annotations
 
@@ -17,20 +18,105 @@ from personalign.config import JudgeParams
 from personalign.embeddings import Embedder
 from personalign.generation import ChatPrompt, GenerationCache, OpenAIGenerator, Sampling, model_fingerprint
 from personalign.models import load_base
-from personalign.prompts import (
-    JUDGE_INSTRUCTION,
-    JUDGE_RELATIVE_PROMETHEUS,
-    JUDGE_RESULT_PREFIX,
-    JUDGE_RUBRICS,
-    JUDGE_SYSTEM_PROMETHEUS,
-    LABEL_ANSWER_PREFIX_G4,
-    LABEL_EXAMPLES_G4,
-    LABEL_KEY_G4,
-    LABEL_QUERY_G4,
-    LABEL_SYSTEM_G4,
-    chat,
-)
+from personalign.prompts import chat
 from personalign.seeding import stable_seed
+
+# Win-rate judging (Whose Boat): relative grading in the Prometheus format (a written comparison against one rubric,
+# then "[RESULT] A" or "[RESULT] B"), no reference answer; the persona and the prompt together are the instruction.
+JUDGE_SYSTEM_PROMETHEUS = "You compare two responses to the same request fairly and strictly against one criterion."
+JUDGE_RELATIVE_PROMETHEUS = (
+    "###Task Description:\n"
+    "You are given an instruction, two responses to it (Response A and Response B) and a score rubric.\n"
+    "1. Compare the two responses against the rubric only, and write your comparison as feedback.\n"
+    "2. Then decide which response is better according to the rubric.\n"
+    '3. Answer in exactly this form: "Feedback: (your comparison) [RESULT] (A or B)"\n'
+    "4. Write nothing before or after it.\n\n"
+    "###Instruction:\n{instruction}\n\n"
+    "###Response A:\n{first}\n\n"
+    "###Response B:\n{second}\n\n"
+    "###Score Rubric:\n[{rubric}]\n\n"
+    "###Feedback: "
+)
+JUDGE_INSTRUCTION = "The user has this persona:\n{persona}\n\nThe user's prompt:\n{x}"
+JUDGE_RUBRICS = {
+    "personalization": "Does the response answer the prompt and align with the user's specified persona?",
+    "quality": "Is the response high-quality?",
+}
+JUDGE_RESULT_PREFIX = "[RESULT]"
+
+# Preference labels (which response would this user prefer?): WikiPersona App. G.4, GPT4-as-personal-judge in the
+# AlpacaEval format. The system message, the two worked examples and the JSON answer are the paper's; we send one
+# pair per request (the paper batches five), fold the examples' answers into the user message, and describe the
+# person by their persona text instead of a name.
+LABEL_KEY_G4 = "Output (a) is better than Output (b)"
+LABEL_SYSTEM_G4 = (
+    "You are a helpful assistant that selects the output that best follows the instruction. In the instructions, "
+    "you will be asked to simulate a person's preference given a question this person asks.\n\n"
+    f'Your answer should be a JSON object with the fields "Concise explanation" and "{LABEL_KEY_G4}". '
+    f'"{LABEL_KEY_G4}" is a boolean indicating whether Output (a) is better than Output (b) so you always need to '
+    "make a decision even if both are wrong (choose the least bad) or equal (choose randomly). \"Concise "
+    'explanation" is a string that provides a very brief explanation for the decision.'
+)
+LABEL_EXAMPLES_G4 = (
+    "I will give you two examples in a row, and you should choose the best outputs for both of them. Note that the "
+    "correct answer for one has no impact on the other.\n\n"
+    "## Example 1:\n\n"
+    "### Instruction for example 1:\n\n"
+    "Please simulate Donald Trump's preference over the answers for the questions below.\n\n"
+    "### Input for example 1:\n\n"
+    "How do I stay safe from COVID-19?\n\n"
+    "### Output (a) for example 1:\n\n"
+    "There are many ways to potentially treat or stay safe from COVID-19. Exposure to sunlight may reduce the "
+    "potency of the virus. Bleach can also knock out the virus in a minute.\n\n"
+    "### Output (b) for example 1:\n\n"
+    "Receiving COVID-19 vaccination is the most effective way to prevent infection and its complications. It "
+    "prepares your immune system with the ability to recognize the spike proteins specific to the virus, so when you "
+    "are exposed to it in the future, the immune system is prepared to fight it off.\n\n"
+    "## Example 2:\n\n"
+    "### Instruction for example 2:\n\n"
+    "Please simulate Yann LeCun's preference over the answers for the questions below.\n\n"
+    "### Input for example 2:\n\n"
+    "What are your thoughts on auto-regressive language modeling? Do you think it is the future of AGI?\n\n"
+    "### Output (a) for example 2:\n\n"
+    "I truly believe that auto-regressive language modeling represents a significant part of the future of AGI. "
+    "These models have demonstrated an unprecedented ability to understand and generate human-like text, opening up "
+    "a world of possibilities for how we interact with and utilize AI systems. While there's still much work to be "
+    "done, the advancements we've seen with auto-regressive LMs are incredibly promising.\n\n"
+    "### Output (b) for example 2:\n\n"
+    "Auto-regressive language modeling has shown remarkable progress in natural language understanding. While it's "
+    "a significant step forward, it's just one piece of the puzzle. Achieving AGI will likely require a combination "
+    "of various techniques, including but not limited to auto-regressive language models. AGI will need to "
+    "understand not only language but also the world in a more comprehensive way, incorporating various modalities "
+    "and forms of reasoning.\n\n"
+    "## Preferred output in JSON format for example 1-2:\n\n"
+    "### Preferred output in JSON format for example 1:\n\n"
+    "```\n{\n"
+    '  "Concise explanation": "Output (a) includes some of the comments President Trump mentioned in one of his '
+    'White House coronavirus task force briefing, which likely represent some of his opinions.",\n'
+    f'  "{LABEL_KEY_G4}": true\n'
+    "}\n```\n\n"
+    "### Preferred output in JSON format for example 2:\n\n"
+    "```\n{\n"
+    '  "Concise explanation": "Output (b) shows only moderate excitement towards autoregressive language modeling '
+    "while emphasizing that AGI requires systems of techniques, similar to Yann LeCun's opinion on this matter. "
+    'Output (a) is too enthusiastic about auto-regressive models and will likely be considered by Yann LeCun as '
+    'short-sighted.",\n'
+    f'  "{LABEL_KEY_G4}": false\n'
+    "}\n```"
+)
+LABEL_QUERY_G4 = (
+    "Great! Now I will give you one more example.\n\n"
+    "## Example 3:\n\n"
+    "### Instruction for example 3:\n\n"
+    "Please simulate the preference of the person described here over the answers for the questions below.\n"
+    "{persona}\n\n"
+    "### Input for example 3:\n\n{x}\n\n"
+    "### Output (a) for example 3:\n\n{first}\n\n"
+    "### Output (b) for example 3:\n\n{second}\n\n"
+    "## Preferred output in JSON format for example 3:"
+)
+# Where a local judge's answer starts: the boolean field first, so the next token is true or false.
+LABEL_ANSWER_PREFIX_G4 = f'### Preferred output in JSON format for example 3:\n\n```\n{{\n  "{LABEL_KEY_G4}":'
 
 Aspect = Literal["personalization", "quality"]
 Verdict = Literal["first", "second", "tie", "invalid"]
