@@ -20,6 +20,7 @@ class StubServer:
         self.requests: list[dict] = []
         self.auth_headers: list[str | None] = []
         self.timeout_sleep = timeout_sleep
+        self.judge_verdicts = False
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -41,7 +42,7 @@ class StubServer:
                 if action == "malformed":
                     payload = b"{not json"
                 else:
-                    reply = stub.replies.pop(0) if stub.replies else None
+                    reply = stub.replies.pop(0) if stub.replies else stub.verdict_reply(body)
                     payload = json.dumps(stub.answer(body, reply)).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -54,6 +55,13 @@ class StubServer:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def verdict_reply(self, body: dict) -> str | None:
+        """With `judge_verdicts` on: a well-formed judge answer, A or B decided by a hash of the request."""
+        if not self.judge_verdicts:
+            return None
+        digest = hashlib.sha256(json.dumps(body["messages"], sort_keys=True).encode()).digest()
+        return f"Feedback: compared. [RESULT] {'AB'[digest[0] % 2]}"
 
     @staticmethod
     def answer(body: dict, reply: str | None = None) -> dict:

@@ -90,7 +90,7 @@ def test_implicit_reward_decision_and_summaries():
     assert tree["mt"]["seen_prefix"]["overall/all"] == 0.5
     assert tree["mt"]["seen_prefix"]["overall/all/implicit"] == 0.25
     table = acc.cells_table(cells)
-    assert table.loc[("mt", "seen_prefix"), "overall"].startswith("0.500 [")
+    assert table.loc["mt / seen_prefix", "overall"].startswith("0.500 [")
 
 
 def test_adapters_share_one_base_and_rescoring_is_served_from_the_cache(tiny, tmp_path, monkeypatch):

@@ -350,20 +350,47 @@ def test_openai_labels_follow_g4_and_refuse_to_guess(server):
     assert KEY not in str(info.value)
 
 
+KILLED_JUDGE = """
+import json, sys
+from personalign.config import JudgeParams
+from personalign.generation import GenerationCache
+from personalign.judge import JudgeContext, make_judge
+params = JudgeParams(backend="openai", model="stub-judge", base_url=sys.argv[1], api_key_env="PERSONALIGN_JUDGE_KEY",
+                     timeout_s=5.0, max_retries=1, max_new_tokens=64)
+judge = make_judge(params, None, 0, GenerationCache(sys.argv[2]))
+ctx = JudgeContext(*json.loads(sys.argv[3]))
+for first, second in json.loads(sys.argv[4]):
+    print(judge.verdict(ctx, first, second, "personalization"), flush=True)
+"""
+
+
 def test_openai_judgments_survive_a_kill_and_the_key_stays_out_of_the_cache(server, tmp_path):
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    server.judge_verdicts = True
     path = tmp_path / "judgments.sqlite"
-    pairs = [(RESPONSES[i], RESPONSES[j]) for i, j in ((0, 1), (1, 2), (2, 3), (3, 4))]
-    server.replies = ["[RESULT] A", "[RESULT] B", "[RESULT] B", "[RESULT] A"]
-    killed = openai_judge(server, GenerationCache(path))
-    done = [killed.verdict(SIMPLE, x, y, "personalization") for x, y in pairs[:2]]
-    del killed  # the run dies here; what it judged is committed
+    pairs = [(RESPONSES[i], RESPONSES[j]) for i in range(5) for j in range(5) if i != j][:8]
+    expected = [openai_judge(server).verdict(SIMPLE, x, y, "personalization") for x, y in pairs]
+    assert set(expected) == {"first", "second"}
+    server.requests.clear()
+    ctx = [SIMPLE.persona_id, SIMPLE.persona_text, [], SIMPLE.prompt]
+    child = subprocess.Popen([sys.executable, "-c", KILLED_JUDGE, server.base_url, str(path), json.dumps(ctx),
+                              json.dumps(pairs)], stdout=subprocess.PIPE, text=True)
+    printed = [child.stdout.readline().strip() for _ in range(2)]
+    child.send_signal(signal.SIGKILL)  # a real kill, mid-run
+    child.wait()
+    assert printed == expected[:2]
+    asked_before = len(server.requests)
     resumed = openai_judge(server, GenerationCache(path))
-    verdicts = [resumed.verdict(SIMPLE, x, y, "personalization") for x, y in pairs]
-    assert verdicts[:2] == done == ["first", "second"] and verdicts[2:] == ["second", "first"]
-    assert len(server.requests) == 4  # the resumed run asked only for the two it had not judged
+    assert [resumed.verdict(SIMPLE, x, y, "personalization") for x, y in pairs] == expected
+    assert len(server.requests) - asked_before <= len(pairs) - 2  # what the killed run judged is not asked again
     rerun = openai_judge(server, GenerationCache(path))
-    assert [rerun.verdict(SIMPLE, x, y, "personalization") for x, y in pairs] == verdicts
-    assert len(server.requests) == 4
-    assert server.auth_headers == [f"Bearer {KEY}"] * 4
+    asked = len(server.requests)
+    assert [rerun.verdict(SIMPLE, x, y, "personalization") for x, y in pairs] == expected
+    assert len(server.requests) == asked
+    assert set(server.auth_headers) == {f"Bearer {KEY}"}
     stored = b"".join(f.read_bytes() for f in tmp_path.iterdir())
     assert stored and KEY.encode() not in stored

@@ -302,7 +302,7 @@ def cells_table(cells: pd.DataFrame) -> pd.DataFrame:
         if column == "overall":
             entry["implicit (overall)"] = "" if np.isnan(row.implicit_accuracy) else f"{row.implicit_accuracy:.3f}"
     table = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=[*wanted.values(), "implicit (overall)"])
-    table.index = pd.MultiIndex.from_tuples(table.index, names=["system", "condition"])
+    table.index = pd.Index([f"{system} / {condition}" for system, condition in table.index], name="system / condition")
     return table.fillna("")
 
 

@@ -141,19 +141,25 @@ def generate_responses(base_dir: str, adapters_dir: str, requests: list[tuple[Sy
     """Responses for each request (system, setting, user messages, seeds), keyed by (system name, setting). The base
     model is loaded once; each run's adapter is merged into a copy of it (an unmerged LoRA slows every decoding step
     down several times), an SFT-then-DPO run's SFT adapter first. Generations are cached like every other
-    generation, keyed by the base model and the adapter's files."""
+    generation, keyed by the base model and the adapter's files. With vLLM installed and a GPU present, each model
+    (a merged one saved to a temporary directory first) is sampled by vLLM with the same sampling parameters and
+    seeds, one engine at a time; otherwise by the hf backend on the CPU."""
     import copy
+    import tempfile
     from pathlib import Path
 
     from peft import PeftModel
 
     from personalign.accuracy import directory_fingerprint
-    from personalign.generation import ChatPrompt, GenerationCache, HFGenerator, model_fingerprint
+    from personalign.generation import (
+        ChatPrompt, GenerationCache, HFGenerator, VLLMGenerator, model_fingerprint, vllm_available,
+    )
     from personalign.models import load_base
 
     cache = GenerationCache(cache_path)
     base, tokenizer, _ = load_base(base_dir, "cpu", "float32")
     base_id = model_fingerprint(base_dir)
+    use_vllm = vllm_available()
     for system, _, _, _ in requests:
         if system.model != "base" and not (Path(adapters_dir) / system.model / "adapter").is_dir():
             raise ComparisonInputError(f"system {system.name!r}: no trained adapter in {adapters_dir}/{system.model}")
@@ -167,9 +173,23 @@ def generate_responses(base_dir: str, adapters_dir: str, requests: list[tuple[Sy
                 if (run_dir / part).is_dir():
                     model = PeftModel.from_pretrained(model, str(run_dir / part)).merge_and_unload()
         mine = [r for r in requests if r[0].model == model_name]  # one call: batches span this model's systems
-        texts = HFGenerator(model, tokenizer, model_id, cache, batch_size).generate(
-            [ChatPrompt(p) for _, _, prompts, _ in mine for p in prompts], sampling,
-            [seed for _, _, _, seeds in mine for seed in seeds], desc=model_name)
-        for system, setting, prompts, _ in mine:
-            out[(system.name, setting)], texts = texts[: len(prompts)], texts[len(prompts):]
+        prompts = [ChatPrompt(p) for _, _, ps, _ in mine for p in ps]
+        seeds = [seed for _, _, _, ss in mine for seed in ss]
+        if use_vllm:
+            with tempfile.TemporaryDirectory(prefix="personalign-vllm-") as tmp:
+                model_dir = base_dir
+                if model_name != "base":
+                    model.save_pretrained(tmp)
+                    tokenizer.save_pretrained(tmp)
+                    model_dir = tmp
+                generator = VLLMGenerator(model_dir, tokenizer, model_id, cache, batch_size)
+                try:
+                    texts = generator.generate(prompts, sampling, seeds, desc=model_name)
+                finally:
+                    generator.close()
+        else:
+            texts = HFGenerator(model, tokenizer, model_id, cache, batch_size).generate(
+                prompts, sampling, seeds, desc=model_name)
+        for system, setting, ps, _ in mine:
+            out[(system.name, setting)], texts = texts[: len(ps)], texts[len(ps):]
     return out

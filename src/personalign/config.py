@@ -216,8 +216,8 @@ class TrainParams(_Section):
 class AlignmentTaxParams(_Section):
     """Out-of-domain checks (WikiPersona §4.3): local files, each optional; a set without a file is skipped."""
 
-    runs: list[str] = Field(default_factory=list)
-    limit: int = Field(40, ge=1, le=1_000_000)
+    runs: list[str] = Field(default_factory=lambda: ["dpo", "pt_gold", "mt_persona_f0"])
+    limit: int = Field(32, ge=1, le=1_000_000)
     beavertails: str = "../shared/data/persona_tailoring/BeaverTails"
     rewardbench: str = ""
     rewardbench_subsets: list[str] = Field(default_factory=lambda: ["refusals-dangerous", "refusals-offensive"])

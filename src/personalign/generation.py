@@ -266,6 +266,68 @@ class OpenAIGenerator(CachedGenerator):
         )
 
 
+def vllm_available() -> bool:
+    """vLLM is installed and a CUDA GPU is visible: then generation goes through vLLM."""
+    import importlib.util
+
+    import torch
+
+    return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
+
+
+def vllm_sampling_kwargs(sampling: Sampling, seed: int) -> dict:
+    """vLLM `SamplingParams` arguments for one seeded request with the hf backend's sampling parameters. vLLM
+    filters top-k before nucleus as transformers does and treats temperature 0 as greedy; "no top-k" is -1, the
+    value every vLLM version accepts (newer ones also take 0, older ones reject it)."""
+    return {
+        "temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": sampling.top_k or -1,
+        "max_tokens": sampling.max_new_tokens, "seed": int(seed),
+    }
+
+
+class VLLMGenerator(CachedGenerator):
+    """Batched sampling with vLLM from a plain HF checkpoint directory, each request seeded on its own. Prompts are
+    the hf backend's chat strings, tokenized as it tokenizes them (the string already holds the BOS token). The
+    engine starts at the first uncached batch; `close` frees its GPU memory. vLLM does not promise batch-invariant
+    numerics by default (see its reproducibility notes), so the cache is what makes a rerun identical."""
+
+    backend = "vllm"
+
+    def __init__(self, model_dir: str | Path, tokenizer, model_id: str, cache: GenerationCache | None = None,
+                 batch_size: int = 32):
+        super().__init__(model_id, cache, batch_size)
+        self.model_dir = str(model_dir)
+        self.tokenizer = tokenizer
+        self.llm = None
+
+    def request_text(self, prompt: ChatPrompt) -> str:
+        return chat(self.tokenizer, prompt.system, prompt.user, prompt.prefix)
+
+    def complete(self, requests: list[str], sampling: Sampling, seeds: list[int]) -> list[str]:
+        from vllm import LLM, SamplingParams
+
+        if self.llm is None:
+            self.llm = LLM(model=self.model_dir, dtype="auto")
+        prompts = [{"prompt_token_ids": self.tokenizer(r, add_special_tokens=False)["input_ids"]} for r in requests]
+        params = [SamplingParams(**vllm_sampling_kwargs(sampling, s)) for s in seeds]
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        return [o.outputs[0].text.strip() for o in outputs]
+
+    def close(self) -> None:
+        """Shut the engine down and hand its GPU memory back, so the next model's engine fits."""
+        if self.llm is None:
+            return
+        import gc
+
+        import torch
+        from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
+
+        self.llm = None
+        cleanup_dist_env_and_memory()
+        gc.collect()
+        torch.cuda.empty_cache()
+
+
 def _common_prefix_length(rows: list[list[int]]) -> int:
     """Tokens every row starts with, leaving each row at least one token of its own."""
     limit = min(len(r) for r in rows) - 1
