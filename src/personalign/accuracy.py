@@ -108,13 +108,6 @@ def seen_users(run: RunSpec | None, test: pd.DataFrame) -> np.ndarray:
     return np.ones(len(test), dtype=bool)
 
 
-def score_rows(run: RunSpec | None, test: pd.DataFrame) -> pd.DataFrame:
-    """The test rows a system is scored on: a personal model its own user's only, every other system all of them."""
-    if run is not None and run.kind == "pm":
-        return test[test.user_id == run.user]
-    return test
-
-
 def examples_frame(condition: Condition, rows: pd.DataFrame, seen: np.ndarray, scores: pd.DataFrame,
                    reference: pd.DataFrame | None) -> pd.DataFrame:
     """Per-example record of one condition: reference-free decision and, given the reference model's scores of the
@@ -251,8 +244,8 @@ def score_systems(base_dir: str | Path, adapters_dir: str | Path, runs: list[Run
     model, tokenizer, _ = load_base(base_dir, "cpu", "float32")
     bar = tqdm(total=sum(len(c) for c in conditions.values()), desc="score", unit="cell")
 
-    def scored(model, adapter_id: str, rows: pd.DataFrame, variant: str) -> pd.DataFrame:
-        pairs = rows.assign(prompt=[prompts[variant][i] for i in test.index.get_indexer(rows.index)])
+    def scored(model, adapter_id: str, variant: str) -> pd.DataFrame:
+        pairs = test.assign(prompt=prompts[variant])
         key = ScoreCache.key(base_id, adapter_id, pairs, settings)
         scores = cache.get(key)
         if scores is None:
@@ -262,22 +255,22 @@ def score_systems(base_dir: str | Path, adapters_dir: str | Path, runs: list[Run
 
     frames, base_scores = [], {}
     for condition in conditions["base"]:
-        base_scores[condition.variant] = scored(model, "", test, condition.variant)
+        base_scores[condition.variant] = scored(model, "", condition.variant)
         frames.append(examples_frame(condition, test, seen_users(None, test), base_scores[condition.variant], None))
         bar.update()
     for run in runs:
         run_dir = adapters_dir / run.name
-        rows, adapter_id = score_rows(run, test), directory_fingerprint(run_dir)
+        adapter_id = directory_fingerprint(run_dir)
         policy, reference_model = merged_run(model, run_dir)
         for condition in conditions[run.name]:
-            scores = scored(policy, adapter_id, rows, condition.variant)
+            scores = scored(policy, adapter_id, condition.variant)
             if run.kind == "sft":
                 reference = None  # SFT has no reference model: implicit-reward accuracy does not apply
             elif reference_model is None:
                 reference = base_scores[condition.variant]
             else:
-                reference = scored(reference_model, f"{adapter_id}/reference", rows, condition.variant)
-            frames.append(examples_frame(condition, rows, seen_users(run, rows), scores, reference))
+                reference = scored(reference_model, f"{adapter_id}/reference", condition.variant)
+            frames.append(examples_frame(condition, test, seen_users(run, test), scores, reference))
             bar.update()
         del policy, reference_model
     bar.close()

@@ -274,6 +274,16 @@ class GenerateJudgeParams(_Section):
     prefix_table: PrefixTableParams = Field(default_factory=PrefixTableParams)
 
 
+class AnalysisParams(_Section):
+    """`analysis`: stage 6, statistics and figures from the results files."""
+
+    n_resamples: int = Field(2000, ge=100, le=1_000_000)
+    demographic_attributes: list[str] = Field(
+        default_factory=lambda: ["gender", "age", "education_level", "economic_status"])
+    demographics_system: str = "base"
+    demographics_condition: str = "none"
+
+
 class Params(_Section):
     """The whole params file: one section per stage plus `base`."""
 
@@ -285,6 +295,7 @@ class Params(_Section):
     train: TrainParams = Field(default_factory=TrainParams)
     score: ScoreParams = Field(default_factory=ScoreParams)
     generate_judge: GenerateJudgeParams = Field(default_factory=GenerateJudgeParams)
+    analysis: AnalysisParams = Field(default_factory=AnalysisParams)
 
 
 SECTIONS: dict[str, type[_Section]] = {
