@@ -130,3 +130,13 @@ def test_win_rate_intervals_match_the_point_estimates():
     assert row.delta_pq_low <= row.delta_pq <= row.delta_pq_high
     shown = an.formatted_win_rates(pd.DataFrame([row]))
     assert shown.iloc[0]["ΔPQ"].startswith("+25.0 [")
+
+
+def test_order_agreement_scores_a_position_biased_judge_low():
+    consistent = pd.DataFrame({"personalization_ab": ["a", "b", "tie", "a"], "personalization_ba": ["a", "b", "tie", "a"],
+                               "quality_ab": ["a", "a", "a", "invalid"], "quality_ba": ["b", "b", "b", "a"]})
+    table = an.order_agreement(consistent).set_index("aspect")
+    assert table.loc["personalization", "agreement"] == 1.0 and table.loc["personalization", "cohen_kappa"] == 1.0
+    assert table.loc["personalization", "krippendorff_alpha"] == pytest.approx(1.0)
+    assert table.loc["quality", "n"] == 3 and table.loc["quality", "invalid"] == 1
+    assert table.loc["quality", "agreement"] == 0.0 and table.loc["quality", "krippendorff_alpha"] < 0

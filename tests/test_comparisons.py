@@ -76,6 +76,8 @@ def test_judging_in_both_orders_and_the_table():
     judged = cmp.judge_comparison(LongerIsBetter(), rows, ["p"] * 4, test_responses, base_responses)
     assert list(judged.personalization) == ["a", "tie", "b", "invalid"]
     assert list(judged.quality) == ["tie"] * 4  # a position-biased judge only ever yields ties
+    assert list(judged.quality_ab) == ["a"] * 4 and list(judged.quality_ba) == ["b"] * 4
+    assert list(judged.personalization_ab) == ["a", "tie", "b", "invalid"]
     table = cmp.win_rate_table(judged.assign(test="PT", base="DPO"), ["test", "base"])
     row = table.iloc[0]
     assert (row.p_win, row.p_tie, row.p_loss) == pytest.approx((100 / 3, 100 / 3, 100 / 3))

@@ -13,6 +13,8 @@ import pandas as pd
 from personalign.statistics import (
     bootstrap_ci,
     bootstrap_difference_ci,
+    cohen_kappa,
+    krippendorff_alpha,
     ols_band,
     one_way_anova,
     paired_permutation_test,
@@ -344,6 +346,23 @@ def formatted_win_rates(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def order_agreement(judgments: pd.DataFrame) -> pd.DataFrame:
+    """How far the judge agrees with itself across the two presentation orders (the orders as two labelers of each
+    comparison): share of identical verdicts, Cohen's κ and Krippendorff's α (nominal), per aspect, over the
+    comparisons where both orders gave a valid verdict. A position-biased judge scores low here."""
+    rows = []
+    for aspect in ("personalization", "quality"):
+        ab, ba = judgments[f"{aspect}_ab"].astype(str), judgments[f"{aspect}_ba"].astype(str)
+        valid = (ab != "invalid") & (ba != "invalid")
+        codes = {label: k for k, label in enumerate(("a", "tie", "b"))}
+        ratings = np.array([[codes[x], codes[y]] for x, y in zip(ab[valid], ba[valid])], dtype=float)
+        rows.append({"aspect": aspect, "n": int(valid.sum()), "invalid": int((~valid).sum()),
+                     "agreement": float((ab[valid] == ba[valid]).mean()) if valid.any() else np.nan,
+                     "cohen_kappa": cohen_kappa(ab[valid], ba[valid]) if valid.any() else np.nan,
+                     "krippendorff_alpha": krippendorff_alpha(ratings) if valid.any() else np.nan})
+    return pd.DataFrame(rows)
+
+
 def formatted_paired_tests(table: pd.DataFrame) -> pd.DataFrame:
     """The paired tests, numbers formatted once."""
     out = pd.DataFrame(index=pd.Index(list(table.comparison), name="comparison"))
@@ -425,12 +444,20 @@ def verdict_data_efficiency(table: pd.DataFrame) -> str:
     """Accuracy trend with the fraction of training data."""
     if table.empty:
         return "The runs this figure needs are not in `train.runs`; nothing to compare."
-    mean = table.groupby("fraction").accuracy.mean()
-    trend = "rises" if mean.iloc[-1] > mean.iloc[0] else "does not rise"
-    return (f"Own-user accuracy {trend} from {mean.iloc[0]:.2f} at {mean.index[0]:.0%} to {mean.iloc[-1]:.2f} at "
-            f"{mean.index[-1]:.0%} of the user's pairs (mean over seeds), each point on {int(table.n.min())} test "
-            "pairs. WikiPersona reports PM accuracy improving with more data (Fig. 13); "
-            f"{'consistent in direction' if trend == 'rises' else 'not reproduced'} here.")
+    curves = table.groupby("user").filter(lambda part: part.fraction.nunique() > 1)
+    if curves.empty:
+        return "No user has personal models at two or more data fractions; there is no curve to compare."
+    parts, rising, overlapping = [], [], []
+    for user, part in curves.groupby("user", sort=True):
+        mean = part.groupby("fraction").agg(accuracy=("accuracy", "mean"), low=("low", "mean"), high=("high", "mean"))
+        rising.append(mean.accuracy.iloc[-1] > mean.accuracy.iloc[0])
+        overlapping.append(_overlap(mean.iloc[0], mean.iloc[-1]))
+        mean = mean.accuracy
+        parts.append(f"{user}: {mean.iloc[0]:.2f} at {mean.index[0]:.0%} to {mean.iloc[-1]:.2f} at {mean.index[-1]:.0%}")
+    return ("Own-user accuracy (mean over seeds), " + "; ".join(parts) + f", each point on {int(curves.n.min())} "
+            "test pairs. WikiPersona reports PM accuracy improving with more data (Fig. 13); the direction is "
+            + ("the same here" if all(rising) else "not reproduced here")
+            + (", and the smallest and largest fractions' intervals overlap." if all(overlapping) else "."))
 
 
 def verdict_multitask(table: pd.DataFrame) -> str:
@@ -514,6 +541,8 @@ INDEX = [
                "headline system pairs on the same prompts: difference [user-bootstrap CI], permutation and sign tests"),
     IndexEntry("analysis/win_rates_ci.*", "6 analysis", "analysis, generate_judge", "Whose Boat table, WikiPersona Table 3",
                "win rates and ΔPQ with 95% intervals from resampling evaluation prompts"),
+    IndexEntry("analysis/judge_order_agreement.*", "6 analysis", "analysis, judge", "Whose Boat (both orders)",
+               "the judge's agreement with itself across presentation orders: Cohen's κ, Krippendorff's α"),
     IndexEntry("analysis/fig3_prompting.*", "6 analysis", "analysis", "WikiPersona Fig. 3",
                "prompting baseline per prefix type and question type, user-bootstrap 95% CIs"),
     IndexEntry("analysis/fig4_personal_models.*", "6 analysis", "analysis, train.runs", "WikiPersona Fig. 4",

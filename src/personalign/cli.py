@@ -17,7 +17,7 @@ STAGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "train": ("03_train.ipynb", ("base", "train")),
     "score": ("04_score.ipynb", ("base", "prefixes", "train", "score")),
     "generate_judge": ("05_generate_judge.ipynb", ("base", "judge", "train", "generate_judge")),
-    "analysis": ("06_analysis.ipynb", ("base", "train", "analysis")),
+    "analysis": ("06_analysis.ipynb", ("base", "judge", "train", "analysis")),
 }
 ITEM_STAGES = {"train"}  # stages fanned out by DVC `foreach`: one notebook run per item (`--item NAME`)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from personalign.judge import Judge, JudgeContext, both_orders
+from personalign.judge import Judge, JudgeContext, combine_orders, order_verdicts
 from personalign.prompts import PT_TEMPLATE, prefixed_prompt
 from personalign.seeding import stable_seed
 from personalign.win_rates import summary_row
@@ -99,13 +99,17 @@ def generation_seeds(base_seed: int, system: System, rows: pd.DataFrame, setting
 def judge_comparison(judge: Judge, rows: pd.DataFrame, personas: list[str], test_responses: list[str],
                      base_responses: list[str], progress=None) -> pd.DataFrame:
     """Both-orders outcomes ("a": the test system wins) for Personalization (judged as the row's persona) and
-    Quality, one row per evaluation prompt."""
+    Quality, one row per evaluation prompt, with each order's own verdict (`<aspect>_ab`: test system shown first,
+    `<aspect>_ba`: base system shown first)."""
     out = []
     for row, persona, a, b in zip(rows.itertuples(), personas, test_responses, base_responses):
         ctx = JudgeContext(f"{row.id}:{stable_seed(persona)}", persona, (), row.prompt)
-        out.append({"id": row.id, "user_id": row.user_id, "question_type": row.question_type,
-                    "personalization": both_orders(judge, ctx, a, b, "personalization"),
-                    "quality": both_orders(judge, ctx, a, b, "quality")})
+        record = {"id": row.id, "user_id": row.user_id, "question_type": row.question_type}
+        for aspect in ("personalization", "quality"):
+            forward, backward = order_verdicts(judge, ctx, a, b, aspect)
+            record.update({aspect: combine_orders(forward, backward), f"{aspect}_ab": forward,
+                           f"{aspect}_ba": backward})
+        out.append(record)
         if progress is not None:
             progress.update()
     return pd.DataFrame(out)

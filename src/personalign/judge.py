@@ -146,17 +146,24 @@ class Judge(Protocol):
         """Pairwise verdict for win rates on one aspect; ties allowed, "invalid" when the judge gave no answer."""
 
 
-def both_orders(judge: Judge, ctx: JudgeContext, a: str, b: str, aspect: Aspect) -> Outcome:
-    """`a` vs `b` judged as (a, b) and as (b, a): a side wins only if both orders pick it; a disagreement or a tie
-    is a tie; "invalid" if either order has no valid verdict."""
+def order_verdicts(judge: Judge, ctx: JudgeContext, a: str, b: str, aspect: Aspect) -> tuple[Outcome, Outcome]:
+    """The judge's verdict with `a` shown first and with `b` shown first, each said of `a` vs `b`: "a", "b", "tie"
+    or "invalid" (the two orders as two labelers, for agreement statistics)."""
     forward, backward = judge.verdict(ctx, a, b, aspect), judge.verdict(ctx, b, a, aspect)
+    return ({"first": "a", "second": "b"}.get(forward, forward), {"first": "b", "second": "a"}.get(backward, backward))
+
+
+def combine_orders(forward: Outcome, backward: Outcome) -> Outcome:
+    """A side wins only if both orders pick it; a disagreement or a tie is a tie; "invalid" if either order has no
+    valid verdict."""
     if "invalid" in (forward, backward):
         return "invalid"
-    if (forward, backward) == ("first", "second"):
-        return "a"
-    if (forward, backward) == ("second", "first"):
-        return "b"
-    return "tie"
+    return forward if forward == backward else "tie"
+
+
+def both_orders(judge: Judge, ctx: JudgeContext, a: str, b: str, aspect: Aspect) -> Outcome:
+    """`a` vs `b` judged as (a, b) and as (b, a), combined by `combine_orders`."""
+    return combine_orders(*order_verdicts(judge, ctx, a, b, aspect))
 
 
 def repeated_trigram_share(text: str) -> float:
