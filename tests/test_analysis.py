@@ -140,3 +140,13 @@ def test_order_agreement_scores_a_position_biased_judge_low():
     assert table.loc["personalization", "krippendorff_alpha"] == pytest.approx(1.0)
     assert table.loc["quality", "n"] == 3 and table.loc["quality", "invalid"] == 1
     assert table.loc["quality", "agreement"] == 0.0 and table.loc["quality", "krippendorff_alpha"] < 0
+
+
+def test_a_single_users_cell_resamples_its_pairs_not_the_user():
+    examples = synthetic_examples()
+    own = examples[(examples.system == "pm_u0") & examples.seen]
+    table = an.cell_means(own, ["system"], np.random.default_rng(0), 500)
+    mean = own.correct.mean()
+    assert table.n_users.iloc[0] == 1
+    assert 0 < mean < 1
+    assert table.low.iloc[0] < mean < table.high.iloc[0]  # a user-level bootstrap of one user would collapse

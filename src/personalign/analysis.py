@@ -1,6 +1,7 @@
 """Stage 6's figures from the results files of stages 4 and 5 (never a model): accuracy per prefix type for the
 prompting baseline, personal models, multitask models, equity across users, prefix sensitivity and demographic
-groups, each with 95% intervals from a user-level (cluster) bootstrap unless said otherwise; and figures/INDEX.md."""
+groups, each with 95% intervals from a user-level (cluster) bootstrap — over test pairs where a cell has fewer than 5
+users — unless said otherwise; and figures/INDEX.md."""
 
 from __future__ import annotations
 
@@ -27,10 +28,15 @@ PREFIX_ORDER = ("none", "tag", "name", "few_shot", "persona", "persona_strong", 
 QUESTION_TYPES = ("personal", "divergent")
 
 
+MIN_USERS_FOR_CLUSTERS = 5  # below this many users a cell's interval resamples its test pairs instead
+
+
 def _ci(cell: pd.DataFrame, rng: np.random.Generator, n_resamples: int) -> tuple[float, float, float]:
-    """Mean correctness with a 95% percentile interval, resampling users (rows of one user move together)."""
+    """Mean correctness with a 95% percentile interval: resampling users (rows of one user move together) when the
+    cell holds at least MIN_USERS_FOR_CLUSTERS users, its test pairs otherwise (one user's cell would collapse)."""
+    clustered = cell.user_id.nunique() >= MIN_USERS_FOR_CLUSTERS
     return bootstrap_ci(cell.correct.to_numpy(float), np.mean, rng=rng, n_resamples=n_resamples,
-                        groups=cell.user_id.to_numpy())
+                        groups=cell.user_id.to_numpy() if clustered else None)
 
 
 def _bars(ax, table: pd.DataFrame, x: str, hue: str, order: list[str], hue_order: list[str]) -> None:
@@ -58,7 +64,7 @@ def _nothing(message: str):
 
 def cell_means(examples: pd.DataFrame, keys: list[str], rng: np.random.Generator,
                n_resamples: int = 2000) -> pd.DataFrame:
-    """Accuracy per group of `keys` with n, users and a user-level bootstrap 95% interval."""
+    """Accuracy per group of `keys` with n, users and a bootstrap 95% interval (see `_ci`)."""
     rows = []
     for key, cell in examples.groupby(keys, sort=True):
         mean, low, high = _ci(cell, rng, n_resamples)
@@ -429,15 +435,19 @@ def verdict_personal(table: pd.DataFrame) -> str:
     """PM own user vs others."""
     if table.empty:
         return "The runs this figure needs are not in `train.runs`; nothing to compare."
-    parts = []
+    parts, better = [], []
     for system, rows in table.groupby("system", sort=True):
         rows = rows.set_index("users")
         if {"trained user", "other users"} <= set(rows.index):
             own, other = rows.loc["trained user"], rows.loc["other users"]
             parts.append(f"{system} {own['mean'] - other['mean']:+.2f} (intervals "
                          f"{'overlap' if _overlap(own, other) else 'separate'}, own user n = {int(own['n'])})")
+            if own["low"] > other["high"]:
+                better.append(system)
     return ("Own-user minus other-users accuracy: " + "; ".join(parts) + ". WikiPersona finds personal models fit "
-            "their own user clearly better than others (Fig. 4); here that holds only where the intervals separate.")
+            "their own user clearly better than others (Fig. 4); "
+            + (f"here that holds for {', '.join(better)}." if better else
+               "here no personal model is clearly better on its own user, so that is not reproduced at this scale."))
 
 
 def verdict_data_efficiency(table: pd.DataFrame) -> str:
