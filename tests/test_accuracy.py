@@ -3,8 +3,6 @@ several adapters on one base model (each equal to loading it alone; the cache se
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +10,7 @@ import pytest
 from personalign import accuracy as acc
 from personalign.prompts import PT_TEMPLATE
 from personalign.training import RunSpec
+from tiny_checkpoints import save_base, save_random_adapter
 
 USERS = ["ann", "bob", "cy", "dee"]
 
@@ -93,23 +92,16 @@ def test_implicit_reward_decision_and_summaries():
 
 
 def test_adapters_share_one_base_and_rescoring_is_served_from_the_cache(tiny, tmp_path, monkeypatch):
-    from peft import LoraConfig, PeftModel, get_peft_model
+    from peft import PeftModel
 
     from personalign import scoring
     from personalign.models import load_base
 
     model, tokenizer = tiny
-    base_dir = tmp_path / "base"
-    model.save_pretrained(base_dir)
-    tokenizer.save_pretrained(base_dir)
+    base_dir = save_base(model, tokenizer, tmp_path / "base")
     runs = [RunSpec("dpo", "dpo"), RunSpec("mt_tag", "mt", prefix="tag", held_out_fold=0)]
     for k, run in enumerate(runs):
-        import torch
-
-        torch.manual_seed(k)
-        peft = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, target_modules="all-linear",
-                                                               init_lora_weights=False))
-        peft.save_pretrained(tmp_path / "adapters" / run.name / "adapter")
+        save_random_adapter(model, tmp_path / "adapters" / run.name / "adapter", seed=k)
     test, prefixes = make_test(), prefix_frame()
     args = (base_dir, tmp_path / "adapters", runs, test, prefixes, None, ["none", "tag"], [0], True, 4, "fp32",
             tmp_path / "cache")

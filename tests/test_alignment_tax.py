@@ -194,18 +194,13 @@ def test_configured_sets_say_what_is_left_out(tmp_path):
 
 
 def test_tax_scores_cover_base_and_adapter_with_and_without_prefix_and_are_cached(tiny, tmp_path, monkeypatch):
-    import copy
-
-    from peft import LoraConfig, get_peft_model
+    from tiny_checkpoints import save_base, save_random_adapter
 
     from personalign.training import RunSpec
 
     model, tokenizer = tiny
-    model.save_pretrained(tmp_path / "base")
-    tokenizer.save_pretrained(tmp_path / "base")
-    torch.manual_seed(0)
-    peft = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
-    peft.save_pretrained(tmp_path / "adapters" / "mt_tag" / "adapter")
+    save_base(model, tokenizer, tmp_path / "base")
+    peft = save_random_adapter(model, tmp_path / "adapters" / "mt_tag" / "adapter", seed=0)
     prefixes = pd.DataFrame({"user_id": ["a", "b"], "prefix_type": ["tag", "tag"], "seed": [0, 0],
                              "text": ["<a>", "<b>"]})
     name, prefix_fn = tax.run_prefix(RunSpec("mt_tag", "mt", prefix="tag"), prefixes, pd.DataFrame())

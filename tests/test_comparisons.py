@@ -3,8 +3,6 @@ adapters on one base, both-orders judging and the W/T/L tables."""
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,6 +11,7 @@ from personalign import comparisons as cmp
 from personalign.generation import Sampling
 from personalign.judge import Verdict
 from personalign.prompts import PT_TEMPLATE
+from tiny_checkpoints import save_base, save_random_adapter
 
 
 def make_test() -> pd.DataFrame:
@@ -89,21 +88,12 @@ def test_judging_in_both_orders_and_the_table():
 
 
 def test_generation_is_seeded_cached_and_uses_the_adapter(tiny, tmp_path, monkeypatch):
-    import torch
-    from peft import LoraConfig, get_peft_model
-
     from personalign import generation
 
     model, tokenizer = tiny
-    model.save_pretrained(tmp_path / "base")
-    tokenizer.save_pretrained(tmp_path / "base")
-    torch.manual_seed(0)
-    peft = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
-    with torch.no_grad():
-        for name, weight in peft.named_parameters():
-            if "lora_B" in name:
-                weight.mul_(50.0)  # a strong adapter, so its samples visibly differ from the base model's
-    peft.save_pretrained(tmp_path / "adapters" / "dpo" / "adapter")
+    save_base(model, tokenizer, tmp_path / "base")
+    # a strong adapter, so its samples visibly differ from the base model's
+    save_random_adapter(model, tmp_path / "adapters" / "dpo" / "adapter", seed=0, scale=50.0)
     prompts = ["hello there", "tell me about tea"]
     requests = [(cmp.System("base", "base", "none"), "s", prompts, [1, 2]),
                 (cmp.System("DPO", "dpo", "none"), "s", prompts, [1, 2])]
