@@ -66,8 +66,8 @@ KEY_VARIABLE = "PERSONALIGN_SMOKE_KEY"
 KEY = "sk-smoke-" + secrets.token_hex(12)  # made at run time, so no source file contains it
 
 
-def repo_copy(dest: Path) -> Path:
-    """The working tree as git would clone it (tracked + untracked-but-not-ignored files), smoke params."""
+def repo_copy(dest: Path, profile: str = "smoke.yaml") -> Path:
+    """The working tree as git would clone it (tracked + untracked-but-not-ignored files), with a profile's params."""
     files = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
         cwd=ROOT, capture_output=True, text=True, check=True,
@@ -77,7 +77,7 @@ def repo_copy(dest: Path) -> Path:
         if src.is_file() and not name.startswith(("notebooks/rendered/", "figures/", "results/")):
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
-    shutil.copy(ROOT / "profiles" / "smoke.yaml", dest / "params.yaml")
+    shutil.copy(ROOT / "profiles" / profile, dest / "params.yaml")
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     return dest
 
@@ -265,9 +265,10 @@ def test_stage_5_judges_every_comparison_in_both_orders(smoke_runs):
     assert len(judgments) == prompts * (settings_count + 6)  # PT vs DPO per setting; all 6 pairs of 4 systems
     assert set(judgments.personalization) | set(judgments.quality) <= {"a", "b", "tie", "invalid"}
     boat = (repo / "figures/table_whose_boat.md").read_text()
-    assert "PT + P" in boat and "ΔPQ" in boat
+    assert "pt_gold + P_gold" in boat and "ΔPQ" in boat and "| average" in boat
     metrics = json.loads((repo / "results/generate_judge/metrics.json").read_text())
-    assert set(metrics["whose_boat"]) == {"chosen/gold", "chosen/retr", "rejected/gold", "rejected/retr"}
+    assert set(metrics["whose_boat"]) == {"builtin/chosen/gold", "builtin/chosen/retr", "builtin/rejected/gold",
+                                          "builtin/rejected/retr", "average"}
     assert len(metrics["table3"]) == 6
     notebook = json.loads((repo / "notebooks/rendered/05_generate_judge.ipynb").read_text())
     assert any("Table 3 outcomes" in "".join(o.get("data", {}).get("text/markdown", ""))
@@ -342,3 +343,53 @@ def test_a_bad_param_stops_the_pipeline_before_compute(tmp_path):
     assert result.returncode != 0
     assert "base.model = 'not-a-model' cannot be resolved" in result.stdout + result.stderr
     assert not (repo / "models/base").exists()
+
+
+SHARED_DATA = ROOT.parent / "shared" / "data" / "persona_tailoring"
+
+
+@pytest.fixture(scope="module")
+def persona_tailoring_run(tmp_path_factory):
+    """One `dvc repro` of the persona-tailoring profile at test scale on the real BeaverTails and Mnemonic rows."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} is not on this machine: the real-data profile has nothing to load")
+    repo = repo_copy(tmp_path_factory.mktemp("persona_tailoring"), "persona_tailoring_smoke.yaml")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for spec in params["build_data"]["datasets"].values():  # the copy does not sit beside ../shared
+        spec["path"] = str(SHARED_DATA / Path(spec["path"]).name)
+    params["prefixes"]["inference_check_data"] = str(SHARED_DATA / "inference-BeaverTails")
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    dvc("repro", cwd=repo)
+    return repo, params
+
+
+def test_the_persona_tailoring_profile_runs_end_to_end_on_real_rows(persona_tailoring_run):
+    import pandas as pd
+
+    repo, params = persona_tailoring_run
+    records = read_records(repo / "data/records.jsonl")
+    assert set(records.source) == {"beavertails", "mnemonic"} == set(records.user_id)
+    for name, spec in params["build_data"]["datasets"].items():
+        sizes = records[records.source == name].split.value_counts().to_dict()
+        assert sizes == {split: spec[split] for split in ("train", "test", "sft_train") if spec[split]}
+    mnemonic_test = records[(records.source == "mnemonic") & (records.split == "test")]
+    assert (mnemonic_test.chosen == "").all() and (mnemonic_test.chosen_persona_retr != "").all()
+    for run in params["train"]["runs"]:
+        assert (repo / "models/adapters" / run / "sft_adapter").is_dir()  # Whose Boat: SFT, then DPO
+        assert (repo / "models/adapters" / run / "adapter").is_dir()
+    examples = pd.read_csv(repo / "results/scores/examples.csv")
+    assert not set(examples.id) & set(mnemonic_test.id)  # no responses: not scored
+    assert set(examples[examples.system == "pt_beavertails"].condition) == {"pt_gold", "pt_inferred", "pt_retr"}
+    boat = pd.read_csv(repo / "results/generate_judge/whose_boat.csv", keep_default_na=False)
+    per_dataset = params["generate_judge"]["prompts_per_type"]
+    missing = boat[boat.missing != ""]
+    assert set(missing.setting) == {"mnemonic/chosen/dataset_gold", "mnemonic/rejected/dataset_gold"}
+    assert set(boat[(boat.missing == "") & (boat.setting != "average")].n) == {per_dataset}
+    assert boat.setting.iloc[-1] == "average" and len(boat) == 9
+    versus = pd.read_csv(repo / "results/analysis/whose_boat_vs_paper.csv")
+    assert {"beavertails/chosen/dataset_retr", "mnemonic/rejected/dataset_retr", "average"} <= set(versus.cell)
+    assert "| average" in (repo / "figures/analysis/whose_boat_ci.md").read_text()
+    notebook = (repo / "notebooks/rendered/06_analysis.ipynb").read_text()
+    assert "matching cells" in notebook and "135M model" in notebook
+    card = (repo / "data/dataset_card.md").read_text()
+    assert "only generation with retrieved personas is possible" in card

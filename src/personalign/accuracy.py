@@ -98,9 +98,12 @@ def base_conditions(prefix_types: list[str], available: set[str], prefix_seeds: 
 
 
 def seen_users(run: RunSpec | None, test: pd.DataFrame) -> np.ndarray:
-    """Per test row: True when the system trained on that user's pairs (the base model: False for everyone)."""
+    """Per test row: True when the system trained on that user's pairs (the base model: False for everyone; a run
+    trained on one dataset: the rows of that dataset)."""
     if run is None:
         return np.zeros(len(test), dtype=bool)
+    if run.source:
+        return (test.source == run.source).to_numpy()
     if run.kind == "pm":
         return (test.user_id == run.user).to_numpy()
     if run.kind == "mt" and run.held_out_fold is not None:

@@ -251,6 +251,9 @@ def demographics(by_user: pd.DataFrame, personas: pd.DataFrame, system: str, con
 
     cell = by_user[(by_user.system == system) & (by_user.condition == condition)]
     demo = pd.DataFrame(list(personas.demographics), index=personas.user_id)
+    attributes = [a for a in attributes if a in demo]
+    if not attributes or cell.empty:
+        return pd.DataFrame(), _nothing("no configured demographic attribute in the persona table (or no such cell)")
     if "age" in demo:
         demo["age"] = demo.age.map(age_bracket)
     tests, rows = [], []
@@ -275,10 +278,12 @@ def demographics(by_user: pd.DataFrame, personas: pd.DataFrame, system: str, con
 
 def comparison_pairs(runs: dict[str, dict]) -> list[tuple[str, tuple[str, str], tuple[str, str]]]:
     """The headline paired comparisons on the same test prompts: each MT run with its prefix vs the base model
-    without one and vs its shuffled prefix; each PT run vs the first DPO run."""
+    without one and vs its shuffled prefix; each PT run vs the first DPO run trained on the same dataset with the
+    same SFT phase."""
     pairs = []
-    dpo = next((n for n, r in runs.items() if r["kind"] == "dpo" and not r.get("sft_epochs")), None)
     for name, run in runs.items():
+        dpo = next((n for n, r in runs.items() if r["kind"] == "dpo" and r.get("source", "") == run.get("source", "")
+                    and r.get("sft_epochs") == run.get("sft_epochs")), None)
         if run["kind"] == "mt" and run.get("prefix", "none") != "none":
             pairs.append((f"{name}: own prefix vs base, no prefix", (name, "seen_prefix"), ("base", "none")))
             pairs.append((f"{name}: own vs shuffled prefix", (name, "seen_prefix"), (name, "shuffled_prefix")))
@@ -304,7 +309,8 @@ def paired_tests(examples: pd.DataFrame, runs: dict[str, dict], rng: np.random.G
                      "difference": diff, "ci_low": low, "ci_high": high,
                      "permutation_p": paired_permutation_test(x, y, rng, n_resamples=n_resamples),
                      "sign_test_p": sign_test(x, y)})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["comparison", "n", "accuracy_a", "accuracy_b", "difference", "ci_low", "ci_high",
+                                       "permutation_p", "sign_test_p"])
 
 
 def _win_rate(outcomes: np.ndarray) -> float:
@@ -380,6 +386,78 @@ def formatted_paired_tests(table: pd.DataFrame) -> pd.DataFrame:
     out["permutation p"] = [f"{v:.3f}" for v in table.permutation_p]
     out["sign test p"] = [f"{v:.3f}" for v in table.sign_test_p]
     return out
+
+
+def whose_boat_intervals(boat: pd.DataFrame, intervals: pd.DataFrame) -> pd.DataFrame:
+    """Stage 5's Whose Boat table (`whose_boat.csv`) in the paper's layout with the 95% intervals of
+    `win_rate_intervals` beside each judged cell's win rates and ΔPQ (the average row: mean of the cells, no
+    interval); a cell the data lacks stays "—"."""
+    ci = intervals.set_index("setting")
+
+    def with_ci(row, name: str, scale: float, sign: str) -> str:
+        if row.missing:
+            return "—"
+        value = f"{row[name] * scale:{sign}.1f}"
+        if row.setting not in ci.index:
+            return value
+        low, high = ci.loc[row.setting, f"{name}_low"] * scale, ci.loc[row.setting, f"{name}_high"] * scale
+        return f"{value} [{low:{sign}.1f}, {high:{sign}.1f}]"
+
+    def wtl(row, aspect: str) -> str:
+        return "—" if row.missing else "/".join(f"{row[f'{aspect}_{p}']:.1f}" for p in ("win", "tie", "loss"))
+
+    rows = [r for _, r in boat.iterrows()]
+    return pd.DataFrame({
+        "Dataset": [r.dataset if r.setting == "average" else f"{r.dataset} {r.side}" for r in rows],
+        "π_base": [r.base for r in rows], "π_test": [r.test for r in rows],
+        "Person. W/T/L": [wtl(r, "p") for r in rows], "Quality W/T/L": [wtl(r, "q") for r in rows],
+        "Person. win rate": [with_ci(r, "p_wr", 100, "") for r in rows],
+        "Quality win rate": [with_ci(r, "q_wr", 100, "") for r in rows],
+        "ΔPQ": [with_ci(r, "delta_pq", 1, "+") for r in rows], "n": [int(r.n) for r in rows],
+    })
+
+
+def whose_boat_vs_paper(boat: pd.DataFrame, paper: pd.DataFrame, dataset_names: dict[str, str]) -> pd.DataFrame:
+    """Each judged cell of this run beside the paper's cell of the same dataset, side and persona source (P_gold /
+    P_retr: the dataset's own personas or stage 2's) and the difference in ΔPQ; cells without a paper counterpart
+    are left out."""
+    rows = []
+    for r in boat[boat.missing.fillna("") == ""].itertuples():
+        persona = r.source.removeprefix("dataset_") if r.setting != "average" else ""
+        match = paper[(paper.paper_dataset == dataset_names.get(r.dataset, "")) & (paper.side == r.side)
+                      & (paper.persona == persona)]
+        if match.empty or persona not in ("", "gold", "retr"):
+            continue
+        ours = f"{r.p_win:.1f}/{r.p_tie:.1f}/{r.p_loss:.1f}"
+        rows.append({"cell": r.setting, "paper Person. W/T/L": match.p_wtl.iloc[0], "ours Person. W/T/L": ours,
+                     "paper ΔPQ": match.delta_pq.iloc[0], "ours ΔPQ": round(float(r.delta_pq), 1),
+                     "difference": round(float(r.delta_pq) - float(match.delta_pq.iloc[0]), 1), "n": int(r.n)})
+    return pd.DataFrame(rows, columns=["cell", "paper Person. W/T/L", "ours Person. W/T/L", "paper ΔPQ", "ours ΔPQ",
+                                       "difference", "n"])
+
+
+
+def verdict_whose_boat(versus: pd.DataFrame, boat: pd.DataFrame) -> str:
+    """How this run's Whose Boat cells compare with the paper's: signs, sizes, and why they differ."""
+    judged = boat[(boat.missing == "") & (boat.setting != "average")]
+    if judged.empty:
+        return "No Whose Boat cell was judged in this run."
+    positive = int((judged.delta_pq > 0).sum())
+    cells = versus[versus.cell != "average"]
+    text = (f"{positive} of {len(judged)} judged cells have ΔPQ > 0 (PT + P ahead of DPO + P); mean ΔPQ "
+            f"{judged.delta_pq.mean():+.1f} over {int(judged.n.sum())} judged prompts. ")
+    if len(cells):
+        same_sign = int((np.sign(cells["ours ΔPQ"]) == np.sign(cells["paper ΔPQ"])).sum())
+        text += (f"Against the paper's {len(cells)} matching cells (mean ΔPQ {cells['paper ΔPQ'].mean():+.1f}), "
+                 f"{same_sign} have the same sign and the mean difference is {cells['difference'].mean():+.1f} "
+                 "points. ")
+    else:
+        text += "None of this run's datasets is one of the paper's, so there is nothing to set beside it. "
+    return text + ("Expect smaller and noisier effects than the paper's: its PT and DPO models are multi-billion "
+                   "parameter models trained on the full training sets and judged by a strong LLM, while here a 135M "
+                   "model with a LoRA adapter is trained for a few CPU steps on a subset, samples short responses, and "
+                   "the judge is the configured one (the simulated embedding judge by default), on a few dozen "
+                   "prompts per cell — so an interval that spans 0 means the run cannot tell, not that PT does not help.")
 
 
 @dataclass(frozen=True)
@@ -519,6 +597,8 @@ def verdict_sensitivity(table: pd.DataFrame) -> str:
 
 def verdict_demographics(table: pd.DataFrame) -> str:
     """ANOVA per attribute."""
+    if table.empty:
+        return "The personas have none of `analysis.demographic_attributes`; nothing to compare."
     tests = table.drop_duplicates("attribute")
     parts = [f"{r.attribute}: F = {r.f:.2f}, p = {r.p:.2f}" for r in tests.itertuples()]
     significant = [r.attribute for r in tests.itertuples() if r.p < 0.05]
@@ -549,6 +629,8 @@ INDEX = [
                "all pairs among base and MT with and without prefix: W/T/L, ΔPQ"),
     IndexEntry("analysis/paired_tests.*", "6 analysis", "analysis, train.runs", "WikiPersona Fig. 5 / Whose Boat",
                "headline system pairs on the same prompts: difference [user-bootstrap CI], permutation and sign tests"),
+    IndexEntry("analysis/whose_boat_ci.*", "6 analysis", "analysis, generate_judge", "Whose Boat table",
+               "the Whose Boat table with 95% intervals of win rates and ΔPQ, and beside the paper's numbers"),
     IndexEntry("analysis/win_rates_ci.*", "6 analysis", "analysis, generate_judge", "Whose Boat table, WikiPersona Table 3",
                "win rates and ΔPQ with 95% intervals from resampling evaluation prompts"),
     IndexEntry("analysis/judge_order_agreement.*", "6 analysis", "analysis, judge", "Whose Boat (both orders)",
@@ -568,3 +650,4 @@ INDEX = [
     IndexEntry("analysis/fig16_demographics.*", "6 analysis", "analysis", "WikiPersona Fig. 16",
                "per-user accuracy by demographic attribute with one-way ANOVA"),
 ]
+

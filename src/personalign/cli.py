@@ -20,6 +20,14 @@ STAGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "analysis": ("06_analysis.ipynb", ("base", "judge", "train", "analysis")),
 }
 ITEM_STAGES = {"train"}  # stages fanned out by DVC `foreach`: one notebook run per item (`--item NAME`)
+REAL_DATA_NOTEBOOK = "01_load_data.ipynb"  # stage build_data with `build_data.source: datasets`
+
+
+def stage_notebook(stage: str, params: Params) -> str:
+    """The notebook a stage runs: build_data reads real datasets instead of building the world when told to."""
+    if stage == "build_data" and params.build_data.source == "datasets":
+        return REAL_DATA_NOTEBOOK
+    return STAGES[stage][0]
 
 
 def check_params(path: str | Path) -> Params:
@@ -28,6 +36,13 @@ def check_params(path: str | Path) -> Params:
     from personalign.models import resolve_model
 
     params = load_params(path)
+    if params.build_data.source == "datasets":
+        absent = [(name, spec.path) for name, spec in params.build_data.datasets.items()
+                  if not Path(spec.path).exists() and not spec.hub_id]
+        if absent:
+            name, where = absent[0]
+            raise ParamsError(f"{path}: build_data.datasets.{name}.path = {where!r}: no such file or directory "
+                              "(and no hub_id to load it from)")
     resolve_model(params.base.model)
     resolve_embedder(params.base.embedding_model)
     if params.generators.strong.backend == "hf":
@@ -41,8 +56,8 @@ def run_stage(stage: str, params: Params, notebooks: Path, rendered: Path, item:
     (for a fanned-out stage: rendered/<notebook stem>/<item>.ipynb, with `item` injected as well)."""
     import papermill
 
-    notebook, sections = STAGES[stage]
-    out = rendered / notebook if item is None else rendered / Path(notebook).stem / f"{item}.ipynb"
+    notebook, sections = stage_notebook(stage, params), STAGES[stage][1]
+    out = rendered / STAGES[stage][0] if item is None else rendered / Path(notebook).stem / f"{item}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
     parameters = {name: getattr(params, name).model_dump() for name in sections}
     if item is not None:
@@ -71,7 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("run_name")
     train.add_argument("--params", default="params.yaml")
     train.add_argument("--out", type=Path, help="output directory (default: models/adapters/RUN_NAME)")
+    archive = sub.add_parser("archive-study", help="copy the outputs of a finished run of another profile (in WORKSPACE) "
+                                                    "into notebooks/rendered/studies/NAME and figures/studies/NAME")
+    archive.add_argument("workspace", type=Path)
+    archive.add_argument("name", help="the study's name: the workspace's base.profile")
     args = parser.parse_args(argv)
+    if args.command == "archive-study":
+        return _archive(args)
     try:
         params = check_params(args.params)
     except ParamsError as exc:
@@ -99,6 +120,21 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     print(f"personalign: stage {args.stage} done -> {out}")
+    return 0
+
+
+def _archive(args) -> int:
+    """`personalign archive-study WORKSPACE NAME`: keep another profile's run beside the default one."""
+    from personalign.study_archive import archive_study
+
+    try:
+        left_out = archive_study(args.workspace, Path.cwd(), args.name)
+    except (OSError, ValueError) as exc:
+        print(f"personalign: {exc}", file=sys.stderr)
+        return 2
+    for note in left_out:
+        print(f"personalign: left out {note}", file=sys.stderr)
+    print(f"personalign: {args.workspace} archived as study {args.name!r}")
     return 0
 
 

@@ -55,23 +55,79 @@ def evaluation_prompts(test: pd.DataFrame, per_type: int, rng: np.random.Generat
 
 
 def persona_texts(rows: pd.DataFrame, pair_personas: pd.DataFrame | None, side: str, source: str) -> list[str]:
-    """The persona of each evaluation row: the `chosen` or `rejected` side, inferred from the test pair itself
-    (`gold`, the Whose Boat P_gold) or retrieved from the nearest training prompt (`retr`); `world` is the world's
-    gold persona of the row's user (chosen side only)."""
+    """The persona of each evaluation row: the `chosen` or `rejected` side, inferred in stage 2 from the test pair
+    itself (`gold`, the Whose Boat P_gold) or retrieved from the nearest training prompt (`retr`); `dataset_gold` /
+    `dataset_retr` are the personas a real dataset ships in its records; `world` is the world's gold persona of the
+    row's user (chosen side only)."""
     if source == "world":
         if side != "chosen":
             raise ComparisonInputError("persona source 'world' has a chosen side only")
         texts = list(rows.chosen_persona_gold)
+    elif source.startswith("dataset_"):
+        texts = list(rows[f"{side}_persona_{source.removeprefix('dataset_')}"])
     else:
         if pair_personas is None:
             raise ComparisonInputError(f"persona source {source!r} needs stage 2's pair personas")
         column = f"{side}_persona" + ("_retr" if source == "retr" else "")
         lookup = dict(zip(pair_personas.id, pair_personas[column]))
         texts = [lookup.get(i, "") for i in rows.id]
-    missing = [i for i, t in zip(rows.id, texts) if not t]
+    missing = [i for i, t in zip(rows.id, texts) if not t.strip()]
     if missing:
         raise ComparisonInputError(f"no {side} persona ({source}) for test pair {missing[0]!r}")
     return texts
+
+
+@dataclass(frozen=True)
+class WhoseBoatCell:
+    """One row of the Whose Boat table: PT + P vs DPO + P on one dataset's evaluation rows, with the personas of
+    one side and source (`personas` empty and `missing` saying why when the data has none)."""
+
+    dataset: str
+    side: str
+    source: str
+    rows: pd.DataFrame
+    personas: tuple[str, ...]
+    dpo: System
+    pt: System
+    missing: str = ""
+
+    @property
+    def setting(self) -> str:
+        return f"{self.dataset}/{self.side}/{self.source}"
+
+
+def check_comparison_runs(settings, run_names: list[str], sources: set[str]) -> None:
+    """Stop before compute when a configured comparison names a run that is not trained or a dataset without
+    evaluation rows; the message names the key."""
+    named = [(f"whose_boat.runs.{d}.{k}", getattr(r, k)) for d, r in settings.whose_boat.runs.items()
+             for k in ("dpo", "pt")]
+    if settings.prefix_table.mt_run:
+        named.append(("prefix_table.mt_run", settings.prefix_table.mt_run))
+    for key, name in named:
+        if name not in run_names:
+            raise ComparisonInputError(f"generate_judge.{key} = {name!r} is not in train.runs; defined runs: "
+                                       f"{', '.join(run_names) or 'none'}")
+    for dataset in settings.whose_boat.runs:
+        if dataset not in sources:
+            raise ComparisonInputError(f"generate_judge.whose_boat.runs: dataset {dataset!r} has no test prompts; "
+                                       f"the records' sources are {', '.join(sorted(sources))}")
+
+
+def whose_boat_cells(rows: pd.DataFrame, pair_personas: pd.DataFrame | None, whose_boat) -> list[WhoseBoatCell]:
+    """Every (dataset, persona side, persona source) cell of the Whose Boat table; a cell whose personas the data
+    lacks (e.g. P_gold of a test split released without responses) is kept with `missing` set, never filled in."""
+    cells = []
+    for dataset, runs in whose_boat.runs.items():
+        mine = rows[rows.source == dataset].reset_index(drop=True)
+        dpo, pt = System("DPO + P", runs.dpo, "i_am"), System("PT + P", runs.pt, "pt")
+        for side in whose_boat.persona_sides:
+            for source in whose_boat.persona_sources:
+                try:
+                    texts, missing = tuple(persona_texts(mine, pair_personas, side, source)), ""
+                except ComparisonInputError as exc:
+                    texts, missing = (), str(exc)
+                cells.append(WhoseBoatCell(dataset, side, source, mine, texts, dpo, pt, missing))
+    return cells
 
 
 def system_prompts(system: System, rows: pd.DataFrame, personas: list[str], prefixes: pd.DataFrame,
@@ -122,6 +178,45 @@ def win_rate_table(outcomes: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         key = key if isinstance(key, tuple) else (key,)
         rows.append({**dict(zip(keys, key)), **summary_row(group.personalization, group.quality)})
     return pd.DataFrame(rows)
+
+
+NUMBERS = ["p_win", "p_tie", "p_loss", "q_win", "q_tie", "q_loss", "p_wr", "q_wr", "delta_pq"]
+
+
+def whose_boat_table(outcomes: pd.DataFrame, cells: list[WhoseBoatCell]) -> pd.DataFrame:
+    """The Whose Boat table's numbers, one row per cell in configuration order (P and Q W/T/L %, win rates, ΔPQ,
+    n); a cell the data lacks keeps NaN numbers and says why in `missing`. Last, the paper's average row: the mean
+    of the judged cells' numbers."""
+    rows = []
+    for cell in cells:
+        judged = outcomes[outcomes.setting == cell.setting]
+        numbers = summary_row(judged.personalization, judged.quality) if len(judged) else {"n": 0}
+        rows.append({"setting": cell.setting, "dataset": cell.dataset, "side": cell.side, "source": cell.source,
+                     "base": f"{cell.dpo.model} + P_{cell.source}", "test": f"{cell.pt.model} + P_{cell.source}",
+                     **{k: numbers.get(k, float("nan")) for k in NUMBERS}, "n": numbers["n"], "missing": cell.missing})
+    table = pd.DataFrame(rows)
+    judged = table[table.missing == ""]
+    average = {"setting": "average", "dataset": "average", "side": "", "source": "", "base": "DPO", "test": "PT",
+               **judged[NUMBERS].mean().to_dict(), "n": int(judged.n.sum()), "missing": ""}
+    return pd.concat([table, pd.DataFrame([average])], ignore_index=True)
+
+
+def whose_boat_layout(table: pd.DataFrame) -> pd.DataFrame:
+    """The paper's layout of `whose_boat_table`: Dataset, π_base, π_test, Person. W/T/L, Quality W/T/L, ΔPQ, n;
+    a cell the data lacks shows "—"."""
+    def wtl(row, aspect):
+        if row.missing:
+            return "—"
+        return "/".join(f"{row[f'{aspect}_{part}']:.1f}" for part in ("win", "tie", "loss"))
+
+    return pd.DataFrame({
+        "Dataset": [r.dataset if r.setting == "average" else f"{r.dataset} {r.side}" for r in table.itertuples()],
+        "π_base": list(table.base), "π_test": list(table.test),
+        "Person. W/T/L": [wtl(r, "p") for _, r in table.iterrows()],
+        "Quality W/T/L": [wtl(r, "q") for _, r in table.iterrows()],
+        "ΔPQ": ["—" if r.missing else f"{r.delta_pq:+.1f}" for r in table.itertuples()],
+        "n": list(table.n.astype(int)),
+    })
 
 
 def formatted(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

@@ -30,10 +30,33 @@ class BaseParams(_Section):
     profile: str = "default"
 
 
-class BuildDataParams(_Section):
-    """`build_data`: the WikiPersona dataset procedure at configurable scale (stage 1)."""
+DATASET_FORMATS = ("persona_tailoring", "wikipersona", "psoups", "personal_llm_dpo", "tldr", "personal_llm")
 
-    source: Literal["builtin"] = "builtin"
+
+class DatasetSpec(_Section):
+    """One real dataset of `build_data.datasets` (the key becomes the records' `source`): its format, a local path
+    (or, for users with hub access, an HF dataset id used when the path is absent), rows drawn per canonical split
+    (null = every row, 0 = none), and the format's own options."""
+
+    format: Literal[DATASET_FORMATS]  # type: ignore[valid-type]
+    path: str
+    hub_id: str = ""
+    train: int | None = Field(None, ge=0)  # rows drawn per canonical split; null: every row, 0: none
+    val: int | None = Field(None, ge=0)
+    test: int | None = Field(None, ge=0)
+    sft_train: int | None = Field(None, ge=0)
+    sft_val: int | None = Field(None, ge=0)
+    persona_table: str = ""  # wikipersona: the persona table file (name, axis, fold, tag, prefix columns)
+    users: int = Field(5, ge=1, le=100_000)  # tldr: most frequent workers kept; personal_llm: simulated users
+    alpha: float = Field(1.0, gt=0.0, le=1000.0)  # personal_llm: Dirichlet concentration of the users' weights
+
+
+class BuildDataParams(_Section):
+    """`build_data`: stage 1, the WikiPersona dataset procedure at configurable scale (`source: builtin`), or the
+    real datasets listed in `datasets` (`source: datasets`)."""
+
+    source: Literal["builtin", "datasets"] = "builtin"
+    datasets: dict[str, DatasetSpec] = Field(default_factory=dict)
     axes: list[str] = Field(default_factory=lambda: ["politics", "diet"], min_length=1)
     personas_per_axis: int = Field(5, ge=2, le=5)
     divergent_train_per_axis: int = Field(5, ge=1, le=24)
@@ -62,8 +85,18 @@ class BuildDataParams(_Section):
             raise ValueError("axes must not repeat")
         return axes
 
+    @field_validator("datasets")
+    @classmethod
+    def _dataset_names(cls, datasets: dict[str, DatasetSpec]) -> dict[str, DatasetSpec]:
+        bad = [n for n in datasets if not n.replace("_", "").isalnum() or n != n.lower() or n == "builtin"]
+        if bad:
+            raise ValueError(f"dataset name {bad[0]!r} must be lowercase letters, digits and _ (and not 'builtin')")
+        return datasets
+
     @model_validator(mode="after")
     def _sizes_fit(self) -> BuildDataParams:
+        if self.source == "datasets" and not self.datasets:
+            raise ValueError("source 'datasets' needs at least one entry in build_data.datasets")
         if self.divergent_train_per_axis + self.divergent_test_per_axis > 24:
             raise ValueError("divergent_train_per_axis + divergent_test_per_axis must be <= 24 (questions per axis)")
         if self.personal_train_per_persona + self.personal_test_per_persona > 20:
@@ -183,6 +216,7 @@ class TrainRun(_Section):
     prefix: str = "none"
     prefix_seed: int = Field(0, ge=0)
     user: str = ""
+    source: str = ""  # train on this dataset's pairs only (a key of build_data.datasets); "": every source
     held_out_fold: int | None = Field(None, ge=0)
     fraction: float = Field(1.0, gt=0.0, le=1.0)
     seed: int = Field(0, ge=0)
@@ -245,17 +279,29 @@ class ScoreParams(_Section):
         return types
 
 
-class WhoseBoatParams(_Section):
-    """The Whose Boat layout: PT + P vs DPO + P ("I am ..."), per persona side and source."""
+class WhoseBoatRuns(_Section):
+    """The DPO run (π_base, given the persona as "I am ...") and the PT run (π_test) compared on one dataset."""
 
-    dpo_run: str = "dpo"
-    pt_run: str = "pt_gold"
+    dpo: str
+    pt: str
+
+
+class WhoseBoatParams(_Section):
+    """The Whose Boat layout: PT + P vs DPO + P ("I am ..."), per dataset (a records `source`: `builtin` for the
+    built-in world), persona side and persona source: `gold` / `retr` inferred in stage 2 (from the test pair /
+    the nearest training prompt), `dataset_gold` / `dataset_retr` the dataset's own columns, `world` the world's
+    persona of the user (chosen side only)."""
+
+    runs: dict[str, WhoseBoatRuns] = Field(
+        default_factory=lambda: {"builtin": WhoseBoatRuns(dpo="dpo", pt="pt_gold")}, min_length=1)
     persona_sides: list[Literal["chosen", "rejected"]] = Field(default_factory=lambda: ["chosen", "rejected"])
-    persona_sources: list[Literal["gold", "retr", "world"]] = Field(default_factory=lambda: ["gold", "retr"])
+    persona_sources: list[Literal["gold", "retr", "dataset_gold", "dataset_retr", "world"]] = Field(
+        default_factory=lambda: ["gold", "retr"])
 
 
 class PrefixTableParams(_Section):
-    """WikiPersona Table 3: all pairs among the base model and an MT run, each with and without its prefix."""
+    """WikiPersona Table 3: all pairs among the base model and an MT run, each with and without its prefix
+    (`mt_run: ""`: no Table 3, e.g. for datasets without per-user prefixes)."""
 
     mt_run: str = "mt_persona_f0"
     prefix: str = "persona"

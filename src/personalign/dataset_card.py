@@ -167,3 +167,53 @@ def card_markdown(stats: dict, params: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def datasets_statistics(records: pd.DataFrame, personas: pd.DataFrame, counts: dict[str, dict[str, int]],
+                        notes: list[str]) -> dict:
+    """The card of real datasets, JSON-ready: per source the rows read and used (by split), users, pairs without
+    responses, and the notes of its loader; lengths over labelled pairs."""
+    labelled = records[records.chosen.str.strip() != ""]
+    per_source = {}
+    for source, group in records.groupby("source", sort=True):
+        per_source[source] = {
+            "users": int(group.user_id.nunique()),
+            "pairs": {s: int(n) for s, n in group.groupby("split").size().items()},
+            "pairs_without_responses": int((group.chosen.str.strip() == "").sum()),
+            "with_persona": {c: int((group[c].str.strip() != "").sum())
+                             for c in ("chosen_persona_gold", "rejected_persona_gold", "chosen_persona_retr",
+                                       "rejected_persona_retr")},
+            "loader_counts": dict(sorted(counts.get(source, {}).items())),
+        }
+    return {
+        "sources": per_source,
+        "users": int(len(personas)),
+        "pairs_total": int(len(records)),
+        "y_w_longer_share": round(float((_words(labelled.chosen) > _words(labelled.rejected)).mean()), 4)
+        if len(labelled) else None,
+        "lengths": length_summary(labelled.assign(question_type=labelled.source)).rename(
+            columns={"question_type": "source"}).to_dict(orient="records"),
+        "notes": list(notes),
+    }
+
+
+def datasets_markdown(stats: dict, params: dict) -> str:
+    """The dataset card of real datasets as Markdown: where each came from, what was used, what it lacks."""
+    specs = params["build_data"]["datasets"]
+    lines = ["# Dataset card: real preference datasets", "",
+             f"Loaded by stage 1 (`build_data`, `source: datasets`), seed {params['base']['seed']}. "
+             f"{stats['users']} users, {stats['pairs_total']} pairs in the canonical table.", ""]
+    for source, s in stats["sources"].items():
+        spec = specs[source]
+        drawn = ", ".join(f"{k} {'all' if spec[k] is None else spec[k]}" for k in ("train", "val", "test", "sft_train", "sft_val"))
+        lines += [f"## {source}", "", f"Format `{spec['format']}` from `{spec['path']}`; rows drawn: {drawn}.", "",
+                  pd.Series(s["pairs"], name="pairs").rename_axis("split").to_frame().to_markdown(), "",
+                  f"Users: {s['users']}. Pairs without responses: {s['pairs_without_responses']}.", "",
+                  pd.Series(s["with_persona"], name="pairs with text").rename_axis("persona field").to_frame()
+                  .to_markdown(), "", "Loader counts (every row read, drawn, filtered):", "",
+                  pd.Series(s["loader_counts"], name="rows").rename_axis("count").to_frame().to_markdown(), ""]
+    lines += ["## Lengths (words, labelled pairs)", "", pd.DataFrame(stats["lengths"]).to_markdown(index=False), ""]
+    if stats["y_w_longer_share"] is not None:
+        lines += [f"y_w is longer than y_l in {stats['y_w_longer_share']:.1%} of labelled pairs.", ""]
+    lines += ["## Notes", ""] + [f"- {n}" for n in stats["notes"]] + [""]
+    return "\n".join(lines)

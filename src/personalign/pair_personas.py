@@ -37,19 +37,24 @@ def infer_pair_personas(
 
 
 def retrieved_personas(test: pd.DataFrame, train: pd.DataFrame, personas: pd.DataFrame, embedder: Embedder) -> pd.DataFrame:
-    """P_retr for each test pair: the personas inferred for its nearest training prompt (MiniLM cosine).
-    `personas` has the id, chosen_persona and rejected_persona columns of the training pairs."""
+    """P_retr for each test pair: the personas inferred for the nearest training prompt of the same source (MiniLM
+    cosine; only the prompts are compared). `personas` has the id, chosen_persona and rejected_persona columns of the
+    training pairs."""
     train = train.merge(personas, on="id").sort_values("id", ignore_index=True)
-    similarity = embedder.encode(list(test.prompt)) @ embedder.encode(list(train.prompt)).T
-    nearest = train.iloc[np.argmax(similarity, axis=1)]
-    return pd.DataFrame(
-        {
-            "id": list(test.id),
+    out = []
+    for source, queries in test.sort_values("id").groupby("source", sort=True):
+        pool = train[train.source == source].reset_index(drop=True)
+        if pool.empty:
+            raise ValueError(f"source {source!r} has test pairs but no training pairs to retrieve personas from")
+        similarity = embedder.encode(list(queries.prompt)) @ embedder.encode(list(pool.prompt)).T
+        nearest = pool.iloc[np.argmax(similarity, axis=1)]
+        out.append(pd.DataFrame({
+            "id": list(queries.id),
             "retr_source_id": list(nearest.id),
             "chosen_persona_retr": list(nearest.chosen_persona),
             "rejected_persona_retr": list(nearest.rejected_persona),
-        }
-    )
+        }))
+    return pd.concat(out, ignore_index=True)
 
 
 def inference_check(pairs: pd.DataFrame, judge: Judge) -> pd.DataFrame:

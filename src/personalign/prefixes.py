@@ -23,11 +23,14 @@ def sample_train_pairs(train: pd.DataFrame, user_id: str, k: int, rng: np.random
 
 
 def fixed_prefixes(personas: pd.DataFrame, seeds: list[int]) -> list[dict]:
-    """none, tag, name and gold: the same text under every seed."""
+    """none, tag, name and gold: the same text under every seed (tag and gold only for users that have one: a real
+    dataset's users may have neither)."""
     rows = []
     for p in personas.itertuples():
         for seed in seeds:
             for kind, text in (("none", ""), ("tag", p.tag), ("name", p.name), ("gold", p.gold)):
+                if kind in ("tag", "gold") and not text.strip():
+                    continue
                 rows.append({"user_id": p.user_id, "prefix_type": kind, "seed": seed, "text": text, "source_user_id": p.user_id})
     return rows
 
@@ -77,10 +80,11 @@ def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def shuffled_prefixes(prefixes: pd.DataFrame, base_seed: int) -> list[dict]:
-    """For every prefix type and seed, `shuffled_<type>`: each user gets another user's prefix (a derangement)."""
+    """For every prefix type and seed, `shuffled_<type>`: each user gets another user's prefix (a derangement);
+    a type only one user has gets none."""
     rows = []
     for (kind, seed), group in prefixes.groupby(["prefix_type", "seed"], sort=True):
-        if kind == "none":
+        if kind == "none" or len(group) < 2:
             continue
         group = group.sort_values("user_id")
         perm = derangement(len(group), np.random.default_rng(stable_seed(base_seed, "shuffle", kind, seed)))
@@ -103,13 +107,15 @@ ROUGE_TYPES = ("few_shot", "persona", "persona_strong", "gold")
 
 def rouge_scores(prefixes: pd.DataFrame, personas: pd.DataFrame, base_seed: int) -> pd.DataFrame:
     """Per (user, prefix type, seed): ROUGE-1/L of the prefix against the user's gold text and against a random
-    other user's gold (WikiPersona Table 2's baseline row), and its word count."""
+    other user's gold (WikiPersona Table 2's baseline row), and its word count. Only users with a gold text count,
+    and only when at least two have one (else the frame is empty)."""
     from personalign.rouge import rouge1, rouge_l, tokens
 
-    gold = dict(zip(personas.user_id, personas.gold))
+    gold = {u: g for u, g in zip(personas.user_id, personas.gold) if g.strip()}
     users = sorted(gold)
     rows = []
-    for row in prefixes[prefixes.prefix_type.isin(ROUGE_TYPES)].itertuples():
+    scored = prefixes[prefixes.prefix_type.isin(ROUGE_TYPES) & prefixes.user_id.isin(users)] if len(users) > 1 else []
+    for row in scored.itertuples() if len(scored) else []:
         rng = np.random.default_rng(stable_seed(base_seed, "random_gold", row.user_id, row.prefix_type, row.seed))
         others = [u for u in users if u != row.user_id]
         random_gold = gold[others[int(rng.integers(len(others)))]]
@@ -121,7 +127,7 @@ def rouge_scores(prefixes: pd.DataFrame, personas: pd.DataFrame, base_seed: int)
                 "words": len(tokens(row.text)),
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["user_id", "prefix_type", "seed", "r1", "r1_random", "rl", "rl_random", "words"])
 
 
 def rouge_table(scores: pd.DataFrame) -> pd.DataFrame:

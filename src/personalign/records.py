@@ -35,7 +35,7 @@ PERSONA_FIELDS: dict[str, type | tuple[type, ...]] = {
     "demographics": dict,
 }
 QUESTION_TYPES = ("personal", "divergent", "none")
-SPLITS = ("train", "test", "val")
+SPLITS = ("train", "test", "val", "sft_train", "sft_val")  # sft_*: the SFT phase of SFT-then-DPO runs
 
 
 class RecordError(ValueError):

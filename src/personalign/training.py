@@ -30,7 +30,8 @@ class TrainingDataError(ValueError):
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One training run. `prefix`: the MT prefix type or the PT persona source; `user`: the PM user;
+    """One training run. `prefix`: the MT prefix type or the PT persona source; `user`: the PM user; `source`: the
+    dataset whose pairs it trains on ("": all);
     `held_out_fold`: MT's unseen fold; `fraction`: share of each user's training pairs used (seeded)."""
 
     name: str
@@ -38,6 +39,7 @@ class RunSpec:
     prefix: str = "none"
     prefix_seed: int = 0
     user: str = ""
+    source: str = ""
     held_out_fold: int | None = None
     fraction: float = 1.0
     seed: int = 0
@@ -69,6 +71,10 @@ def training_pairs(
     if run.kind not in RUN_KINDS:
         raise TrainingDataError(f"{where}: unknown kind {run.kind!r}; allowed: {', '.join(RUN_KINDS)}")
     train = records[records.split == "train"].sort_values("id", ignore_index=True)
+    if run.source:
+        train = train[train.source == run.source]
+        if train.empty:
+            raise TrainingDataError(f"{where}: source {run.source!r} has no training pairs")
     if run.kind == "pm":
         train = train[train.user_id == run.user]
         if train.empty:
