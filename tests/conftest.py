@@ -28,3 +28,14 @@ def tiny(tmp_path_factory):
     write_base_checkpoint(resolve_model("tiny-random-llama"), out, seed=0)
     model, tokenizer, _ = load_base(out, "cpu", "float32")
     return model, tokenizer
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread for the module (tiny reward heads run far faster without thread overhead)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -332,20 +332,24 @@ def test_load_datasets_rejects_a_user_shared_by_two_datasets():
 
 
 def test_load_datasets_sizes_another_format(valid_dir):
-    specs = {"ps": DatasetSpec(format="psoups", path=str(PSOUPS), train=1, test=0), "toy": pt_spec(valid_dir, val=1)}
+    specs = {"ps": DatasetSpec(format="psoups", path=str(PSOUPS), train=2, test=0), "toy": pt_spec(valid_dir, val=1)}
     data = load_datasets(specs, n_folds=3, base_seed=5)
     check_records(data.records, "sized")
     ps = data.records[data.records.source == "ps"]
-    assert list(ps.split) == ["train"] and ps.id.iloc[0] in {"ps-train-000000", "ps-train-000001", "ps-train-000003"}
+    everything = load_datasets({"ps": DatasetSpec(format="psoups", path=str(PSOUPS))}, n_folds=3, base_seed=5).records
+    train = everything[everything.split == "train"]
+    assert set(ps.split) == {"train"} and 1 <= len(ps) <= 2
+    for prompt in set(ps.prompt):  # whole prompts are drawn: every user who labelled it stays
+        assert set(ps[ps.prompt == prompt].id) == set(train[train.prompt == prompt].id)
     assert ps.fold.between(0, 2).all()
-    assert data.counts["ps"]["train_not_drawn"] == 2 and data.counts["ps"]["test_not_drawn"] == 2
+    assert data.counts["ps"]["train_not_drawn"] == len(train) - len(ps) and data.counts["ps"]["test_not_drawn"] == 2
     assert data.counts["ps"]["rows_read"] == 6  # the loader's own counts are kept
     assert data.counts["toy"]["dpo_val_not_drawn"] == 1 and (data.records.source == "toy").sum() == 13
     assert list(data.personas.user_id) == ["alice", "toy", "u1", "u2", "u3"]
 
     pd.testing.assert_frame_equal(load_datasets(specs, n_folds=3, base_seed=5).records, data.records)
-    picks = {load_datasets(specs, n_folds=3, base_seed=s).records.id.iloc[0] for s in range(12)}
-    assert len(picks) > 1  # another base seed may draw another row
+    picks = {tuple(load_datasets(specs, n_folds=3, base_seed=s).records.id) for s in range(12)}
+    assert len(picks) > 1  # another base seed may draw other prompts
 
 
 # ---------------------------------------------------------------- the real releases

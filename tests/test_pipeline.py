@@ -61,6 +61,7 @@ DETERMINISTIC_OUTPUTS = [
     "figures/INDEX.md",
     "results/analysis/fig3_prompting.csv",
     "results/analysis/fig16_demographics.csv",
+    "data/simulated_users.jsonl",
 ]
 KEY_VARIABLE = "PERSONALIGN_SMOKE_KEY"
 KEY = "sk-smoke-" + secrets.token_hex(12)  # made at run time, so no source file contains it
@@ -393,3 +394,29 @@ def test_the_persona_tailoring_profile_runs_end_to_end_on_real_rows(persona_tail
     assert "matching cells" in notebook and "135M model" in notebook
     card = (repo / "data/dataset_card.md").read_text()
     assert "only generation with retrieved personas is possible" in card
+
+
+def test_stage_7_characterises_the_data_and_compares_reward_models(smoke_runs):
+    import pandas as pd
+
+    repo = smoke_runs[0]
+    settings = yaml.safe_load((repo / "params.yaml").read_text())["reward_models"]
+    simulated = read_records(repo / "data/simulated_users.jsonl")
+    assert simulated.user_id.nunique() == settings["simulated_users"]
+    table2 = pd.read_csv(repo / "figures/reward_models/table2_characterisation.csv")
+    assert {"simulated_users", "builtin"} <= set(table2.Dataset)
+    accuracy = pd.read_csv(repo / "results/reward_models/accuracy.csv")
+    assert set(accuracy.model) == set(settings["models"]) and set(accuracy.dataset) == {"simulated_users", "builtin"}
+    assert accuracy.accuracy.between(0, 1).all()
+    curve = pd.read_csv(repo / "results/reward_models/sample_efficiency.csv")
+    assert sorted(set(curve.n_per_user)) == settings["train_sizes"]
+    adaptation = pd.read_csv(repo / "results/reward_models/new_users_summary.csv")
+    assert {"gpo", "vpl", "similar_user", "vanilla_finetuned", "individual_full"} <= set(adaptation.model)
+    tax = pd.read_csv(repo / "results/reward_models/personalization_tax.csv")
+    assert {"vanilla", "individual"} == set(tax.model) and "Safety" in set(tax.name)
+    for figure in ("fig1_accuracy", "fig2_sample_efficiency", "fig3_new_users", "fig4_personalization_tax",
+                   "fig5_per_user", "mv_acc"):
+        assert (repo / f"figures/reward_models/{figure}.png").is_file()
+    notebook = (repo / "notebooks/rendered/07_reward_models.ipynb").read_text()
+    assert "Individual RM is a strong baseline" in notebook and "reward_models/fig1_accuracy.png" in (
+        repo / "figures/INDEX.md").read_text()

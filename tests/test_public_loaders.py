@@ -144,27 +144,21 @@ def test_tldr_n_users_counts_every_row():
 
 # ---------------------------------------------------------------- PersonalLLM (simulated users)
 
-def expected_pairs(path: Path, weights: dict[str, dict[str, float]]) -> dict[str, tuple[str, str, float, float]]:
-    """Independent reference: z per reward model over all entries, utility w . z, argmax/argmin per prompt and user;
-    id -> (chosen, rejected, chosen utility, rejected utility), ties and identical texts left out."""
+def reference_utilities(path: Path, weights: dict[str, dict[str, float]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Independent reference: z per reward model over all entries, utility w . z; prompt -> user -> response text ->
+    utility (a text repeated among the responses takes its first response's, the one the loader may draw)."""
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     k = sum(c.startswith("response_") and c[9:].isdigit() for c in rows[0])
     rms = sorted(next(iter(weights.values())))
     s = np.array([[[row[f"{rm}_response_{j}"] for rm in rms] for j in range(1, k + 1)] for row in rows], float)
     z = (s - s.mean(axis=(0, 1))) / s.std(axis=(0, 1))
-    out = {}
-    for i, row in enumerate(rows):
-        for user, w in weights.items():
-            u = z[i] @ np.array([w[rm] for rm in rms])
-            best, worst = int(u.argmax()), int(u.argmin())
-            texts = [row[f"response_{j}"] for j in range(1, k + 1)]
-            if u[best] > u[worst] and texts[best] != texts[worst]:
-                split = row.get("split", "train")
-                out[f"personal_llm-{split}-{i:06d}-{user}"] = (texts[best], texts[worst], u[best], u[worst])
-    return out
+    return {row["prompt"]: {user: {row[f"response_{j}"]: float(z[i, j - 1] @ np.array([w[rm] for rm in rms]))
+                                   for j in range(k, 0, -1)}
+                            for user, w in weights.items()}
+            for i, row in enumerate(rows)}
 
 
-def test_personal_llm_valid_matches_reference():
+def test_personal_llm_users_label_the_same_pair():
     path = FIX / "personal_llm" / "valid.jsonl"
     data = load_personal_llm(path, 3, np.random.default_rng(5))
     check_canonical(data, "personal_llm")
@@ -173,16 +167,21 @@ def test_personal_llm_valid_matches_reference():
     for w in weights.values():
         assert list(w) == ["alpha", "beta", "gamma"] and sum(w.values()) == pytest.approx(1.0)
         assert all(v > 0 for v in w.values())
-    expected = expected_pairs(path, weights)
-    assert sorted(expected) == list(data.records.id)
+    utility = reference_utilities(path, weights)
     for r in data.records.itertuples():
-        chosen, rejected, u_chosen, u_rejected = expected[r.id]
-        assert (r.chosen, r.rejected) == (chosen, rejected) and u_chosen >= u_rejected
+        assert utility[r.prompt][r.user_id][r.chosen] > utility[r.prompt][r.user_id][r.rejected]
+    pairs = data.records.groupby("prompt").apply(lambda g: {frozenset(p) for p in zip(g.chosen, g.rejected)})
+    assert pairs.map(len).eq(1).all()  # one unordered pair per prompt, labelled by every user
+    # "Say hello." scores every response alike: a tie for every user; the sky prompt's two distinct texts are its pair
+    assert sorted(pairs.index) == ["How do I boil an egg?", "Suggest a name for a goldfish.", "What colour is the sky?"]
+    assert pairs["What colour is the sky?"] == {frozenset({"Blue on a clear day.", "It depends."})}
+    assert data.records.groupby("prompt").user_id.nunique().eq(3).all()
     assert set(data.records.split) == {"train", "test"}
-    assert data.counts == {"rows_read": 4, "user_prompt_pairs": 12, "records": 6, "tied_utilities": 3,
-                           "identical_responses": 3}
+    assert data.counts == {"rows_read": 4, "user_prompt_pairs": 12, "records": 9, "tied_utilities": 3,
+                           "identical_responses": 0}
     after_weights = np.random.default_rng(5)
-    after_weights.dirichlet(np.ones(3), size=3)  # the loader deals folds with its generator after the weights
+    after_weights.random((4, 3))  # the loader draws the pairs, then the weights, then deals the folds
+    after_weights.dirichlet(np.ones(3), size=3)
     assert dict(zip(data.records.user_id, data.records.fold)) == user_folds(["u0", "u1", "u2"], 5, after_weights)
 
 
@@ -190,22 +189,50 @@ def test_personal_llm_by_hand_on_two_reward_models():
     """tiny.jsonl (the released column form response_<k>_<rm>, with text columns response_<k>_model that are not a
     reward model): a = [1, 3 | 1, 3] gives z = [-1, 1 | -1, 1]; b = [4, 0 | 0, 4] gives z = [1, -1 | -1, 1].
     Prompt 0: utility(Apple) = w_b - w_a, utility(Mango) = w_a - w_b; prompt 1: utility(Grey) = -1, utility(Teal) = 1
-    for every user."""
-    data = load_personal_llm(FIX / "personal_llm" / "tiny.jsonl", 2, np.random.default_rng(0))
+    for every user. Two responses per prompt: the drawn pair is both."""
+    data = load_personal_llm(FIX / "personal_llm" / "tiny.jsonl", 2, np.random.default_rng(5))
     check_canonical(data, "personal_llm")
+    mine = data.records.set_index("id")
     for user in ("u0", "u1"):
         w = data.personas.set_index("user_id").demographics[user]["weights"]
         assert sorted(w) == ["a", "b"] and w["a"] + w["b"] == pytest.approx(1.0)
-        mine = data.records.set_index("id")
         fruit = mine.loc[f"personal_llm-train-000000-{user}"]
         assert (fruit.chosen, fruit.rejected) == (("Mango.", "Apple.") if w["a"] > w["b"] else ("Apple.", "Mango."))
         colour = mine.loc[f"personal_llm-train-000001-{user}"]
         assert (colour.chosen, colour.rejected) == ("Teal.", "Grey.")
     assert "metadata, not reward models: model." in " ".join(data.notes)
-    first = data.personas.demographics[0]["weights"]
-    assert first["b"] > first["a"]  # seed 0: u0 leans to b and prefers Apple, u1 leans to a
-    assert data.records.set_index("id").loc["personal_llm-train-000000-u0"].chosen == "Apple."
-    assert data.records.set_index("id").loc["personal_llm-train-000000-u1"].chosen == "Mango."
+    u0, u1 = (p["weights"] for p in data.personas.demographics)
+    assert u0["b"] > u0["a"] and u1["a"] > u1["b"]  # seed 5: u0 leans to b, u1 to a; they disagree on the fruit
+    assert u0["b"] - u0["a"] == pytest.approx(0.87, abs=0.01)  # u0: utility(Apple) = 0.87 > utility(Mango) = -0.87
+    assert (mine.loc["personal_llm-train-000000-u0"].chosen, mine.loc["personal_llm-train-000000-u1"].chosen) == (
+        "Apple.", "Mango.")
+    assert data.counts == {"rows_read": 2, "user_prompt_pairs": 4, "records": 4, "tied_utilities": 0,
+                           "identical_responses": 0}
+
+
+def test_personal_llm_pairs_are_drawn_before_the_users(tmp_path):
+    """Every unordered pair of distinct texts gets drawn; the pairs do not depend on the number of users or alpha;
+    a prompt whose responses are all one text is filtered for every user."""
+    rows = [{"prompt": f"Question {i}?", **{f"response_{j}": f"Answer {j} to {i}." for j in range(1, 5)},
+             **{f"s_response_{j}": float((i * j) % 7) for j in range(1, 5)},
+             **{f"t_response_{j}": float((i + 3 * j) % 5) for j in range(1, 5)}} for i in range(120)]
+    rows.append({"prompt": "Echo?", **{f"response_{j}": "Echo." for j in range(1, 5)},
+                 **{f"{rm}_response_{j}": 1.0 for rm in "st" for j in range(1, 5)}})
+    path = tmp_path / "many.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+    def drawn(n_users: int, alpha: float) -> tuple[dict[str, frozenset], dict[str, int]]:
+        data = load_personal_llm(path, n_users, np.random.default_rng(3), alpha=alpha)
+        by_prompt = data.records.groupby("prompt").apply(lambda g: {frozenset(p) for p in zip(g.chosen, g.rejected)})
+        assert by_prompt.map(len).eq(1).all()
+        return {prompt: next(iter(pair)) for prompt, pair in by_prompt.items()}, data.counts
+
+    two, counts = drawn(2, 1.0)
+    five, _ = drawn(5, 0.3)
+    assert {p: two[p] for p in two.keys() & five.keys()} == {p: five[p] for p in two.keys() & five.keys()}
+    assert "Echo?" not in two and counts["identical_responses"] == 2
+    kinds = {tuple(sorted(int(text.split()[1]) for text in pair)) for pair in two.values()}
+    assert kinds == {(1, 2), (1, 3), (1, 4), (2, 3), (2, 4), (3, 4)}
 
 
 # ---------------------------------------------------------------- determinism

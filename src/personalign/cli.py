@@ -18,6 +18,7 @@ STAGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "score": ("04_score.ipynb", ("base", "prefixes", "train", "score")),
     "generate_judge": ("05_generate_judge.ipynb", ("base", "judge", "train", "generate_judge")),
     "analysis": ("06_analysis.ipynb", ("base", "judge", "train", "analysis")),
+    "reward_models": ("07_reward_models.ipynb", ("base", "build_data", "judge", "reward_models")),
 }
 ITEM_STAGES = {"train"}  # stages fanned out by DVC `foreach`: one notebook run per item (`--item NAME`)
 REAL_DATA_NOTEBOOK = "01_load_data.ipynb"  # stage build_data with `build_data.source: datasets`

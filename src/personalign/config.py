@@ -330,6 +330,29 @@ class AnalysisParams(_Section):
     demographics_condition: str = "none"
 
 
+REWARD_MODEL_NAMES = ("vanilla", "individual", "conditional", "prm", "vpl", "gpo", "rag")
+
+
+class RewardModelsParams(_Section):
+    """`reward_models`: stage 7, dataset characterisation and personalized reward models ("When Personalization
+    Meets Reality") on frozen sentence embeddings: PersonalLLM-style simulated users over the world's personas, the
+    stage-1 records, and any `datasets` present on this machine (same entries as build_data.datasets)."""
+
+    simulated_users: int = Field(8, ge=0, le=1000)  # 0: none (needs the built-in world's candidates)
+    simulated_alpha: float = Field(0.1, gt=0.0, le=1000.0)
+    datasets: dict[str, DatasetSpec] = Field(default_factory=lambda: {
+        name: DatasetSpec(format="persona_tailoring", path=f"../shared/data/persona_tailoring/{folder}")
+        for name, folder in (("beavertails", "BeaverTails"), ("mnemonic", "Mnemonic"))})
+    train_on: list[Literal["simulated_users", "records"]] = Field(default_factory=lambda: ["simulated_users", "records"])
+    models: list[Literal[REWARD_MODEL_NAMES]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: list(REWARD_MODEL_NAMES), min_length=1)
+    train_sizes: list[int] = Field(default_factory=lambda: [10, 30, 100, 300], min_length=1)
+    new_users: int = Field(2, ge=0, le=100)
+    new_user_pairs: list[int] = Field(default_factory=lambda: [30, 100, 300])
+    rewardbench: str = ""  # personalization tax: a RewardBench-format file (prompt, chosen, rejected, subset, id)
+    n_resamples: int = Field(1000, ge=100, le=1_000_000)
+
+
 class Params(_Section):
     """The whole params file: one section per stage plus `base`."""
 
@@ -342,6 +365,7 @@ class Params(_Section):
     score: ScoreParams = Field(default_factory=ScoreParams)
     generate_judge: GenerateJudgeParams = Field(default_factory=GenerateJudgeParams)
     analysis: AnalysisParams = Field(default_factory=AnalysisParams)
+    reward_models: RewardModelsParams = Field(default_factory=RewardModelsParams)
 
 
 SECTIONS: dict[str, type[_Section]] = {

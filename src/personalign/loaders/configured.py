@@ -31,13 +31,21 @@ def _read(name: str, spec, n_folds: int, rng: np.random.Generator) -> LoadedData
 
 
 def _sized(name: str, loaded: LoadedDataset, spec, rng: np.random.Generator) -> LoadedDataset:
-    """At most the configured number of records per split (None = all), drawn uniformly with `rng` and kept in id
-    order; the rest is counted as `<split>_not_drawn`."""
+    """At most the configured number of records per split (None = all), kept in id order; the rest is counted as
+    `<split>_not_drawn`. Whole prompts are drawn (in an order shuffled with `rng`, while they fit), so the users who
+    labelled a prompt stay together and disagreement between them can still be measured."""
     keep, counts = [], dict(loaded.counts)
     for split, rows in loaded.records.groupby("split", sort=True):
         want = getattr(spec, split)
         if want is not None and want < len(rows):
-            rows = rows.iloc[np.sort(rng.permutation(len(rows))[:want])]
+            prompts = np.array(sorted(set(rows.prompt)), dtype=object)
+            sizes = rows.prompt.value_counts()
+            chosen, total = set(), 0
+            for prompt in prompts[rng.permutation(len(prompts))]:
+                if total + sizes[prompt] <= want:
+                    chosen.add(prompt)
+                    total += sizes[prompt]
+            rows = rows[rows.prompt.isin(chosen)]
         counts[f"{split}_not_drawn"] = counts.get(f"{split}_not_drawn", 0) + len(loaded.records[loaded.records.split
                                                                                               == split]) - len(rows)
         keep.append(rows)

@@ -5,10 +5,14 @@ Input rows: prompt, response_1 .. response_K (K >= 2) and one score per reward m
 found in the columns, each needing all K scores (a group of text columns, like the released `response_<k>_model`, is
 metadata). Each reward model's scores are z-normalised over every (prompt, response) entry read (population standard
 deviation; a constant model scores 0). A simulated user u has weights w_u ~ Dirichlet(alpha * ones(n_rms)) and
-utility w_u . z for each response; for every prompt and user the chosen response is the one of highest utility and
-the rejected one of lowest (the widest-margin pair; argmax/argmin take the first response on ties), one record per
-(prompt, user). A prompt whose responses all have the same utility for a user is filtered (tied_utilities), as is a
-pair whose two responses are the same text (identical_responses)."""
+utility w_u . z for each response.
+
+Every user labels the same pairs, so that users can disagree (as in the paper's Personal-LLM, 87% contentious): per
+prompt ONE pair of responses with distinct texts is drawn uniformly with the seeded generator (among the first
+response of each distinct text), before the users' weights, so a seed gives the same pairs whatever the number of
+users or alpha; every user labels that pair by utility (chosen = the higher-utility response), one record per
+(prompt, user). A user for whom the pair's two utilities are exactly equal is filtered (tied_utilities), and a prompt
+whose responses all have the same text is filtered for every user (identical_responses)."""
 
 from __future__ import annotations
 
@@ -68,7 +72,8 @@ def score(row: dict, name: str, where: str) -> float:
 def load_personal_llm(path: str | Path, n_users: int, rng: np.random.Generator, alpha: float = 1.0,
                       n_folds: int = 5) -> LoadedDataset:
     """PersonalLLM rows at `path` (a table file, or a directory of train/val/test files) as pairs of `n_users`
-    simulated users (ids u0, u1, ...; weights drawn from `rng`, then CV folds dealt with it). alpha = 1 draws weights
+    simulated users (ids u0, u1, ...); `rng` draws each prompt's pair, then the users' weights, then deals the CV
+    folds. Every user labels the same pair of a prompt (see the module docstring). alpha = 1 draws weights
     uniformly over the simplex; a smaller alpha puts each user nearer one reward model. Ids are
     `personal_llm-<split>-<row:06d>-<user>`."""
     if n_users < 1 or n_folds < 1 or not alpha > 0:
@@ -86,35 +91,42 @@ def load_personal_llm(path: str | Path, n_users: int, rng: np.random.Generator, 
     scores = np.array([e["scores"] for e in entries]).transpose(0, 2, 1)  # (prompt, response, reward model)
     mean, std = scores.mean(axis=(0, 1)), scores.std(axis=(0, 1))
     z = np.where(std > 0, (scores - mean) / np.where(std > 0, std, 1.0), 0.0)
+    n_prompts = len(entries)
+    # the pairs first (before the weights): random keys on each distinct text's first response, the two smallest
+    first_of_text = np.array([[e["responses"].index(e["responses"][j]) == j for j in range(k)] for e in entries])
+    keys = np.where(first_of_text, rng.random((n_prompts, k)), np.inf)
+    pairs = keys.argsort(axis=1, kind="stable")[:, :2]  # (prompt, 2): a uniform pair among the distinct texts
+    distinct = first_of_text.sum(axis=1) >= 2
     rms = list(rm_columns)
     weights = rng.dirichlet(alpha * np.ones(len(rms)), size=n_users)
     users = [f"u{u}" for u in range(n_users)]
     folds = user_folds(users, n_folds, rng)
     utility = z @ weights.T  # (prompt, response, user)
-    best, worst = utility.argmax(axis=1), utility.argmin(axis=1)  # (prompt, user)
-    tied = utility.max(axis=1) == utility.min(axis=1)
-    counts = {"rows_read": len(entries), "user_prompt_pairs": len(entries) * n_users, "records": 0,
+    counts = {"rows_read": n_prompts, "user_prompt_pairs": n_prompts * n_users, "records": 0,
               "tied_utilities": 0, "identical_responses": 0}
     records = []
     for p, e in enumerate(entries):
+        if not distinct[p]:
+            counts["identical_responses"] += n_users
+            continue
+        a, b = pairs[p]
         for u, user in enumerate(users):
-            chosen, rejected = e["responses"][best[p, u]], e["responses"][worst[p, u]]
-            if tied[p, u]:
+            if utility[p, a, u] == utility[p, b, u]:
                 counts["tied_utilities"] += 1
-            elif chosen == rejected:
-                counts["identical_responses"] += 1
-            else:
-                records.append(record(
-                    id=f"{SOURCE}-{e['split']}-{e['i']:06d}-{user}", source=SOURCE, user_id=user, prompt=e["prompt"],
-                    chosen=chosen, rejected=rejected, split=e["split"], fold=folds[user],
-                ))
+                continue
+            best, worst = (a, b) if utility[p, a, u] > utility[p, b, u] else (b, a)
+            records.append(record(
+                id=f"{SOURCE}-{e['split']}-{e['i']:06d}-{user}", source=SOURCE, user_id=user, prompt=e["prompt"],
+                chosen=e["responses"][best], rejected=e["responses"][worst], split=e["split"], fold=folds[user],
+            ))
     counts["records"] = len(records)
     personas = [persona(user_id=user, demographics={"weights": dict(zip(rms, map(float, weights[u])))})
                 for u, user in enumerate(users)]
     notes = [
         f"{n_users} simulated users over {len(rms)} reward models ({', '.join(rms)}), weights ~ Dirichlet({alpha:g} "
         f"* ones) in each persona's demographics['weights']; utility = weights . z-normalised scores.",
-        f"Each record pairs a prompt's highest-utility response (chosen) with its lowest (rejected) among {k}.",
+        f"One pair of distinct responses per prompt (of {k}) drawn with the seeded generator before the weights; "
+        f"every user labels that same pair: chosen = the response of higher utility.",
         "PersonalLLM users are simulated: no persona descriptions or axes.",
         f"CV folds ({n_folds}) dealt over the simulated users with the seeded generator, after the weights.",
     ]
@@ -124,10 +136,10 @@ def load_personal_llm(path: str | Path, n_users: int, rng: np.random.Generator, 
     if constant:
         notes.append(f"Reward models with one score for every response (z = 0): {', '.join(constant)}.")
     if counts["tied_utilities"]:
-        notes.append(f"{counts['tied_utilities']} (prompt, user) pairs whose responses all have the same utility were "
-                     f"filtered (tied_utilities).")
+        notes.append(f"{counts['tied_utilities']} (prompt, user) pairs whose drawn responses have the same utility "
+                     f"for the user were filtered (tied_utilities).")
     if counts["identical_responses"]:
-        notes.append(f"{counts['identical_responses']} (prompt, user) pairs whose chosen and rejected responses are "
-                     f"the same text were filtered (identical_responses).")
+        notes.append(f"{counts['identical_responses']} (prompt, user) pairs of prompts whose responses are all the "
+                     f"same text were filtered (identical_responses).")
     records_frame, personas_frame = frames(records, personas)
     return LoadedDataset(records_frame, personas_frame, counts, notes)

@@ -1,0 +1,112 @@
+"""Variational Preference Learning (Poddar et al. 2024) on frozen embeddings: an encoder reads a set of one user's
+labelled pairs and gives a Gaussian posterior over a latent user vector z; the reward head is conditioned on z. Trained
+as a VAE over users: for each user a context set and disjoint target pairs are drawn from the user's training pairs,
+z is sampled from the context's posterior (reparameterised), and the loss is the targets' Bradley-Terry loss plus
+beta * KL(q(z | context) || N(0, I))."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from personalign.reward_models.core import (
+    RewardHead,
+    bt_loss,
+    build,
+    check_fitted,
+    draw_seed,
+    pair_features,
+    tensors,
+    torch_generator,
+)
+from personalign.reward_models.data import PreferenceData
+from personalign.reward_models.episodes import eligible_users, episode_batch, evaluation_context
+
+
+class _VPLNet(nn.Module):
+    def __init__(self, dim: int, hidden: int, latent_dim: int, encoder_hidden: int, interaction: bool):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Linear(3 * dim, encoder_hidden), nn.GELU(),
+                                     nn.Linear(encoder_hidden, encoder_hidden), nn.GELU())
+        self.stats = nn.Linear(encoder_hidden, 2 * latent_dim)
+        self.head = RewardHead(dim, hidden, cond_dim=latent_dim, interaction=interaction)
+
+    def posterior(self, feats: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, log-variance) of q(z | context) from context pair features (U, K, F) with mask (U, K): the
+        encoded pairs are mean-pooled over the real entries."""
+        h = self.encoder(feats) * mask.unsqueeze(-1)
+        pooled = h.sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+        mu, logvar = self.stats(pooled).chunk(2, dim=-1)
+        return mu, logvar.clamp(-8.0, 8.0)
+
+
+class VPL:
+    """VPL reward model. At evaluation a user's z is the posterior mean given up to `max_context` of the user's
+    TRAINING pairs (or of the pairs in `context` passed to `margins`, e.g. a new user's few labelled pairs); a user
+    with no context pairs gets the prior mean z = 0."""
+
+    name = "vpl"
+
+    def __init__(self, latent_dim: int = 8, hidden: int = 64, encoder_hidden: int = 64, beta: float = 0.01,
+                 steps: int = 400, users_per_step: int = 16, context_size: tuple[int, int] = (8, 64),
+                 targets_per_user: int = 32, max_context: int = 256, lr: float = 1e-3, weight_decay: float = 0.0,
+                 interaction: bool = False):
+        self.latent_dim, self.hidden, self.encoder_hidden, self.beta = latent_dim, hidden, encoder_hidden, beta
+        self.steps, self.users_per_step, self.context_size = steps, users_per_step, context_size
+        self.targets_per_user, self.max_context = targets_per_user, max_context
+        self.lr, self.weight_decay, self.interaction = lr, weight_decay, interaction
+        self.history_: list[float] = []
+
+    def fit(self, train: PreferenceData, rng: np.random.Generator) -> VPL:
+        init_seed, noise_seed, episode_seed, self.context_seed_ = (draw_seed(rng) for _ in range(4))
+        users = eligible_users(train)
+        if not users:
+            raise ValueError("VPL needs at least one user with two or more training pairs")
+        self.net_ = build(init_seed, lambda: _VPLNet(train.dim, self.hidden, self.latent_dim, self.encoder_hidden,
+                                                     self.interaction))
+        self.train_ = train
+        x, yw, yl = tensors(train)
+        feats = pair_features(x, yw, yl)
+        gen, episodes = torch_generator(noise_seed), np.random.default_rng(episode_seed)
+        names = sorted(users)
+        opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        self.net_.train()
+        self.history_ = []
+        for _ in range(self.steps):
+            c_idx, c_mask, t_idx, t_mask = episode_batch(users, names, self.users_per_step, self.context_size,
+                                                          self.targets_per_user, episodes)
+            mu, logvar = self.net_.posterior(feats[c_idx], c_mask.float())
+            z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=gen)
+            zt = z.unsqueeze(1).expand(-1, t_idx.shape[1], -1)[t_mask]
+            rows = t_idx[t_mask]
+            nll = bt_loss(self.net_.head.margin(x[rows], yw[rows], yl[rows], zt))
+            kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1).mean()
+            loss = nll + self.beta * kl
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            self.history_.append(float(loss.detach()))
+        self.net_.eval()
+        return self
+
+    def user_latent(self, user: str, context: PreferenceData | None = None) -> np.ndarray:
+        """The posterior mean z of `user` given its pairs in `context` (default: the training pairs)."""
+        check_fitted(self, "net_")
+        context = self.train_ if context is None else context
+        rows = evaluation_context(context, user, self.max_context, self.context_seed_)
+        if len(rows) == 0:
+            return np.zeros(self.latent_dim, dtype=np.float32)
+        x, yw, yl = tensors(context.subset(rows))
+        with torch.no_grad():
+            mu, _ = self.net_.posterior(pair_features(x, yw, yl).unsqueeze(0), torch.ones(1, len(rows)))
+        return mu[0].numpy()
+
+    def margins(self, data: PreferenceData, context: PreferenceData | None = None) -> np.ndarray:
+        check_fitted(self, "net_")
+        out = np.zeros(len(data))
+        with torch.no_grad():
+            for user, rows in data.user_index().items():
+                z = torch.from_numpy(self.user_latent(user, context)).unsqueeze(0)
+                out[rows] = self.net_.head.margin(*tensors(data.subset(rows)), z).numpy()
+        return out
