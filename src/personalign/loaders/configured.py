@@ -45,10 +45,11 @@ def _sized(name: str, loaded: LoadedDataset, spec, rng: np.random.Generator) -> 
                 if total + sizes[prompt] <= want:
                     chosen.add(prompt)
                     total += sizes[prompt]
-            rows = rows[rows.prompt.isin(chosen)]
-        counts[f"{split}_not_drawn"] = counts.get(f"{split}_not_drawn", 0) + len(loaded.records[loaded.records.split
-                                                                                              == split]) - len(rows)
-        keep.append(rows)
+            drawn = rows[rows.prompt.isin(chosen)]
+        else:
+            drawn = rows
+        counts[f"{split}_not_drawn"] = counts.get(f"{split}_not_drawn", 0) + len(rows) - len(drawn)
+        keep.append(drawn)
     records = pd.concat(keep).sort_values("id", ignore_index=True) if keep else loaded.records
     return LoadedDataset(records, loaded.personas, counts, loaded.notes)
 
