@@ -23,3 +23,9 @@ def seed_everything(seed: int) -> np.random.Generator:
     torch.manual_seed(seed)
     set_seed(seed)
     return np.random.default_rng(seed)
+
+
+def figure_rng(base_seed: int, name: str) -> np.random.Generator:
+    """A Generator of its own for one figure, table or claim family, so adding or removing another one never moves
+    its resampling."""
+    return np.random.default_rng(stable_seed(base_seed, "figure", name))

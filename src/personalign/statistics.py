@@ -171,15 +171,23 @@ def bootstrap_difference_ci(a: ArrayLike, b: ArrayLike, rng: np.random.Generator
     return (difference, *_interval(draws, difference, confidence, jackknife))
 
 
-def paired_permutation_test(a: ArrayLike, b: ArrayLike, rng: np.random.Generator, n_resamples: int = 10000) -> float:
+def paired_permutation_test(a: ArrayLike, b: ArrayLike, rng: np.random.Generator, n_resamples: int = 10000,
+                            groups: ArrayLike | None = None) -> float:
     """Two-sided p-value that paired scores a and b share a distribution, flipping the signs of the differences a - b.
 
-    Exact (all 2**n sign flips, rng unused) when n <= EXACT_PERMUTATION_MAX_N; otherwise `n_resamples` random flips
-    and p = (extreme + 1) / (n_resamples + 1). Extreme means |sum of flipped differences| >= |sum of differences|."""
+    With `groups` (a label per pair, e.g. user ids) the signs flip per group: the units are the groups' summed
+    differences, so the test respects the same clustering as a group bootstrap. Exact (all 2**n sign flips, rng
+    unused) when n units <= EXACT_PERMUTATION_MAX_N; otherwise `n_resamples` random flips and
+    p = (extreme + 1) / (n_resamples + 1). Extreme means |sum of flipped differences| >= |sum of differences|."""
     a, b = _as_1d("a", a), _as_1d("b", b)
     _check_same_length("a", a, "b", b)
     _check_resampling(rng, n_resamples)
     differences = a - b
+    if groups is not None:
+        labels = np.asarray(groups)
+        if labels.ndim != 1 or labels.size != differences.size:
+            raise ValueError(f"groups must be a 1-D array with the same length as a ({labels.size} != {differences.size})")
+        differences = np.bincount(np.unique(labels, return_inverse=True)[1], weights=differences)
     n = differences.size
     threshold = abs(differences.sum()) - 1e-12 * np.abs(differences).sum()  # ties up to rounding count as extreme
     if n <= EXACT_PERMUTATION_MAX_N:
