@@ -230,9 +230,11 @@ def score_systems(base_dir: str | Path, adapters_dir: str | Path, runs: list[Run
     from tqdm.auto import tqdm
 
     from personalign.generation import model_fingerprint
+    from personalign.hardware import resolve_precision
     from personalign.models import load_base
     from personalign.scoring import score_pairs
 
+    precision = resolve_precision(precision, "cpu")  # scoring runs on the CPU (load_base below)
     adapters_dir = Path(adapters_dir)
     for run in runs:
         if not (adapters_dir / run.name / "adapter").is_dir():

@@ -251,6 +251,9 @@ def tax_scores(base_dir: str | Path, adapters_dir: str | Path, systems: list[tup
     from personalign.generation import model_fingerprint
     from personalign.models import load_base
 
+    from personalign.hardware import resolve_precision
+
+    precision = resolve_precision(precision, "cpu")  # scoring runs on the CPU (load_base below)
     cache, base_id = ScoreCache(cache_root), model_fingerprint(base_dir)
     base, tokenizer, _ = load_base(base_dir, "cpu", "float32")
     frames, loaded = [], ("base", base)

@@ -68,7 +68,23 @@ def run_stage(stage: str, params: Params, notebooks: Path, rendered: Path, item:
         str(notebooks / notebook), str(out), parameters=parameters, log_output=True, progress_bar=False,
         kernel_name="python3", cwd=str(Path.cwd()),
     )
+    write_environment(environment_path(stage, item))
     return out
+
+
+def environment_path(stage: str, item: str | None = None, root: Path = Path("results/environment")) -> Path:
+    """Where a stage's record of the machine and libraries that made its outputs lives (a DVC out of the stage)."""
+    return root / (f"{stage}.json" if item is None else f"{stage}/{item}.json")
+
+
+def write_environment(path: Path) -> None:
+    """The library versions and hardware class that made a stage's outputs (personalign.hardware.fingerprint)."""
+    import json
+
+    from personalign.hardware import fingerprint
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(fingerprint(), indent=2, sort_keys=True) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

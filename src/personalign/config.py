@@ -198,7 +198,7 @@ class TrainDefaults(_Section):
     sft_epochs: int = Field(0, ge=0, le=100)
     sft_learning_rate: float = Field(2e-4, gt=0.0, le=1.0)
     save_steps: int = Field(5, ge=1, le=100000)
-    precision: Literal["fp32", "bf16"] = "bf16"
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the hardware runs it natively
     precompute_ref: bool = True
     gradient_checkpointing: bool = False
     qlora: Literal["auto"] | bool = "auto"  # auto: when CUDA + bitsandbytes are present; true: required; false
@@ -267,7 +267,7 @@ class ScoreParams(_Section):
         default_factory=lambda: ["none", "tag", "name", "few_shot", "persona", "persona_strong", "gold"])
     sensitivity: bool = True
     batch_size: int = Field(16, ge=1, le=4096)
-    precision: Literal["bf16", "fp32"] = "bf16"
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the hardware runs it natively
     alignment_tax: AlignmentTaxParams = Field(default_factory=AlignmentTaxParams)
 
     @field_validator("base_prefixes")

@@ -55,7 +55,7 @@ class RunSpec:
     sft_epochs: int = 0  # DPO-family runs: epochs of SFT on (prompt, chosen) first, merged before DPO (Whose Boat)
     sft_learning_rate: float = 2e-4
     save_steps: int = 10
-    precision: str = "fp32"  # fp32 | bf16 (frozen base weights in bf16, LoRA weights fp32, bf16 autocast)
+    precision: str = "fp32"  # fp32 | bf16 (frozen base weights in bf16, LoRA weights fp32, bf16 autocast); resolved
     precompute_ref: bool = False  # reference log-probs computed once before training instead of every step
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, one more forward
     qlora: str | bool = "auto"  # auto: 4-bit base when CUDA and bitsandbytes are present | True: required | False
@@ -184,7 +184,10 @@ def _last_checkpoint(directory: Path) -> str | None:
 
 def resolve_run(name: str, train, base_seed: int) -> RunSpec:
     """The flat spec of run `name` of a `train` params section: the run's own fields over train.defaults, its seed
-    derived from base.seed and the run's seed."""
+    derived from base.seed and the run's seed, precision `auto` resolved for this machine."""
+    from personalign.hardware import resolve_precision
+    from personalign.models import pick_device
+
     if name not in train.runs:
         raise TrainingDataError(f"run {name!r} is not in train.runs; defined runs: {', '.join(train.runs) or 'none'}")
     run = train.runs[name]
@@ -192,6 +195,7 @@ def resolve_run(name: str, train, base_seed: int) -> RunSpec:
     defaults = {k: v for k, v in train.defaults.model_dump().items() if k not in launch_only}
     merged = defaults | {k: v for k, v in run.model_dump().items() if v is not None}
     merged["seed"] = stable_seed(base_seed, "train", run.seed) % 2**31
+    merged["precision"] = resolve_precision(merged["precision"], pick_device("auto"))  # what load_for_training uses
     return RunSpec(name=name, **merged)
 
 
@@ -231,7 +235,7 @@ def run_metrics(run: RunSpec, pairs: pd.DataFrame, curve: pd.DataFrame) -> dict:
     final = curve[curve.phase == curve.phase.iloc[-1]]
     tail = final.tail(max(1, len(final) // 4))
     metrics = {"kind": run.kind, "prefix": run.prefix, "user": run.user, "held_out_fold": run.held_out_fold,
-               "fraction": run.fraction, "seed": run.seed, "pairs": len(pairs), "users": int(pairs.user_id.nunique()),
+               "fraction": run.fraction, "seed": run.seed, "precision": run.precision, "pairs": len(pairs), "users": int(pairs.user_id.nunique()),
                "steps": int(final.step.max()), "first_loss": round(float(final.loss.iloc[0]), 4),
                "final_loss": round(float(tail.loss.mean()), 4)}
     for column in ("reward_accuracy", "reward_margin", "token_accuracy"):

