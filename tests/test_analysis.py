@@ -7,6 +7,8 @@ import pandas as pd
 import pytest
 
 from personalign import analysis as an
+from personalign.published import WHOSE_BOAT_TABLE
+from personalign.verdicts import COLUMNS, verdict_table
 
 USERS = [f"u{i}" for i in range(6)]
 RUNS = {
@@ -55,19 +57,19 @@ def test_cell_means_are_the_plain_means_with_user_bootstrap_intervals():
 
 
 def test_each_figure_is_built_from_the_right_rows():
-    examples, rng = synthetic_examples(), np.random.default_rng(1)
-    table, _ = an.prompting_baseline(examples, rng, 200)
+    examples, seed = synthetic_examples(), 1
+    table, _ = an.prompting_baseline(examples, seed, 200)
     assert set(table.prefix) == {"none", "tag", "gold"}  # shuffled prefixes are not a prompting condition
-    table, _ = an.personal_models(examples, RUNS, rng, 200)
+    table, _ = an.personal_models(examples, RUNS, seed, 200)
     assert set(table.system) == {"pm_u0"}  # the full-data, seed-0 personal model only
     own = examples[(examples.system == "pm_u0") & examples.seen].correct.mean()
     assert table.set_index("users").loc["trained user", "mean"] == pytest.approx(own)
-    table, _ = an.data_efficiency(examples, RUNS, rng, 200)
+    table, _ = an.data_efficiency(examples, RUNS, seed, 200)
     assert list(zip(table.fraction, table.seed)) == [(0.5, 1), (1.0, 0)]
-    table, _ = an.multitask_models(examples, RUNS, rng, 200)
+    table, _ = an.multitask_models(examples, RUNS, seed, 200)
     unseen_tag = table[(table.prefix == "tag") & (table.users == "unseen users")]["n"].sum()
     assert unseen_tag == 2 * 8  # two held-out users, eight pairs each
-    table, _ = an.sensitivity(examples, RUNS, rng, 200)
+    table, _ = an.sensitivity(examples, RUNS, seed, 200)
     assert {"own prefix, seen", "shuffled, unseen", "no prefix, seen"} <= set(table.cell)
 
 
@@ -101,29 +103,19 @@ def test_the_index_lists_existing_files_only(tmp_path):
 
 
 def test_a_figure_whose_runs_are_absent_says_so():
-    examples, rng = synthetic_examples(), np.random.default_rng(0)
-    runs = {name: run for name, run in RUNS.items() if run["kind"] != "pm"}
-    table, fig = an.personal_models(examples, runs, rng, 100)
-    assert table.empty and "no full-data personal model" in fig.texts[0].get_text()
-    assert "not in `train.runs`" in an.verdict_personal(table)
-
-
-def test_paired_tests_compare_the_same_prompts():
     examples = synthetic_examples()
-    table = an.paired_tests(examples, RUNS, np.random.default_rng(0), 500)
-    assert list(table.comparison) == ["mt_tag_f0: own prefix vs base, no prefix", "mt_tag_f0: own vs shuffled prefix"]
-    row = table.iloc[0]
-    own = examples[(examples.system == "mt_tag_f0") & (examples.condition == "seen_prefix")].correct.mean()
-    base = examples[(examples.system == "base") & (examples.condition == "none")].correct.mean()
-    assert row.n == len(USERS) * 8 and row.difference == pytest.approx(own - base)
-    assert row.ci_low <= row.difference <= row.ci_high and 0 < row.permutation_p <= 1 and 0 < row.sign_test_p <= 1
+    runs = {name: run for name, run in RUNS.items() if run["kind"] != "pm"}
+    table, fig = an.personal_models(examples, runs, 0, 100)
+    assert table.empty and "no full-data personal model" in fig.texts[0].get_text()
+    verdicts = verdict_table(an.personal_claims(examples, runs, 0, 100))
+    assert list(verdicts.verdict) == ["not tested (no full-data personal model in train.runs)"]
 
 
 def test_win_rate_intervals_match_the_point_estimates():
     judgments = pd.DataFrame({"setting": "s", "test": "PT", "base": "DPO",
                               "personalization": ["a"] * 6 + ["b"] * 2 + ["tie"] * 2,
                               "quality": ["a"] * 4 + ["b"] * 4 + ["invalid"] * 2})
-    row = an.win_rate_intervals(judgments, np.random.default_rng(0), 500).iloc[0]
+    row = an.win_rate_intervals(judgments, 0, 500).iloc[0]
     assert row.p_wr == pytest.approx(0.75) and row.q_wr == pytest.approx(0.5)
     assert row.delta_pq == pytest.approx(25.0)
     assert row.p_win == pytest.approx(0.6) and row.q_win == pytest.approx(0.5)  # invalid left out of the shares
@@ -150,3 +142,146 @@ def test_a_single_users_cell_resamples_its_pairs_not_the_user():
     assert table.n_users.iloc[0] == 1
     assert 0 < mean < 1
     assert table.low.iloc[0] < mean < table.high.iloc[0]  # a user-level bootstrap of one user would collapse
+
+
+def test_a_claim_is_decided_by_a_paired_test_where_the_unpaired_intervals_overlap():
+    rng = np.random.default_rng(3)
+    rows = []
+    for u_index, user in enumerate(USERS):
+        for j in range(16):
+            none = bool(rng.random() < 0.2 + 0.12 * u_index)  # users differ a lot: wide unpaired intervals
+            for variant, correct in (("none", none), ("gold@0", none or j % 4 == 0)):  # gold fixes a quarter
+                rows.append({"system": "base", "condition": variant.split("@")[0], "variant": variant,
+                             "id": f"{user}:{j}", "user_id": user, "question_type": "personal", "seen": False,
+                             "correct": correct})
+    examples = pd.DataFrame(rows)
+    cells = an.cell_means(examples, ["variant"], np.random.default_rng(0), 1000).set_index("variant")
+    assert cells.loc["none", "high"] > cells.loc["gold@0", "low"]  # the old overlap rule: "not separated"
+    claims = an.prompting_claims(examples, 0, 1000)
+    row = verdict_table(claims).iloc[0]
+    assert row.comparison == "base + gold vs base + none" and row.resampled == "users" and row.clusters == 6
+    assert row.estimate == pytest.approx(examples[examples.variant == "gold@0"].correct.mean()
+                                         - examples[examples.variant == "none"].correct.mean())
+    assert row.verdict == "reproduced" and row.ci_low > 0
+    own_functions = [n for n in dir(an) if getattr(getattr(an, n), "__module__", "") == an.__name__]
+    assert not [n for n in own_functions if n.startswith("verdict_") or n == "_overlap"]  # no rule but the tests
+
+
+def test_every_figure_states_its_claims_with_paired_tests():
+    examples = synthetic_examples()
+    personas = pd.DataFrame({"user_id": USERS, "demographics": [{"gender": g} for g in "ffmmff"]})
+    demographics, _ = an.demographics(by_user(examples), personas, "base", "none", ["gender"])
+    claims = (an.prompting_claims(examples, 0, 200) + an.personal_claims(examples, RUNS, 0, 200)
+              + an.data_efficiency_claims(examples, RUNS, 0, 200) + an.multitask_claims(examples, RUNS, 0, 200)
+              + an.equity_claims(examples, RUNS, 0, 200) + an.sensitivity_claims(examples, RUNS, 0, 200)
+              + an.demographic_claims(demographics) + an.positive_control_claims(examples, RUNS, 0, 200))
+    table = verdict_table(claims)
+    assert {f.split(" (")[0] for f in table.family} == {
+        "WikiPersona Fig. 3", "WikiPersona Fig. 4", "WikiPersona Fig. 13", "WikiPersona Fig. 5", "WikiPersona Fig. 6",
+        "WikiPersona Fig. 15", "WikiPersona Fig. 16", "positive control"}
+    tested = table[table.n > 0]
+    assert (tested.ci_low <= tested.estimate).all() and (tested.estimate <= tested.ci_high).all()
+    assert tested.mdd.notna().all() and tested.half_width.notna().all()
+    by = table.set_index("comparison")
+    assert by.loc["base + tag vs base, no prefix", "direction"] == 0  # "prompting changes little"
+    assert by.loc["MT + tag (unseen users) vs base, no prefix", "n"] == 2 * 8  # the held-out fold only
+    control = by.loc["mt_none_f0 vs base, no prefix, on its users' test pairs"]
+    assert control.paper == "this pipeline" and control.n == 4 * 8  # seen users' held-out test pairs
+    assert table[table.family.str.contains("Fig. 16")].verdict.iloc[0].startswith("not tested (groups of different")
+    shown = an.claims_markdown(claims[:2])
+    assert "± half-width" in shown and "MDD" in shown and "WikiPersona Fig. 3" in shown
+
+
+def test_a_wrong_prefix_is_tested_on_divergent_questions_where_the_paper_makes_the_claim():
+    examples = synthetic_examples()
+    table = verdict_table(an.sensitivity_claims(examples, RUNS, 0, 200)).set_index("comparison")
+    divergent = table.loc["MT + tag: own vs shuffled prefix, divergent"]
+    assert divergent.direction == 1 and table.loc["MT + tag: own vs shuffled prefix, personal", "direction"] == 0
+    mt = examples[(examples.system == "mt_tag_f0") & (examples.question_type == "divergent")]
+    own, wrong = (mt[mt.condition == c].correct.mean() for c in ("seen_prefix", "shuffled_prefix"))
+    assert divergent.n == len(USERS) * 4 and divergent.estimate == pytest.approx(own - wrong)
+
+
+def test_one_users_comparison_resamples_pairs_so_its_interval_has_width():
+    examples = synthetic_examples()
+    runs = RUNS | {"pm_u1": {"kind": "pm", "user": "u1"}}
+    examples = pd.concat([examples, examples[examples.system == "pm_u0"].assign(
+        system="pm_u1", seen=lambda t: t.user_id == "u1", correct=lambda t: ~t.correct)], ignore_index=True)
+    table = verdict_table(an.personal_claims(examples, runs, 0, 500)).set_index("comparison")
+    versus_base = table.loc["pm_u0 vs base, no prefix, on u0's test pairs"]
+    assert versus_base.n == 8 and versus_base.resampled == "pairs" and versus_base.clusters == 8
+    versus_other = table.loc["pm_u0 vs pm_u1 on u0's test pairs"]  # two models on the same (u0's) pairs
+    assert versus_other.n == 8 and versus_other.ci_low < versus_other.estimate < versus_other.ci_high
+
+
+def test_data_efficiency_compares_the_largest_and_smallest_fraction_on_the_same_pairs():
+    examples = synthetic_examples()
+    row = verdict_table(an.data_efficiency_claims(examples, RUNS, 0, 200)).iloc[0]
+    own = examples[examples.user_id == "u0"]
+    assert row.comparison == "u0: PM on 100% vs 50% of the user's pairs (mean of 1 vs 1 seeds)" and row.n == 8
+    assert row.estimate == pytest.approx(own[own.system == "pm_u0"].correct.mean()
+                                         - own[own.system == "pm_u0_f50_s1"].correct.mean())
+
+
+def test_whose_boat_claims_pair_pt_and_dpo_over_each_cells_prompts():
+    users = [f"u{i}" for i in range(10)]
+    judgments = pd.DataFrame({"setting": "w/chosen/gold", "test": "PT + P", "base": "DPO + P", "id": users,
+                              "user_id": users, "personalization": ["a"] * 6 + ["b"] * 4,
+                              "quality": ["a"] * 5 + ["b"] * 5})
+    boat = pd.DataFrame({"setting": ["w/chosen/gold", "w/chosen/retr", "average"], "test": "pt", "base": "dpo",
+                         "missing": ["", "no retrieved personas", ""]})
+    table = verdict_table(an.whose_boat_claims(judgments, boat, 0, 500))
+    assert list(table.family) == ["Whose Boat (PT vs DPO)"] * 2
+    judged = table.iloc[0]
+    assert judged.n == 10 and judged.resampled == "users"
+    assert judged.estimate == pytest.approx(0.6 + 0.5 - 1)  # ΔPQ / 100: no ties
+    assert table.iloc[1].verdict == "not tested (no retrieved personas)"
+
+
+def test_figures_and_claims_draw_their_own_generators():
+    examples = synthetic_examples()
+    more = RUNS | {"mt_gold_f0": {"kind": "mt", "prefix": "gold", "held_out_fold": 0}}
+    extra = pd.concat([examples, examples[examples.system == "mt_tag_f0"].assign(system="mt_gold_f0")],
+                      ignore_index=True)
+    before, _ = an.multitask_models(examples, RUNS, 7, 300)
+    an.personal_models(examples, RUNS, 7, 300)  # another figure drawn first moves nothing
+    after, _ = an.multitask_models(examples, RUNS, 7, 300)
+    pd.testing.assert_frame_equal(before, after)
+    fig3, _ = an.prompting_baseline(examples, 7, 300)
+    pd.testing.assert_frame_equal(fig3, an.prompting_baseline(extra, 7, 300)[0])
+    tag = verdict_table(an.multitask_claims(examples, RUNS, 7, 300)).iloc[0]
+    with_gold = verdict_table(an.multitask_claims(extra, more, 7, 300)).set_index("comparison")
+    assert len(with_gold) == 2  # a new run adds its own claim and leaves the others' resampling where it was
+    assert (with_gold.loc[tag.comparison, ["ci_low", "ci_high", "p"]].tolist() == [tag.ci_low, tag.ci_high, tag.p])
+
+
+def test_the_verdict_table_collects_every_stages_claims(tmp_path):
+    examples = synthetic_examples()
+    own = verdict_table(an.prompting_claims(examples, 0, 200))
+    stage7 = verdict_table(an.positive_control_claims(examples, RUNS, 0, 200)).assign(
+        paper="Personalization Meets Reality")
+    (tmp_path / "claims").mkdir()
+    stage7.to_csv(tmp_path / "claims" / "reward_models.csv", index=False)
+    collected = an.collected_verdicts(own, tmp_path / "claims")
+    assert list(collected.columns) == COLUMNS and len(collected) == len(stage7) + len(own)
+    assert list(collected.paper) == list(stage7.paper) + list(own.paper)
+    stage7.drop(columns="mdd").to_csv(tmp_path / "claims" / "infer_personas.csv", index=False)
+    with pytest.raises(ValueError, match="infer_personas.csv: no column 'mdd'"):
+        an.collected_verdicts(own, tmp_path / "claims")
+
+
+def test_the_paper_comparison_averages_only_the_cells_both_have():
+    cells = [("w/chosen/gold", "w", "chosen", "gold", 30.0),
+             ("bt/chosen/dataset_retr", "bt", "chosen", "dataset_retr", 10.0),
+             ("bt/rejected/dataset_gold", "bt", "rejected", "dataset_gold", 20.0)]
+    boat = pd.DataFrame([{"setting": s, "dataset": d, "side": side, "source": src, "delta_pq": v, "p_win": 50.0,
+                          "p_tie": 20.0, "p_loss": 30.0, "n": 10, "missing": ""} for s, d, side, src, v in cells])
+    boat = pd.concat([boat, pd.DataFrame([{"setting": "average", "dataset": "average", "side": "", "source": "",
+                                           "delta_pq": 20.0, "p_win": 50.0, "p_tie": 20.0, "p_loss": 30.0, "n": 30,
+                                           "missing": ""}])], ignore_index=True)
+    names = {"bt": "bt", "average": "average"}
+    assert an.whose_boat_vs_paper(boat[boat.dataset.isin(["w", "average"])], WHOSE_BOAT_TABLE, names).empty
+    versus = an.whose_boat_vs_paper(boat, WHOSE_BOAT_TABLE, names).set_index("cell")
+    average = versus.loc["average of these 2 cells"]
+    assert average["paper ΔPQ"] == pytest.approx((21.3 + 21.3) / 2) and average["ours ΔPQ"] == 15.0
+    assert average["paper Person. W/T/L"] == "48.9/27.6/23.5" and average.n == 20

@@ -292,7 +292,10 @@ def test_stage_6_writes_every_figure_the_index_and_the_data_curve(smoke_runs):
     assert set(agreement.aspect) == {"personalization", "quality"} and (agreement.agreement == 1.0).all()  # symmetric
     notebook = json.loads((repo / "notebooks/rendered/06_analysis.ipynb").read_text())
     notes = ["".join(o.get("data", {}).get("text/markdown", "")) for c in notebook["cells"] for o in c.get("outputs", [])]
-    assert sum("WikiPersona" in n or "not in `train.runs`" in n for n in notes) >= 7  # a note under every figure
+    assert sum("WikiPersona" in n or "not in `train.runs`" in n for n in notes) >= 7  # claims under every figure
+    verdicts = pd.read_csv(repo / "figures/analysis/verdicts.csv")
+    assert {"claim", "95% CI", "MDD", "p (Holm)", "verdict"} <= set(verdicts.columns) and "this pipeline" in set(
+        verdicts.paper)  # the positive control
 
 
 def test_editing_one_runs_learning_rate_reruns_that_run_only(smoke_runs):

@@ -17,6 +17,7 @@ from personalign.config import GenerateJudgeParams, ParamsError, parse_params
 from personalign.pair_personas import retrieved_personas
 from personalign.published import PAPER_DATASET, WHOSE_BOAT_TABLE
 from personalign.training import RunSpec, TrainingDataError, training_pairs
+from personalign.verdicts import verdict_table
 
 
 def real_records() -> pd.DataFrame:
@@ -117,8 +118,8 @@ def judged(cells, wins: dict[str, list[str]]) -> pd.DataFrame:
         if cell.missing:
             continue
         for i, (p, q) in enumerate(zip(wins[cell.setting], reversed(wins[cell.setting]))):
-            out.append({"id": f"{cell.setting}:{i}", "setting": cell.setting, "test": "PT + P", "base": "DPO + P",
-                        "personalization": p, "quality": q})
+            out.append({"id": f"{cell.setting}:{i}", "user_id": cell.dataset, "setting": cell.setting,
+                        "test": "PT + P", "base": "DPO + P", "personalization": p, "quality": q})
     return pd.DataFrame(out)
 
 
@@ -149,39 +150,30 @@ def test_intervals_and_the_paper_comparison_of_the_whose_boat_table():
     cells = cmp.whose_boat_cells(rows, None, whose_boat_settings().whose_boat)
     outcomes = judged(cells, {c.setting: ["a", "a", "b"] for c in cells})
     table = cmp.whose_boat_table(outcomes, cells)
-    intervals = an.win_rate_intervals(outcomes, np.random.default_rng(0), 200)
+    intervals = an.win_rate_intervals(outcomes, 0, 200)
     shown = an.whose_boat_intervals(table, intervals)
     first = shown.iloc[0]
     assert first["ΔPQ"].startswith("+33.3 [") and first["Person. win rate"].startswith("66.7 [")
     assert shown[shown.Dataset == "mnem chosen"]["ΔPQ"].tolist()[1] == "—"
     versus = an.whose_boat_vs_paper(table, WHOSE_BOAT_TABLE, {"bt": "bt", "mnem": "mnemonic", "average": "average"})
-    # bt: 4 cells; mnem: the two retrieved-persona cells (the paper has no Mnemonic P_gold cells); the average row
+    # bt: 4 cells; mnem: the two retrieved-persona cells (the paper has no Mnemonic P_gold cells); their average
     assert list(versus.cell) == ["bt/chosen/dataset_retr", "bt/chosen/dataset_gold", "bt/rejected/dataset_retr",
                                  "bt/rejected/dataset_gold", "mnem/chosen/dataset_retr", "mnem/rejected/dataset_retr",
-                                 "average"]
-    first = versus.iloc[0]
+                                 "average of these 6 cells"]
+    first, average = versus.iloc[0], versus.iloc[-1]
     assert (first["paper ΔPQ"], first["ours ΔPQ"], first["difference"]) == (21.3, 33.3, 12.0)
-    assert "Against the paper's 6 matching cells" in an.verdict_whose_boat(versus, table)
+    assert average["paper ΔPQ"] == round((21.3 + 12.5 + 17.9 + 21.3 + 20.7 + 13.3) / 6, 1)  # not the paper's 18.4
+    claims = verdict_table(an.whose_boat_claims(outcomes, table, 0, 200))
+    assert len(claims) == len(table) - 1 and (claims.n[claims.verdict.str.startswith("not tested")] == 0).all()
+    assert claims.n.max() == 3 and (claims.resampled[claims.n > 0] == "pairs").all()  # one user per cell
     assert PAPER_DATASET["beavertails"] == "bt"
-
-
-def test_pt_runs_are_paired_with_the_dpo_run_of_their_dataset():
-    runs = {"dpo_bt": {"kind": "dpo", "source": "bt", "sft_epochs": 1},
-            "pt_bt": {"kind": "pt", "prefix": "gold", "source": "bt", "sft_epochs": 1},
-            "dpo_m": {"kind": "dpo", "source": "mnem", "sft_epochs": 1},
-            "pt_m": {"kind": "pt", "prefix": "gold", "source": "mnem", "sft_epochs": 1}}
-    assert an.comparison_pairs(runs) == [("pt_bt vs dpo_bt", ("pt_bt", "pt_gold"), ("dpo_bt", "no_prefix")),
-                                         ("pt_m vs dpo_m", ("pt_m", "pt_gold"), ("dpo_m", "no_prefix"))]
-    empty = an.paired_tests(pd.DataFrame(columns=["system", "condition", "id", "correct", "user_id"]), {},
-                            np.random.default_rng(0))
-    assert empty.empty and "difference" in empty.columns
 
 
 def test_demographics_without_attributes_draw_a_note_not_an_error():
     table, fig = an.demographics(pd.DataFrame(columns=["system", "condition", "user_id", "accuracy"]),
                                  pd.DataFrame({"user_id": ["bt"], "demographics": [{}]}), "base", "none", ["age"])
     assert table.empty and fig.texts
-    assert "nothing to compare" in an.verdict_demographics(table)
+    assert an.demographic_claims(table)[0].missing == "the personas have none of analysis.demographic_attributes"
 
 
 def test_a_dataset_path_that_does_not_exist_stops_before_compute(tmp_path):

@@ -50,6 +50,18 @@ def test_pm_trains_on_one_user_and_fraction_subsamples_deterministically(records
         training_pairs(RunSpec("pm_x", "pm", user="zed"), records)
 
 
+def test_data_fractions_of_one_seed_are_nested_across_runs():
+    rows = [{"id": f"ann:train{i:02d}", "user_id": "ann", "split": "train", "fold": 0, "prompt": f"q{i}?",
+             "chosen": "good", "rejected": "bad"} for i in range(40)]
+    records = pd.DataFrame(rows)
+    subsets = {f: set(training_pairs(RunSpec(f"pm_ann_f{f}_s0", "pm", user="ann", fraction=f / 100), records).id)
+               for f in (25, 50, 75)}
+    assert [len(subsets[f]) for f in (25, 50, 75)] == [10, 20, 30]
+    assert subsets[25] < subsets[50] < subsets[75]  # runs of different names, one seed: each inside the next
+    other_seed = set(training_pairs(RunSpec("pm_ann_f50_s1", "pm", user="ann", fraction=0.5, seed=1), records).id)
+    assert other_seed != subsets[50]
+
+
 def test_mt_holds_out_a_fold_and_prefixes_each_users_prompts(records, prefixes):
     pairs = training_pairs(RunSpec("mt", "mt", prefix="tag", held_out_fold=1), records, prefixes)
     assert set(pairs.user_id) == {"ana", "ben"}

@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from personalign.published import WHOSE_BOAT_TABLE
 from personalign.win_rates import delta_pq, summary_row, win_rate, win_tie_loss
 
 
@@ -30,12 +31,30 @@ def test_win_rate_ignores_ties():
     assert math.isnan(win_rate(0, 0))
 
 
-def test_delta_pq_reproduces_the_papers_bt_chosen_p_retr_row():
-    # Whose Boat, BT Chosen, PT+P_retr vs DPO+P_retr: Personalization 46.7/29.3/24.0, Quality 38.5/30.5/31.1, ΔPQ
-    # +21.3. From the table's rounded percentages: 46.7/70.7 + 38.5/69.6 - 1 = 0.2137, i.e. 21.37; the paper
-    # computed it from unrounded counts, so agreement within 0.1 is what the published precision allows.
-    value = delta_pq(win_rate(46.7, 24.0), win_rate(38.5, 31.1))
-    assert value == pytest.approx(21.3, abs=0.1)
+CELLS = WHOSE_BOAT_TABLE[WHOSE_BOAT_TABLE.paper_dataset != "average"]
+
+
+def _wtl(text: str) -> list[float]:
+    return [float(part) for part in text.split("/")]
+
+
+@pytest.mark.parametrize("row", list(CELLS.itertuples(index=False)),
+                         ids=lambda r: f"{r.paper_dataset}-{r.side}-{r.persona}")
+def test_delta_pq_reproduces_every_cell_of_the_papers_table(row):
+    # Whose Boat, PT + P vs DPO + P: e.g. BT Chosen P_retr, 46.7/70.7 + 38.5/69.6 - 1 = 0.2137, i.e. 21.37 against the
+    # published +21.3; the paper computed ΔPQ from unrounded counts, so agreement within 0.1 is what the published
+    # precision allows.
+    (p_win, _, p_loss), (q_win, _, q_loss) = _wtl(row.p_wtl), _wtl(row.q_wtl)
+    assert delta_pq(win_rate(p_win, p_loss), win_rate(q_win, q_loss)) == pytest.approx(row.delta_pq, abs=0.1)
+
+
+def test_the_papers_average_row_is_the_mean_of_its_ten_cells():
+    average = WHOSE_BOAT_TABLE[WHOSE_BOAT_TABLE.paper_dataset == "average"].iloc[0]
+    assert len(CELLS) == 10
+    assert CELLS.delta_pq.mean() == pytest.approx(average.delta_pq, abs=0.05)  # +18.4, not ΔPQ of the mean W/T/L
+    for column in ("p_wtl", "q_wtl"):
+        assert [sum(v) / len(CELLS) for v in zip(*map(_wtl, CELLS[column]))] == pytest.approx(_wtl(average[column]),
+                                                                                         abs=0.1)
 
 
 def test_summary_row():

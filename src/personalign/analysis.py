@@ -1,7 +1,9 @@
 """Stage 6's figures from the results files of stages 4 and 5 (never a model): accuracy per prefix type for the
 prompting baseline, personal models, multitask models, equity across users, prefix sensitivity and demographic
 groups, each with 95% intervals from a user-level (cluster) bootstrap — over test pairs where a cell has fewer than 5
-users — unless said otherwise; and figures/INDEX.md."""
+users — unless said otherwise, each figure with a generator of its own (`seeding.figure_rng`); the headline claims
+of each figure as paired tests (`verdicts`), collected with the other stages' into one verdict table; and
+figures/INDEX.md."""
 
 from __future__ import annotations
 
@@ -11,18 +13,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from personalign.seeding import figure_rng
 from personalign.statistics import (
     bootstrap_ci,
-    bootstrap_difference_ci,
     cohen_kappa,
     krippendorff_alpha,
     ols_band,
     one_way_anova,
-    paired_permutation_test,
     pearson_with_ci,
-    sign_test,
     wilson_intervals_for_shares,
 )
+from personalign.verdicts import COLUMNS, Claim, formatted_verdicts, paired_difference, verdict_table
 
 PREFIX_ORDER = ("none", "tag", "name", "few_shot", "persona", "persona_strong", "gold")
 QUESTION_TYPES = ("personal", "divergent")
@@ -73,11 +74,12 @@ def cell_means(examples: pd.DataFrame, keys: list[str], rng: np.random.Generator
     return pd.DataFrame(rows)
 
 
-def prompting_baseline(examples: pd.DataFrame, rng: np.random.Generator,
+def prompting_baseline(examples: pd.DataFrame, seed: int,
         n_resamples: int = 2000) -> tuple[pd.DataFrame, object]:
     """WikiPersona Fig. 3 analog: the base model's reference-free accuracy per prefix type and question type."""
     import matplotlib.pyplot as plt
 
+    rng = figure_rng(seed, "fig3_prompting")
     base = examples[(examples.system == "base") & examples.variant.isin([f"{p}@0" for p in PREFIX_ORDER] + ["none"])]
     base = base.assign(prefix=base.variant.str.split("@").str[0])
     table = cell_means(base, ["prefix", "question_type"], rng, n_resamples)
@@ -91,11 +93,12 @@ def prompting_baseline(examples: pd.DataFrame, rng: np.random.Generator,
     return table, fig
 
 
-def personal_models(examples: pd.DataFrame, runs: dict[str, dict], rng: np.random.Generator,
+def personal_models(examples: pd.DataFrame, runs: dict[str, dict], seed: int,
         n_resamples: int = 2000) -> tuple[pd.DataFrame, object]:
     """WikiPersona Fig. 4 analog: each full-data personal model on its own user's test pairs vs other users'."""
     import matplotlib.pyplot as plt
 
+    rng = figure_rng(seed, "fig4_personal_models")
     names = [n for n, r in runs.items() if r["kind"] == "pm" and r.get("fraction", 1.0) == 1.0 and r.get("seed", 0) == 0]
     pm = examples[examples.system.isin(names)]
     pm = pm.assign(users=np.where(pm.seen, "trained user", "other users"))
@@ -110,12 +113,13 @@ def personal_models(examples: pd.DataFrame, runs: dict[str, dict], rng: np.rando
     return table, fig
 
 
-def data_efficiency(examples: pd.DataFrame, runs: dict[str, dict], rng: np.random.Generator,
+def data_efficiency(examples: pd.DataFrame, runs: dict[str, dict], seed: int,
         n_resamples: int = 2000) -> tuple[pd.DataFrame, object]:
     """WikiPersona Fig. 13 analog: a personal model's accuracy on its own user vs the fraction of that user's training
     pairs, one point per seed, the mean over seeds and a 95% band (bootstrap over the user's test pairs)."""
     import matplotlib.pyplot as plt
 
+    rng = figure_rng(seed, "fig13_data_efficiency")
     rows = []
     for name, run in runs.items():
         if run["kind"] != "pm":
@@ -146,12 +150,13 @@ def data_efficiency(examples: pd.DataFrame, runs: dict[str, dict], rng: np.rando
     return table, fig
 
 
-def multitask_models(examples: pd.DataFrame, runs: dict[str, dict], rng: np.random.Generator,
+def multitask_models(examples: pd.DataFrame, runs: dict[str, dict], seed: int,
         n_resamples: int = 2000) -> tuple[pd.DataFrame, object]:
     """WikiPersona Fig. 5 analog: MT accuracy with its trained prefix per prefix type, seen vs unseen users, per
     question type, with the base model without a prefix as a line."""
     import matplotlib.pyplot as plt
 
+    rng = figure_rng(seed, "fig5_multitask")
     prefix_of = {n: r.get("prefix", "none") for n, r in runs.items() if r["kind"] == "mt"}
     mt = examples[examples.system.isin(list(prefix_of)) & examples.condition.isin(["seen_prefix", "no_prefix"])]
     mt = mt[(mt.condition == "seen_prefix") | (mt.system.map(prefix_of) == "none")]
@@ -212,12 +217,13 @@ def equity(by_user: pd.DataFrame, runs: dict[str, dict]) -> tuple[pd.DataFrame, 
     return pd.DataFrame(stats), fig
 
 
-def sensitivity(examples: pd.DataFrame, runs: dict[str, dict], rng: np.random.Generator,
+def sensitivity(examples: pd.DataFrame, runs: dict[str, dict], seed: int,
         n_resamples: int = 2000) -> tuple[pd.DataFrame, object]:
     """WikiPersona Fig. 15 analog: MT accuracy per prefix type with the trained prefix, a new prefix seed, another
     user's prefix and none, for seen and unseen users."""
     import matplotlib.pyplot as plt
 
+    rng = figure_rng(seed, "fig15_sensitivity")
     prefix_of = {n: r.get("prefix", "none") for n, r in runs.items() if r["kind"] == "mt" and r.get("prefix") != "none"}
     data = examples[examples.system.isin(list(prefix_of))]
     names = {"seen_prefix": "own prefix", "shuffled_prefix": "shuffled", "no_prefix": "no prefix"}
@@ -276,52 +282,258 @@ def demographics(by_user: pd.DataFrame, personas: pd.DataFrame, system: str, con
     return pd.DataFrame(tests).merge(pd.DataFrame(rows), on="attribute", how="right"), fig
 
 
-def comparison_pairs(runs: dict[str, dict]) -> list[tuple[str, tuple[str, str], tuple[str, str]]]:
-    """The headline paired comparisons on the same test prompts: each MT run with its prefix vs the base model
-    without one and vs its shuffled prefix; each PT run vs the first DPO run trained on the same dataset with the
-    same SFT phase."""
-    pairs = []
-    for name, run in runs.items():
-        dpo = next((n for n, r in runs.items() if r["kind"] == "dpo" and r.get("source", "") == run.get("source", "")
-                    and r.get("sft_epochs") == run.get("sft_epochs")), None)
-        if run["kind"] == "mt" and run.get("prefix", "none") != "none":
-            pairs.append((f"{name}: own prefix vs base, no prefix", (name, "seen_prefix"), ("base", "none")))
-            pairs.append((f"{name}: own vs shuffled prefix", (name, "seen_prefix"), (name, "shuffled_prefix")))
-        if run["kind"] == "pt" and dpo is not None:
-            pairs.append((f"{name} vs {dpo}", (name, "pt_gold"), (dpo, "no_prefix")))
-    return pairs
+WIKIPERSONA = "WikiPersona"
+WHOSE_BOAT = "Whose Boat"
+PIPELINE = "this pipeline"
 
 
-def paired_tests(examples: pd.DataFrame, runs: dict[str, dict], rng: np.random.Generator,
-                 n_resamples: int = 2000) -> pd.DataFrame:
-    """Per comparison, on the test prompts both systems were scored on: accuracies, the difference with a 95%
-    user-level bootstrap interval, a paired permutation p-value and a sign-test p-value."""
-    rows = []
-    for label, (sys_a, cond_a), (sys_b, cond_b) in comparison_pairs(runs):
-        a = examples[(examples.system == sys_a) & (examples.condition == cond_a)].set_index("id")
-        b = examples[(examples.system == sys_b) & (examples.condition == cond_b)].set_index("id")
-        ids = sorted(set(a.index) & set(b.index))
-        if not ids:
+def paired_claim(family: str, claim: str, comparison: str, direction: int, a: pd.DataFrame, b: pd.DataFrame,
+                 seed: int, n_resamples: int, on: tuple[str, ...] = ("id",), paper: str = WIKIPERSONA) -> Claim:
+    """One claim tested on the items `a` and `b` share (rows matched on `on`; columns `score` and `user_id`):
+    mean(a - b) by `verdicts.paired_difference`, clustered by user, with a generator of its own so that no other
+    claim moves it."""
+    keys = list(on)
+    for side, frame in (("a", a), ("b", b)):
+        duplicated = frame.duplicated(keys)
+        if duplicated.any():
+            raise ValueError(f"{comparison}: side {side} holds item {frame[duplicated][keys].iloc[0].tolist()} twice")
+    pairs = a[keys + ["user_id", "score"]].merge(b[keys + ["score"]], on=keys, suffixes=("_a", "_b"))
+    if pairs.empty:
+        return Claim(paper, family, claim, comparison, direction, None, missing="no item was scored for both sides")
+    result = paired_difference(pairs.score_a.to_numpy(float), pairs.score_b.to_numpy(float),
+                               rng=figure_rng(seed, f"{family}: {comparison}"), groups=pairs.user_id.to_numpy(),
+                               n_resamples=n_resamples)
+    return Claim(paper, family, claim, comparison, direction, result)
+
+
+def _cell(examples: pd.DataFrame, mask) -> pd.DataFrame:
+    """Rows of `examples` under `mask` with `correct` as the paired `score`."""
+    return examples[mask].assign(score=lambda t: t.correct.astype(float))
+
+
+def _base(examples: pd.DataFrame, variant: str) -> pd.DataFrame:
+    return _cell(examples, (examples.system == "base") & (examples.variant == variant))
+
+
+def _mt_prefixes(runs: dict[str, dict]) -> dict[str, str]:
+    return {name: run.get("prefix", "none") for name, run in runs.items() if run["kind"] == "mt"}
+
+
+def _absent(family: str, claim: str, why: str) -> list[Claim]:
+    return [Claim(WIKIPERSONA, family, claim, "—", 1, None, missing=why)]
+
+
+def prompting_claims(examples: pd.DataFrame, seed: int, n_resamples: int = 2000) -> list[Claim]:
+    """Fig. 3, on every test pair, base model only: the gold persona prefix beats every other prompt (+1), and each
+    other prefix changes accuracy little against no prefix (0)."""
+    family = "WikiPersona Fig. 3 (prompting)"
+    variants = {p: ("none" if p == "none" else f"{p}@0") for p in PREFIX_ORDER}
+    present = [p for p, v in variants.items() if (examples[examples.system == "base"].variant == v).any()]
+    if "none" not in present:
+        return _absent(family, "prompting changes accuracy minimally", "the base model was not scored without a prefix")
+    claims = []
+    if "gold" in present:
+        claims += [paired_claim(family, "the gold persona is the best prompt", f"base + gold vs base + {p}", 1,
+                                _base(examples, variants["gold"]), _base(examples, variants[p]), seed, n_resamples)
+                   for p in present if p != "gold"]
+    claims += [paired_claim(family, "prompting changes accuracy minimally", f"base + {p} vs base, no prefix", 0,
+                            _base(examples, variants[p]), _base(examples, "none"), seed, n_resamples)
+               for p in present if p not in ("none", "gold")]
+    return claims
+
+
+def _full_data_pms(runs: dict[str, dict]) -> dict[str, str]:
+    return {n: r["user"] for n, r in runs.items()
+            if r["kind"] == "pm" and r.get("fraction", 1.0) == 1.0 and r.get("seed", 0) == 0}
+
+
+def personal_claims(examples: pd.DataFrame, runs: dict[str, dict], seed: int, n_resamples: int = 2000) -> list[Claim]:
+    """Fig. 4. The paper's own-user vs other-users contrast sets different test pairs side by side, so it is not a
+    paired comparison; what is paired is two systems on the same pairs, the user's own test pairs: the personal
+    model vs the base model without a prefix, and vs every other user's personal model."""
+    family = "WikiPersona Fig. 4 (personal models)"
+    pms = _full_data_pms(runs)
+    if not pms:
+        return _absent(family, "a personal model fits its own user", "no full-data personal model in train.runs")
+    claims = []
+    for name, user in pms.items():
+        own = examples.user_id == user
+        mine = _cell(examples, own & (examples.system == name))
+        claims.append(paired_claim(family, "a personal model beats prompting on its own user",
+                                   f"{name} vs base, no prefix, on {user}'s test pairs", 1, mine,
+                                   _base(examples[own], "none"), seed, n_resamples))
+        claims += [paired_claim(family, "a personal model fits its own user better than another user's model",
+                                f"{name} vs {other} on {user}'s test pairs", 1, mine,
+                                _cell(examples, own & (examples.system == other)), seed, n_resamples)
+                   for other in pms if other != name]
+    return claims
+
+
+def data_efficiency_claims(examples: pd.DataFrame, runs: dict[str, dict], seed: int,
+                           n_resamples: int = 2000) -> list[Claim]:
+    """Fig. 13: per user, the personal models at the largest vs the smallest fraction of the user's training pairs
+    (per test pair, the mean correctness over seeds) on the user's own test pairs."""
+    family = "WikiPersona Fig. 13 (data efficiency)"
+    pms = pd.DataFrame([{"run": n, "user": r["user"], "fraction": float(r.get("fraction", 1.0))}
+                        for n, r in runs.items() if r["kind"] == "pm"], columns=["run", "user", "fraction"])
+    curves = pms.groupby("user").filter(lambda part: part.fraction.nunique() > 1)
+    if curves.empty:
+        return _absent(family, "more training data, higher accuracy", "no user has personal models at two fractions")
+    claims = []
+    for user, part in curves.groupby("user", sort=True):
+        ends = []
+        for fraction in (part.fraction.max(), part.fraction.min()):
+            names = list(part[part.fraction == fraction].run)
+            own = _cell(examples, examples.system.isin(names) & (examples.user_id == user))
+            ends.append((fraction, len(names), own.groupby(["id", "user_id"], as_index=False).score.mean()))
+        (high, n_high, a), (low, n_low, b) = ends
+        claims.append(paired_claim(family, "more training data, higher accuracy",
+                                   f"{user}: PM on {high:.0%} vs {low:.0%} of the user's pairs (mean of "
+                                   f"{n_high} vs {n_low} seeds)", 1, a, b, seed, n_resamples))
+    return claims
+
+
+def multitask_claims(examples: pd.DataFrame, runs: dict[str, dict], seed: int, n_resamples: int = 2000) -> list[Claim]:
+    """Fig. 5: per prefix type, MT with its trained prefix on the users its fold held out vs the base model without a
+    prefix, on the same test pairs."""
+    family = "WikiPersona Fig. 5 (multitask, unseen users)"
+    prefix_of = {n: p for n, p in _mt_prefixes(runs).items() if p != "none"}
+    if not prefix_of:
+        return _absent(family, "MT with a prefix generalises to unseen users", "no multitask run with a prefix")
+    base = _base(examples, "none")
+    return [paired_claim(family, "MT with a prefix beats the base model on unseen users",
+                         f"MT + {prefix} (unseen users) vs base, no prefix", 1,
+                         _cell(examples, examples.system.isin([n for n, p in prefix_of.items() if p == prefix])
+                               & (examples.condition == "seen_prefix") & ~examples.seen),
+                         base, seed, n_resamples)
+            for prefix in [p for p in PREFIX_ORDER if p in set(prefix_of.values())]]
+
+
+def equity_claims(examples: pd.DataFrame, runs: dict[str, dict], seed: int, n_resamples: int = 2000) -> list[Claim]:
+    """Fig. 6 ("better prefixes give more equitable improvements", i.e. not only users the base model already serves
+    well gain): per MT prefix type, MT on the unseen users whose base accuracy without a prefix is at or below the
+    median of the unseen users vs the base model on the same pairs."""
+    family = "WikiPersona Fig. 6 (equity)"
+    prefix_of = _mt_prefixes(runs)
+    if not prefix_of:
+        return _absent(family, "the users the base model serves worst gain too", "no multitask run")
+    base = _base(examples, "none")
+    per_user = base.groupby("user_id").score.mean()
+    claims = []
+    for prefix in [p for p in PREFIX_ORDER if p in set(prefix_of.values())]:
+        condition = "no_prefix" if prefix == "none" else "seen_prefix"
+        mt = _cell(examples, examples.system.isin([n for n, p in prefix_of.items() if p == prefix])
+                   & (examples.condition == condition) & ~examples.seen)
+        unseen = per_user[per_user.index.isin(set(mt.user_id))]
+        worst = set(unseen[unseen <= unseen.median()].index)
+        claims.append(paired_claim(family, "the users the base model serves worst gain too",
+                                   f"MT + {prefix} vs base, no prefix, on the {len(worst)} unseen users at or below "
+                                   "the median base accuracy", 1, mt[mt.user_id.isin(worst)], base, seed, n_resamples))
+    return claims
+
+
+def sensitivity_claims(examples: pd.DataFrame, runs: dict[str, dict], seed: int,
+                       n_resamples: int = 2000) -> list[Claim]:
+    """Fig. 15, where the paper makes each claim: on divergent questions a wrong (shuffled, another user's) prefix
+    hurts (+1: own minus shuffled); on personal questions it changes little (0). Each MT run's own vs shuffled prefix
+    on the same test pairs, seen and unseen users together."""
+    family = "WikiPersona Fig. 15 (prefix sensitivity)"
+    prefix_of = {n: p for n, p in _mt_prefixes(runs).items() if p != "none"}
+    if not prefix_of:
+        return _absent(family, "a wrong prefix hurts on divergent questions", "no multitask run with a prefix")
+    claims = []
+    for question_type, direction, claim in (("divergent", 1, "a wrong prefix hurts on divergent questions"),
+                                            ("personal", 0, "a wrong prefix changes little on personal questions")):
+        for prefix in [p for p in PREFIX_ORDER if p in set(prefix_of.values())]:
+            mine = examples.system.isin([n for n, p in prefix_of.items() if p == prefix]) & (
+                examples.question_type == question_type)
+            claims.append(paired_claim(family, claim, f"MT + {prefix}: own vs shuffled prefix, {question_type}",
+                                       direction, _cell(examples, mine & (examples.condition == "seen_prefix")),
+                                       _cell(examples, mine & (examples.condition == "shuffled_prefix")),
+                                       seed, n_resamples, on=("system", "id")))
+    return claims
+
+
+def demographic_claims(table: pd.DataFrame) -> list[Claim]:
+    """Fig. 16 ("no visible demographic bias", direction 0). Groups of a demographic attribute hold different users
+    and so different test pairs: no paired comparison exists, and each attribute's row says so with its ANOVA."""
+    family = "WikiPersona Fig. 16 (demographics)"
+    if table.empty:
+        return _absent(family, "no demographic bias", "the personas have none of analysis.demographic_attributes")
+    return [Claim(WIKIPERSONA, family, "no demographic bias", f"{r.attribute} groups", 0, None,
+                  missing=f"groups of different users are not paired; one-way ANOVA F = {r.f:.2f}, p = {r.p:.2f}")
+            for r in table.drop_duplicates("attribute").itertuples()]
+
+
+def positive_control_claims(examples: pd.DataFrame, runs: dict[str, dict], seed: int,
+                            n_resamples: int = 2000) -> list[Claim]:
+    """The pipeline's positive control: every run trained on all its users' pairs without a prefix at test time (DPO,
+    MT without prefix) vs the untrained base model, on the held-out test pairs of the users it trained on."""
+    family = "positive control"
+    names = [n for n, r in runs.items() if r["kind"] == "dpo" or (r["kind"] == "mt" and r.get("prefix") == "none")]
+    if not names:
+        return [Claim(PIPELINE, family, "training beats the untrained base", "—", 1, None,
+                      missing="no DPO or no-prefix MT run in train.runs")]
+    base = _base(examples, "none")
+    return [paired_claim(family, "training beats the untrained base on held-out pairs",
+                         f"{name} vs base, no prefix, on its users' test pairs", 1,
+                         _cell(examples, (examples.system == name) & (examples.condition == "no_prefix")
+                               & examples.seen), base, seed, n_resamples, paper=PIPELINE)
+            for name in names]
+
+
+def whose_boat_claims(judgments: pd.DataFrame, boat: pd.DataFrame, seed: int, n_resamples: int = 2000) -> list[Claim]:
+    """Whose Boat (PT + P beats DPO + P, ΔPQ > 0) per judged cell of stage 5, paired over its evaluation prompts:
+    per prompt, PT's wins and DPO's wins over the two aspects (Personalization and Quality, ties 0), so the mean
+    difference is ΔPQ / 100 when there are no ties. Prompts with an invalid verdict are left out."""
+    family = "Whose Boat (PT vs DPO)"
+    claims = []
+    for cell in boat[boat.setting != "average"].fillna({"missing": ""}).itertuples():
+        claim = "PT + P beats DPO + P (ΔPQ > 0)"
+        if cell.missing:
+            claims.append(Claim(WHOSE_BOAT, family, claim, cell.setting, 1, None, missing=cell.missing))
             continue
-        x, y = a.loc[ids].correct.to_numpy(float), b.loc[ids].correct.to_numpy(float)
-        diff, low, high = bootstrap_difference_ci(x, y, rng, n_resamples=n_resamples, groups=a.loc[ids].user_id.to_numpy())
-        rows.append({"comparison": label, "n": len(ids), "accuracy_a": x.mean(), "accuracy_b": y.mean(),
-                     "difference": diff, "ci_low": low, "ci_high": high,
-                     "permutation_p": paired_permutation_test(x, y, rng, n_resamples=n_resamples),
-                     "sign_test_p": sign_test(x, y)})
-    return pd.DataFrame(rows, columns=["comparison", "n", "accuracy_a", "accuracy_b", "difference", "ci_low", "ci_high",
-                                       "permutation_p", "sign_test_p"])
+        judged = judgments[(judgments.setting == cell.setting)
+                           & (judgments.personalization != "invalid") & (judgments.quality != "invalid")]
+        wins = {side: ((judged.personalization == side).astype(float) + (judged.quality == side)) / 2
+                for side in ("a", "b")}
+        claims.append(paired_claim(family, claim, f"{cell.setting}: {cell.test} vs {cell.base}, wins per prompt", 1,
+                                   judged.assign(score=wins["a"]), judged.assign(score=wins["b"]), seed, n_resamples,
+                                   paper=WHOSE_BOAT))
+    return claims
 
+
+def claims_markdown(claims: list[Claim]) -> str:
+    """A figure's claims as a Markdown table under its family's name: comparison, n, estimate, 95% CI, half-width,
+    MDD, Holm-adjusted p (within the family) and verdict."""
+    table = verdict_table(claims)
+    families = ", ".join(dict.fromkeys(table.family))
+    return f"**{families}** — paired tests on the same items:\n\n" + formatted_verdicts(table).drop(
+        columns=["paper"]).to_markdown(index=False)
+
+
+def collected_verdicts(own: pd.DataFrame, claims_dir: str | Path) -> pd.DataFrame:
+    """Every stage's verdict table: each `claims_dir/*.csv` (written by the stages that decide claims, in
+    verdict_table's columns) in name order, then `own`."""
+    tables = []
+    for path in sorted(Path(claims_dir).glob("*.csv")):
+        table = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        missing = [c for c in COLUMNS if c not in table.columns]
+        if missing:
+            raise ValueError(f"{path}: no column {missing[0]!r}; a claims file has verdict_table's columns")
+        tables.append(table[COLUMNS].assign(resampled=lambda t: t.resampled.fillna("")))
+    return pd.concat(tables + [own[COLUMNS]], ignore_index=True)
 
 def _win_rate(outcomes: np.ndarray) -> float:
     wins, losses = np.sum(outcomes == "a"), np.sum(outcomes == "b")
     return float(wins / (wins + losses)) if wins + losses else float("nan")
 
 
-def win_rate_intervals(judgments: pd.DataFrame, rng: np.random.Generator, n_resamples: int = 2000) -> pd.DataFrame:
+def win_rate_intervals(judgments: pd.DataFrame, seed: int, n_resamples: int = 2000) -> pd.DataFrame:
     """Per comparison of stage 5: W/T/L shares with Wilson 95% intervals, and the Personalization and Quality win
     rates and ΔPQ with 95% percentile intervals from resampling evaluation prompts (P and Q of a prompt together);
     invalid verdicts are left out."""
+    rng = figure_rng(seed, "win_rates_ci")
     rows = []
     for (setting, test, base), group in judgments.groupby(["setting", "test", "base"], sort=False):
         p, q = group.personalization.to_numpy(str), group.quality.to_numpy(str)
@@ -375,19 +587,6 @@ def order_agreement(judgments: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def formatted_paired_tests(table: pd.DataFrame) -> pd.DataFrame:
-    """The paired tests, numbers formatted once."""
-    out = pd.DataFrame(index=pd.Index(list(table.comparison), name="comparison"))
-    out["n"] = list(table.n)
-    out["accuracy A"] = [f"{v:.3f}" for v in table.accuracy_a]
-    out["accuracy B"] = [f"{v:.3f}" for v in table.accuracy_b]
-    out["A - B [95% CI]"] = [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, lo, hi in
-                             zip(table.difference, table.ci_low, table.ci_high)]
-    out["permutation p"] = [f"{v:.3f}" for v in table.permutation_p]
-    out["sign test p"] = [f"{v:.3f}" for v in table.sign_test_p]
-    return out
-
-
 def whose_boat_intervals(boat: pd.DataFrame, intervals: pd.DataFrame) -> pd.DataFrame:
     """Stage 5's Whose Boat table (`whose_boat.csv`) in the paper's layout with the 95% intervals of
     `win_rate_intervals` beside each judged cell's win rates and ΔPQ (the average row: mean of the cells, no
@@ -417,47 +616,39 @@ def whose_boat_intervals(boat: pd.DataFrame, intervals: pd.DataFrame) -> pd.Data
     })
 
 
+def _wtl(text: str) -> np.ndarray:
+    return np.array([float(part) for part in text.split("/")])
+
+
 def whose_boat_vs_paper(boat: pd.DataFrame, paper: pd.DataFrame, dataset_names: dict[str, str]) -> pd.DataFrame:
     """Each judged cell of this run beside the paper's cell of the same dataset, side and persona source (P_gold /
     P_retr: the dataset's own personas or stage 2's) and the difference in ΔPQ; cells without a paper counterpart
-    are left out."""
+    are left out. Last, when any cell matched, the average over the matched cells only (on both sides), never the
+    paper's average over cells this run does not have."""
     rows = []
-    for r in boat[boat.missing.fillna("") == ""].itertuples():
-        persona = r.source.removeprefix("dataset_") if r.setting != "average" else ""
+    for r in boat[(boat.missing.fillna("") == "") & (boat.setting != "average")].itertuples():
+        persona = r.source.removeprefix("dataset_")
         match = paper[(paper.paper_dataset == dataset_names.get(r.dataset, "")) & (paper.side == r.side)
                       & (paper.persona == persona)]
-        if match.empty or persona not in ("", "gold", "retr"):
+        if match.empty:
             continue
-        ours = f"{r.p_win:.1f}/{r.p_tie:.1f}/{r.p_loss:.1f}"
-        rows.append({"cell": r.setting, "paper Person. W/T/L": match.p_wtl.iloc[0], "ours Person. W/T/L": ours,
-                     "paper ΔPQ": match.delta_pq.iloc[0], "ours ΔPQ": round(float(r.delta_pq), 1),
+        rows.append({"cell": r.setting, "paper Person. W/T/L": match.p_wtl.iloc[0],
+                     "ours Person. W/T/L": f"{r.p_win:.1f}/{r.p_tie:.1f}/{r.p_loss:.1f}",
+                     "paper ΔPQ": float(match.delta_pq.iloc[0]), "ours ΔPQ": round(float(r.delta_pq), 1),
                      "difference": round(float(r.delta_pq) - float(match.delta_pq.iloc[0]), 1), "n": int(r.n)})
-    return pd.DataFrame(rows, columns=["cell", "paper Person. W/T/L", "ours Person. W/T/L", "paper ΔPQ", "ours ΔPQ",
-                                       "difference", "n"])
-
-
-
-def verdict_whose_boat(versus: pd.DataFrame, boat: pd.DataFrame) -> str:
-    """How this run's Whose Boat cells compare with the paper's: signs, sizes, and why they differ."""
-    judged = boat[(boat.missing == "") & (boat.setting != "average")]
-    if judged.empty:
-        return "No Whose Boat cell was judged in this run."
-    positive = int((judged.delta_pq > 0).sum())
-    cells = versus[versus.cell != "average"]
-    text = (f"{positive} of {len(judged)} judged cells have ΔPQ > 0 (PT + P ahead of DPO + P); mean ΔPQ "
-            f"{judged.delta_pq.mean():+.1f} over {int(judged.n.sum())} judged prompts. ")
-    if len(cells):
-        same_sign = int((np.sign(cells["ours ΔPQ"]) == np.sign(cells["paper ΔPQ"])).sum())
-        text += (f"Against the paper's {len(cells)} matching cells (mean ΔPQ {cells['paper ΔPQ'].mean():+.1f}), "
-                 f"{same_sign} have the same sign and the mean difference is {cells['difference'].mean():+.1f} "
-                 "points. ")
-    else:
-        text += "None of this run's datasets is one of the paper's, so there is nothing to set beside it. "
-    return text + ("Expect smaller and noisier effects than the paper's: its PT and DPO models are multi-billion "
-                   "parameter models trained on the full training sets and judged by a strong LLM, while here a 135M "
-                   "model with a LoRA adapter is trained for a few CPU steps on a subset, samples short responses, and "
-                   "the judge is the configured one (the simulated embedding judge by default), on a few dozen "
-                   "prompts per cell — so an interval that spans 0 means the run cannot tell, not that PT does not help.")
+    columns = ["cell", "paper Person. W/T/L", "ours Person. W/T/L", "paper ΔPQ", "ours ΔPQ", "difference", "n"]
+    if rows:
+        table = pd.DataFrame(rows)
+        paper_mean = np.mean([_wtl(t) for t in table["paper Person. W/T/L"]], axis=0)
+        ours_mean = np.mean([_wtl(t) for t in table["ours Person. W/T/L"]], axis=0)
+        rows.append({"cell": f"average of these {len(table)} cells",
+                     "paper Person. W/T/L": "/".join(f"{v:.1f}" for v in paper_mean),
+                     "ours Person. W/T/L": "/".join(f"{v:.1f}" for v in ours_mean),
+                     "paper ΔPQ": round(table["paper ΔPQ"].mean(), 1),
+                     "ours ΔPQ": round(table["ours ΔPQ"].mean(), 1),
+                     "difference": round(table["ours ΔPQ"].mean() - table["paper ΔPQ"].mean(), 1),
+                     "n": int(table.n.sum())})
+    return pd.DataFrame(rows, columns=columns)
 
 
 @dataclass(frozen=True)
@@ -488,126 +679,6 @@ def write_index(entries: list[IndexEntry], root: str | Path = ".") -> Path:
     return path
 
 
-def _overlap(a: pd.Series, b: pd.Series) -> bool:
-    """Whether two [low, high] intervals overlap."""
-    return bool(a["low"] <= b["high"] and b["low"] <= a["high"])
-
-
-def verdict_prompting(table: pd.DataFrame) -> str:
-    """Two or three sentences: best prefix against no prefix, whether the intervals separate them, the paper."""
-    overall = table.groupby("prefix")["mean"].mean()
-    best, none = overall.idxmax(), overall.get("none", np.nan)
-    none_rows = table[table.prefix == "none"].set_index("question_type")
-    separated = [f"{r.prefix} ({r.question_type})" for r in table.itertuples() if r.prefix != "none"
-                 and r.question_type in none_rows.index and not _overlap(pd.Series(r._asdict()), none_rows.loc[r.question_type])]
-    return (f"Averaged over question types, accuracy spans {overall.max() - overall.min():.2f} across prefix types "
-            f"(best: {best}, {overall.max():.2f}; no prefix: {none:.2f}); "
-            + (f"the intervals of {', '.join(separated)} do not overlap the no-prefix bar. " if separated else
-               "every prefix's interval overlaps the no-prefix bar of its question type. ")
-            + "WikiPersona finds prompting changes little, with the gold persona best (Fig. 3): the small effect is "
-            f"{'consistent' if not separated else 'not what we see'} here, and the gold-best ordering is "
-            f"{'reproduced' if best == 'gold' else 'not reproduced'}.")
-
-
-def verdict_personal(table: pd.DataFrame) -> str:
-    """PM own user vs others."""
-    if table.empty:
-        return "The runs this figure needs are not in `train.runs`; nothing to compare."
-    parts, better = [], []
-    for system, rows in table.groupby("system", sort=True):
-        rows = rows.set_index("users")
-        if {"trained user", "other users"} <= set(rows.index):
-            own, other = rows.loc["trained user"], rows.loc["other users"]
-            parts.append(f"{system} {own['mean'] - other['mean']:+.2f} (intervals "
-                         f"{'overlap' if _overlap(own, other) else 'separate'}, own user n = {int(own['n'])})")
-            if own["low"] > other["high"]:
-                better.append(system)
-    return ("Own-user minus other-users accuracy: " + "; ".join(parts) + ". WikiPersona finds personal models fit "
-            "their own user clearly better than others (Fig. 4); "
-            + (f"here that holds for {', '.join(better)}." if better else
-               "here no personal model is clearly better on its own user, so that is not reproduced at this scale."))
-
-
-def verdict_data_efficiency(table: pd.DataFrame) -> str:
-    """Accuracy trend with the fraction of training data."""
-    if table.empty:
-        return "The runs this figure needs are not in `train.runs`; nothing to compare."
-    curves = table.groupby("user").filter(lambda part: part.fraction.nunique() > 1)
-    if curves.empty:
-        return "No user has personal models at two or more data fractions; there is no curve to compare."
-    parts, rising, overlapping = [], [], []
-    for user, part in curves.groupby("user", sort=True):
-        mean = part.groupby("fraction").agg(accuracy=("accuracy", "mean"), low=("low", "mean"), high=("high", "mean"))
-        rising.append(mean.accuracy.iloc[-1] > mean.accuracy.iloc[0])
-        overlapping.append(_overlap(mean.iloc[0], mean.iloc[-1]))
-        mean = mean.accuracy
-        parts.append(f"{user}: {mean.iloc[0]:.2f} at {mean.index[0]:.0%} to {mean.iloc[-1]:.2f} at {mean.index[-1]:.0%}")
-    return ("Own-user accuracy (mean over seeds), " + "; ".join(parts) + f", each point on {int(curves.n.min())} "
-            "test pairs. WikiPersona reports PM accuracy improving with more data (Fig. 13); the direction is "
-            + ("the same here" if all(rising) else "not reproduced here")
-            + (", and the smallest and largest fractions' intervals overlap." if all(overlapping) else "."))
-
-
-def verdict_multitask(table: pd.DataFrame) -> str:
-    """MT seen vs unseen against the base line."""
-    if table.empty:
-        return "The runs this figure needs are not in `train.runs`; nothing to compare."
-    unseen = table[table.users == "unseen users"]
-    base = table[table.users == "all"].set_index("question_type")
-    best = unseen.loc[unseen["mean"].idxmax()]
-    above = [f"{r.prefix} ({r.question_type})" for r in unseen.itertuples()
-             if r.question_type in base.index and r.low > base.loc[r.question_type, "mean"]]
-    return (f"The best unseen-user cell is {best.prefix} on {best.question_type} questions ({best['mean']:.2f}, "
-            f"95% CI {best.low:.2f}-{best.high:.2f}, n = {int(best.n)}). WikiPersona finds quality prefixes let MT "
-            "generalise to unseen users above the base model (Fig. 5); "
-            + (f"here the intervals of {', '.join(above)} lie above the base line." if above else
-               "here no unseen-user interval lies entirely above the base model's line, so that is not reproduced "
-               "at this scale."))
-
-
-def verdict_equity(table: pd.DataFrame) -> str:
-    """Pearson r per prefix type."""
-    if table.empty:
-        return "The runs this figure needs are not in `train.runs`; nothing to compare."
-    parts = [f"{r.prefix}: r = {r.r:.2f} (p = {r.p:.2f}, n = {r.n})" for r in table.itertuples()]
-    spread = table.r.max() - table.r.min()
-    return ("Per prefix type, " + "; ".join(parts) + ". WikiPersona finds better prefixes give lower correlation "
-            "with the base model, i.e. more equitable gains (Fig. 6); "
-            + (f"here r varies by only {spread:.2f} across prefix types, so no prefix is more equitable than another "
-               "at this scale." if spread < 0.2 else f"here r varies by {spread:.2f} across prefix types."))
-
-
-def verdict_sensitivity(table: pd.DataFrame) -> str:
-    """Own vs shuffled prefix."""
-    if table.empty:
-        return "The runs this figure needs are not in `train.runs`; nothing to compare."
-    rows = table.set_index(["prefix", "cell"])
-    parts, separated = [], []
-    for prefix in sorted(set(table.prefix)):
-        if (prefix, "own prefix, seen") in rows.index and (prefix, "shuffled, seen") in rows.index:
-            own, wrong = rows.loc[(prefix, "own prefix, seen")], rows.loc[(prefix, "shuffled, seen")]
-            parts.append(f"{prefix} {own['mean'] - wrong['mean']:+.2f}")
-            if not _overlap(own, wrong):
-                separated.append(prefix)
-    return ("Own minus shuffled prefix, seen users: " + ", ".join(parts) + ". WikiPersona finds wrong prefixes "
-            "hurt, mainly on divergent questions (Fig. 15); "
-            + (f"here the intervals separate for {', '.join(separated)}." if separated else
-               "here every own-prefix interval overlaps its shuffled one, so the effect is not reproduced at this scale."))
-
-
-def verdict_demographics(table: pd.DataFrame) -> str:
-    """ANOVA per attribute."""
-    if table.empty:
-        return "The personas have none of `analysis.demographic_attributes`; nothing to compare."
-    tests = table.drop_duplicates("attribute")
-    parts = [f"{r.attribute}: F = {r.f:.2f}, p = {r.p:.2f}" for r in tests.itertuples()]
-    significant = [r.attribute for r in tests.itertuples() if r.p < 0.05]
-    return ("One-way ANOVA across groups, " + "; ".join(parts) + f" (largest group: {int(table.users.max())} users). "
-            "WikiPersona sees no visible demographic bias (Fig. 16); "
-            + (f"here {', '.join(significant)} differ at p < 0.05." if significant else
-               "here no attribute differs at p < 0.05 either, though with this few users per group that is weak evidence."))
-
-
 INDEX = [
     IndexEntry("dataset_card.*", "1 build_data", "build_data, judge", "WikiPersona App. E, Table 9",
                "response lengths of y_w / y_l and judge agreement per axis"),
@@ -627,8 +698,8 @@ INDEX = [
                "PT + P vs DPO + P: Personalization / Quality W/T/L, ΔPQ"),
     IndexEntry("table3_prefix_winrates.*", "5 generate_judge", "generate_judge, judge", "WikiPersona Table 3",
                "all pairs among base and MT with and without prefix: W/T/L, ΔPQ"),
-    IndexEntry("analysis/paired_tests.*", "6 analysis", "analysis, train.runs", "WikiPersona Fig. 5 / Whose Boat",
-               "headline system pairs on the same prompts: difference [user-bootstrap CI], permutation and sign tests"),
+    IndexEntry("analysis/verdicts.*", "6 analysis (rows of stages 2, 7 from results/claims/)", "analysis, train.runs",
+               "every headline claim", "claim, paired comparison, n, estimate [95% CI], MDD, Holm p, verdict"),
     IndexEntry("analysis/whose_boat_ci.*", "6 analysis", "analysis, generate_judge", "Whose Boat table",
                "the Whose Boat table with 95% intervals of win rates and ΔPQ, and beside the paper's numbers"),
     IndexEntry("analysis/win_rates_ci.*", "6 analysis", "analysis, generate_judge", "Whose Boat table, WikiPersona Table 3",

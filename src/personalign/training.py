@@ -84,10 +84,11 @@ def training_pairs(
     if not 0 < run.fraction <= 1:
         raise TrainingDataError(f"{where}: fraction must be in (0, 1], got {run.fraction}")
     if run.fraction < 1:
-        rng = np.random.default_rng(stable_seed(run.seed, "fraction", run.name))
+        # One order per (seed, user), whatever the run: a smaller fraction is a prefix of a larger one (nested subsets)
         keep = [
-            rows.index[np.sort(rng.permutation(len(rows))[: max(1, round(run.fraction * len(rows)))])]
-            for _, rows in train.groupby("user_id", sort=True)
+            rows.index[np.sort(np.random.default_rng(stable_seed(run.seed, "fraction", user)).permutation(len(rows))
+                               [: max(1, round(run.fraction * len(rows)))])]
+            for user, rows in train.groupby("user_id", sort=True)
         ]
         train = train.loc[np.sort(np.concatenate(keep))]  # the same share of every user's pairs
     if train.empty:

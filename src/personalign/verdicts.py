@@ -153,7 +153,8 @@ def verdict_table(claims: list[Claim]) -> pd.DataFrame:
 
 
 def formatted_verdicts(table: pd.DataFrame) -> pd.DataFrame:
-    """The verdict table for reading: differences and intervals in points (×100), p-values to three decimals."""
+    """The verdict table for reading: differences, intervals, their half-widths and the MDD in points (×100),
+    p-values to three decimals."""
 
     def points(value: float) -> str:
         return "—" if math.isnan(value) else f"{value * 100:+.1f}"
@@ -164,6 +165,7 @@ def formatted_verdicts(table: pd.DataFrame) -> pd.DataFrame:
         "estimate": table.estimate.map(points),
         "95% CI": [("—" if math.isnan(r.ci_low) else f"[{r.ci_low * 100:+.1f}, {r.ci_high * 100:+.1f}]")
                    for r in table.itertuples()],
+        "± half-width": table.half_width.map(lambda v: "—" if math.isnan(v) else f"{v * 100:.1f}"),
         "MDD": table.mdd.map(lambda v: "—" if math.isnan(v) else f"{v * 100:.1f}"),
         "p (Holm)": table.p_holm.map(lambda v: "—" if math.isnan(v) else f"{v:.3f}"),
         "verdict": table.verdict})
