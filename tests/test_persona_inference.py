@@ -90,6 +90,8 @@ def test_inference_sets_are_a_mapping_labelled_by_name():
     with pytest.raises(ParamsError, match=r"prefixes.inference_check_data: must be a mapping name -> path.*write e.g. "
                                           r"`inference_check_data: \{inference-BeaverTails: some/dir\}`"):
         parse_params({"prefixes": {"inference_check_data": "some/dir"}})
+    with pytest.raises(ParamsError, match="prefixes.inference_check_limit: must be 0 .* or at least 2"):
+        parse_params({"prefixes": {"inference_check_limit": 1}})
     sets = {"hhh": "a", "shp": "b"}
     assert parse_params({"prefixes": {"inference_check_data": sets}}).prefixes.inference_check_data == sets
     if not REAL.is_dir():

@@ -176,6 +176,13 @@ class PrefixesParams(_Section):
         default_factory=lambda: {"inference-BeaverTails": "../shared/data/persona_tailoring/inference-BeaverTails"})
     inference_check_limit: int = Field(100, ge=0, le=100000)
 
+    @field_validator("inference_check_limit")
+    @classmethod
+    def _control_needs_another_pair(cls, limit: int) -> int:
+        if limit == 1:
+            raise ValueError("must be 0 (no check) or at least 2: the control persona comes from another pair")
+        return limit
+
     @field_validator("inference_check_data", mode="before")
     @classmethod
     def _named_sets(cls, sets: Any) -> Any:
