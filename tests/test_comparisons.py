@@ -1,5 +1,5 @@
 """Stage 5's comparisons: evaluation prompts, how each system is prompted, seeded and cached generation with
-adapters on one base, both-orders judging and the W/T/L tables."""
+adapters on one base, both-orders judging against each persona's rivals and the W/T/L tables."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from personalign import comparisons as cmp
 from personalign.generation import Sampling
-from personalign.judge import Verdict
+from personalign.judge import JudgeContext, SimulatedJudge, Verdict, WorldPersonas, pair_context
 from personalign.prompts import PT_TEMPLATE
 from tiny_checkpoints import save_base, save_random_adapter
 
@@ -57,6 +57,73 @@ def test_each_system_gets_its_prompt():
         cmp.persona_texts(rows, pd.DataFrame({"id": ["ann:0"], "chosen_persona_retr": [""]}), "chosen", "retr")
 
 
+def world_of(world_axes) -> WorldPersonas:
+    return WorldPersonas(tuple((p.user_id, p.axes[0], p.gold) for axis in world_axes for p in axis.personas))
+
+
+# A response that echoes what every food persona has in common, and one only the coeliac baker would want.
+GENERIC = "Here is an idea for a person who loves food and cooking and thinks carefully about their diet and health."
+SPECIFIC = "Try a gluten-free apple tart with an almond flour crust; keep it away from wheat flour."
+PAIR_GENERIC = "Here is a healthy food idea for a user who cares about healthy food."
+PAIR_SPECIFIC = "Try a tofu and vegetable stir-fry with no animal products."
+
+
+def baking_rows(persona) -> pd.DataFrame:
+    """One divergent and one personal evaluation row of a world user."""
+    return pd.DataFrame({"id": ["b:0", "b:1"], "user_id": [persona.user_id] * 2,
+                         "question_type": ["divergent", "personal"], "prompt": ["What should I bake this weekend?"] * 2,
+                         "chosen_persona_gold": [persona.gold] * 2, "rejected_persona_gold": ["", ""]})
+
+
+def test_world_personas_are_contrasted_with_their_rivals(world):
+    personas = world_of(world.values())
+    brigid = next(p for p in world["diet"].personas if p.user_id == "brigid_halloran")
+    diet = {p.gold for p in world["diet"].personas} - {brigid.gold}
+    rows = baking_rows(brigid)
+    divergent, personal = cmp.judge_contexts(rows, None, "chosen", "world", personas)
+    assert divergent.persona_text == brigid.gold and set(divergent.rival_texts) == diet
+    assert len(personal.rival_texts) == len(personas.users) - 1 and brigid.gold not in personal.rival_texts
+
+
+def test_rivals_turn_a_persona_echo_into_a_loss(world, embedder):
+    """Judged as the persona alone, generic persona-sounding text wins; against the persona's rivals (same axis on a
+    divergent question, everyone else on a personal one, the other side for a pair persona) the specific one does."""
+    judge = SimulatedJudge(embedder, noise=0.0, quality_weight=0.1, tie_margin=0.01, seed=0)
+    personas = world_of(world.values())
+    brigid = next(p for p in world["diet"].personas if p.user_id == "brigid_halloran")
+    rows = baking_rows(brigid)
+    alone = [JudgeContext(brigid.user_id, brigid.gold, (), x) for x in rows.prompt]
+    judged = cmp.judge_comparison(judge, rows, alone, [SPECIFIC] * 2, [GENERIC] * 2)
+    assert list(judged.personalization) == ["b", "b"]
+    contexts = cmp.judge_contexts(rows, None, "chosen", "world", personas)
+    judged = cmp.judge_comparison(judge, rows, contexts, [SPECIFIC] * 2, [GENERIC] * 2)
+    assert list(judged.personalization) == ["a", "a"]
+
+    pair = pd.DataFrame({"id": ["p:0"], "user_id": ["u"], "question_type": ["none"],
+                         "prompt": ["What should I cook tonight?"]})
+    pair_personas = pd.DataFrame({"id": ["p:0"],
+                                  "chosen_persona": ["The user is a vegan who cares about healthy food."],
+                                  "rejected_persona": ["The user is a meat lover who cares about healthy food."]})
+    alone = [JudgeContext("p:0", pair_personas.chosen_persona[0], (), pair.prompt[0])]
+    assert cmp.judge_comparison(judge, pair, alone, [PAIR_SPECIFIC], [PAIR_GENERIC]).personalization[0] == "b"
+    contexts = cmp.judge_contexts(pair, pair_personas, "chosen", "gold", personas)
+    assert contexts[0].rival_texts == (pair_personas.rejected_persona[0],)
+    assert cmp.judge_comparison(judge, pair, contexts, [PAIR_SPECIFIC], [PAIR_GENERIC]).personalization[0] == "a"
+
+
+def test_pair_personas_are_contrasted_with_the_other_side_of_the_same_source():
+    rows = pd.DataFrame({"id": ["bt:0"], "user_id": ["bt"], "question_type": ["none"], "prompt": ["q?"],
+                         "chosen_persona_gold": ["likes detail"], "rejected_persona_gold": ["dislikes detail"],
+                         "chosen_persona_retr": ["likes retrieved"], "rejected_persona_retr": ["dislikes retrieved"]})
+    nobody = WorldPersonas(())
+    (retr,) = cmp.judge_contexts(rows, None, "rejected", "dataset_retr", nobody)
+    assert (retr.persona_text, retr.rival_texts) == ("dislikes retrieved", ("likes retrieved",))
+    (table3,) = cmp.judge_contexts(rows, None, "chosen", "world", nobody)  # a user without a world persona
+    assert (table3.persona_text, table3.rival_texts) == ("likes detail", ("dislikes detail",))
+    with pytest.raises(cmp.ComparisonInputError, match="user 'bt' has no gold persona in the persona table"):
+        cmp.judge_contexts(rows.assign(rejected_persona_gold=""), None, "chosen", "world", nobody)
+
+
 class LongerIsBetter:
     """A scripted judge: the longer response wins Personalization, the first shown wins Quality (position bias)."""
 
@@ -72,7 +139,8 @@ def test_judging_in_both_orders_and_the_table():
     rows = make_test().head(4)
     test_responses = ["long answer here", "same", "x", "???"]
     base_responses = ["short", "same", "longer one", "ok"]
-    judged = cmp.judge_comparison(LongerIsBetter(), rows, ["p"] * 4, test_responses, base_responses)
+    contexts = [pair_context(f"{i}:chosen", "p", "q", x) for i, x in zip(rows.id, rows.prompt)]
+    judged = cmp.judge_comparison(LongerIsBetter(), rows, contexts, test_responses, base_responses)
     assert list(judged.personalization) == ["a", "tie", "b", "invalid"]
     assert list(judged.quality) == ["tie"] * 4  # a position-biased judge only ever yields ties
     assert list(judged.quality_ab) == ["a"] * 4 and list(judged.quality_ba) == ["b"] * 4

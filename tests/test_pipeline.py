@@ -174,7 +174,10 @@ def test_stage_2_writes_every_prefix_type_and_pair_persona(smoke_runs, stub_serv
     assert all(p["retr_source_id"] in train_ids for p in pairs if p["id"] in test_ids)
     checks = json.loads((repo / "results/persona_inference.json").read_text())["inference_check"]
     assert {c["persona"] for c in checks} == {"chosen", "rejected"}
-    assert all(0 <= c["ci_low"] <= c["accuracy"] <= c["ci_high"] <= 1 for c in checks)
+    assert all(0 <= c[f"{k}_ci_low"] <= c[f"{k}_rate"] <= c[f"{k}_ci_high"] <= 1 for c in checks
+               for k in ("own", "control"))
+    claims = (repo / "results/claims/infer_personas.csv").read_text().splitlines()
+    assert len(claims) == len(checks) + 1 and all("Whose Boat Finding 1" in line for line in claims[1:])
 
 
 def test_the_api_key_never_reaches_a_file_the_pipeline_writes(smoke_runs):
@@ -361,7 +364,7 @@ def persona_tailoring_run(tmp_path_factory):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     for spec in params["build_data"]["datasets"].values():  # the copy does not sit beside ../shared
         spec["path"] = str(SHARED_DATA / Path(spec["path"]).name)
-    params["prefixes"]["inference_check_data"] = str(SHARED_DATA / "inference-BeaverTails")
+    params["prefixes"]["inference_check_data"] = {"unseen-inference-set": str(SHARED_DATA / "inference-BeaverTails")}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     dvc("repro", cwd=repo)
     return repo, params
@@ -397,6 +400,8 @@ def test_the_persona_tailoring_profile_runs_end_to_end_on_real_rows(persona_tail
     assert "matching cells" in notebook and "135M model" in notebook
     card = (repo / "data/dataset_card.md").read_text()
     assert "only generation with retrieved personas is possible" in card
+    checks = json.loads((repo / "results/persona_inference.json").read_text())["inference_check"]
+    assert "unseen-inference-set" in {c["dataset"] for c in checks}  # labelled by its configured name
 
 
 def test_stage_7_characterises_the_data_and_compares_reward_models(smoke_runs):

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from personalign.candidates import CotPlan, diverse_subset, parse_cot, quality_range_span, strip_artifacts
 from personalign.config import BuildDataParams
 from personalign.generation import ChatPrompt, Generator, Sampling
-from personalign.judge import JudgeContext, SimulatedJudge
+from personalign.judge import SimulatedJudge, WorldPersonas, world_context
 from personalign.prompts import COT_SYSTEM, cot_header
 from personalign.seeding import stable_seed
 from personalign.splits import split_questions, stratified_folds
@@ -147,16 +147,14 @@ def label_pairs(
     for p in personas:
         by_axis.setdefault(p.axes[0], []).append(p)
     by_id = {p.user_id: p for p in personas}
+    world = WorldPersonas(tuple((p.user_id, p.axes[0], p.gold) for p in personas))
     records = []
     for q in tqdm(questions, desc="tournaments", unit="question", mininterval=2):
         if len(q.selected) < 2:
             continue
         judged = by_axis[q.axis] if q.question_type == "divergent" else [by_id[q.owner]]
         for persona in judged:
-            rivals = by_axis[q.axis] if q.question_type == "divergent" else personas
-            ctx = JudgeContext(
-                persona.user_id, persona.gold, tuple(r.gold for r in rivals if r.user_id != persona.user_id), q.prompt
-            )
+            ctx = world_context(world, persona.user_id, q.question_type, q.prompt)
             utility = judge.utilities(ctx, q.selected)
             result = single_elimination(
                 len(q.selected),

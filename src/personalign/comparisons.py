@@ -11,7 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from personalign.judge import Judge, JudgeContext, combine_orders, order_verdicts
+from personalign.judge import (
+    OTHER_SIDE, Judge, JudgeContext, WorldPersonas, combine_orders, order_verdicts, pair_context, world_context,
+)
 from personalign.prompts import PT_TEMPLATE, prefixed_prompt
 from personalign.seeding import stable_seed
 from personalign.win_rates import summary_row
@@ -75,6 +77,32 @@ def persona_texts(rows: pd.DataFrame, pair_personas: pd.DataFrame | None, side: 
     if missing:
         raise ComparisonInputError(f"no {side} persona ({source}) for test pair {missing[0]!r}")
     return texts
+
+
+def judge_contexts(rows: pd.DataFrame, pair_personas: pd.DataFrame | None, side: str, source: str,
+                   world: WorldPersonas) -> list[JudgeContext]:
+    """The judge's context for each evaluation row, with the rivals DESIGN.md gives its persona. Source `world`:
+    the user's world persona (`world_context`); a user without a gold text in the persona table has only the
+    dataset's chosen persona, contrasted with its rejected one. Every other source: the persona inferred from one
+    side of the pair, contrasted with the other side's persona of the same source (`pair_context`)."""
+    if source == "world":
+        if side != "chosen":
+            raise ComparisonInputError("persona source 'world' has a chosen side only")
+        contexts = []
+        for row in rows.itertuples():
+            if row.user_id in world:
+                contexts.append(world_context(world, row.user_id, row.question_type, row.prompt))
+            elif row.chosen_persona_gold.strip() and row.rejected_persona_gold.strip():
+                contexts.append(pair_context(f"{row.id}:chosen", row.chosen_persona_gold, row.rejected_persona_gold,
+                                             row.prompt))
+            else:
+                raise ComparisonInputError(f"test pair {row.id!r}: user {row.user_id!r} has no gold persona in the "
+                                           "persona table and the pair no chosen and rejected dataset personas")
+        return contexts
+    personas = persona_texts(rows, pair_personas, side, source)
+    opposites = persona_texts(rows, pair_personas, OTHER_SIDE[side], source)
+    return [pair_context(f"{row.id}:{side}:{source}", persona, opposite, row.prompt)
+            for row, persona, opposite in zip(rows.itertuples(), personas, opposites)]
 
 
 @dataclass(frozen=True)
@@ -152,14 +180,13 @@ def generation_seeds(base_seed: int, system: System, rows: pd.DataFrame, setting
     return [stable_seed(base_seed, "generate_judge", system.name, setting, i) for i in rows.id]
 
 
-def judge_comparison(judge: Judge, rows: pd.DataFrame, personas: list[str], test_responses: list[str],
+def judge_comparison(judge: Judge, rows: pd.DataFrame, contexts: list[JudgeContext], test_responses: list[str],
                      base_responses: list[str], progress=None) -> pd.DataFrame:
-    """Both-orders outcomes ("a": the test system wins) for Personalization (judged as the row's persona) and
-    Quality, one row per evaluation prompt, with each order's own verdict (`<aspect>_ab`: test system shown first,
-    `<aspect>_ba`: base system shown first)."""
+    """Both-orders outcomes ("a": the test system wins) for Personalization (judged in the row's context, built by
+    `judge_contexts`) and Quality, one row per evaluation prompt, with each order's own verdict (`<aspect>_ab`: test
+    system shown first, `<aspect>_ba`: base system shown first)."""
     out = []
-    for row, persona, a, b in zip(rows.itertuples(), personas, test_responses, base_responses):
-        ctx = JudgeContext(f"{row.id}:{stable_seed(persona)}", persona, (), row.prompt)
+    for row, ctx, a, b in zip(rows.itertuples(), contexts, test_responses, base_responses):
         record = {"id": row.id, "user_id": row.user_id, "question_type": row.question_type}
         for aspect in ("personalization", "quality"):
             forward, backward = order_verdicts(judge, ctx, a, b, aspect)

@@ -172,8 +172,26 @@ class PrefixesParams(_Section):
     temperature: float = Field(0.7, ge=0.0, le=2.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     batch_size: int = Field(16, ge=1, le=1024)
-    inference_check_data: str = "../shared/data/persona_tailoring/inference-BeaverTails"
+    inference_check_data: dict[str, str] = Field(
+        default_factory=lambda: {"inference-BeaverTails": "../shared/data/persona_tailoring/inference-BeaverTails"})
     inference_check_limit: int = Field(100, ge=0, le=100000)
+
+    @field_validator("inference_check_limit")
+    @classmethod
+    def _control_needs_another_pair(cls, limit: int) -> int:
+        if limit == 1:
+            raise ValueError("must be 0 (no check) or at least 2: the control persona comes from another pair")
+        return limit
+
+    @field_validator("inference_check_data", mode="before")
+    @classmethod
+    def _named_sets(cls, sets: Any) -> Any:
+        if isinstance(sets, str):
+            raise ValueError(f"must be a mapping name -> path (each result is labelled by its name), got the plain "
+                             f"path {sets!r}; write e.g. `inference_check_data: {{inference-BeaverTails: {sets}}}`")
+        if isinstance(sets, dict) and any(not isinstance(n, str) or not n.strip() for n in sets):
+            raise ValueError("every set needs a non-empty name")
+        return sets
 
     @field_validator("seeds")
     @classmethod

@@ -130,12 +130,54 @@ class JudgeError(RuntimeError):
 
 @dataclass(frozen=True)
 class JudgeContext:
-    """Whose preference is simulated, for which prompt; rivals are the personas the judge contrasts against."""
+    """Whose preference is simulated, for which prompt; rivals are the personas the simulated judge contrasts against
+    (build it with `world_context` or `pair_context`; the LLM judges read the persona text only, as in the papers)."""
 
     persona_id: str
     persona_text: str
     rival_texts: tuple[str, ...]
     prompt: str
+
+
+@dataclass(frozen=True)
+class WorldPersonas:
+    """The world's personas a world persona is contrasted with: every user of the persona table that has a gold
+    text, as (user_id, first axis, gold) in table order."""
+
+    users: tuple[tuple[str, str, str], ...]
+
+    @classmethod
+    def from_table(cls, personas) -> WorldPersonas:
+        """From a persona table (columns user_id, axes, gold); users without a gold text are left out."""
+        return cls(tuple((u, axes[0] if len(axes) else "", g) for u, axes, g in
+                         zip(personas.user_id, personas.axes, personas.gold) if g.strip()))
+
+    def entry(self, user_id: str) -> tuple[str, str]:
+        """The user's (axis, gold text); KeyError naming the user when the table has no gold text for them."""
+        for user, axis, gold in self.users:
+            if user == user_id:
+                return axis, gold
+        raise KeyError(f"user {user_id!r} has no gold persona in the persona table")
+
+    def __contains__(self, user_id: str) -> bool:
+        return any(user == user_id for user, _, _ in self.users)
+
+
+def world_context(world: WorldPersonas, user_id: str, question_type: str, prompt: str) -> JudgeContext:
+    """A world persona as the judge simulates it: the user's gold text, contrasted with the other personas of its
+    axis on a divergent question and with every other persona otherwise (DESIGN.md)."""
+    axis, gold = world.entry(user_id)
+    rivals = tuple(g for u, a, g in world.users if u != user_id and (question_type != "divergent" or a == axis))
+    return JudgeContext(user_id, gold, rivals, prompt)
+
+
+OTHER_SIDE = {"chosen": "rejected", "rejected": "chosen"}  # the two sides of a preference pair
+
+
+def pair_context(persona_id: str, persona: str, opposite: str, prompt: str) -> JudgeContext:
+    """A persona inferred from one side of a preference pair, contrasted with the persona inferred from the other
+    side (its only rival)."""
+    return JudgeContext(persona_id, persona, (opposite,), prompt)
 
 
 class Judge(Protocol):

@@ -1,17 +1,26 @@
 """Whose Boat persona inference: for each pair the persona preferring y_w and the one preferring y_l, P_retr by
-retrieval, and the check that a judge given each inferred persona prefers the matching response."""
+retrieval, and the check (Finding 1) that a judge simulating each inferred persona prefers its own side's response
+more often than one simulating a persona inferred for another pair."""
 
 from __future__ import annotations
+
+import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from personalign.embeddings import Embedder
 from personalign.generation import ChatPrompt, Generator, Sampling
-from personalign.judge import Judge, JudgeContext
+from personalign.judge import OTHER_SIDE, Judge, pair_context
+from personalign.loaders import load_persona_inference
 from personalign.prompts import PAIR_PERSONA
-from personalign.seeding import stable_seed
+from personalign.seeding import figure_rng, stable_seed
 from personalign.statistics import wilson_interval
+from personalign.verdicts import Claim, paired_difference
+
+FINDING_1 = "Whose Boat Finding 1"
+SIDES = ("chosen", "rejected")
 
 
 def first_sentence(text: str) -> str:
@@ -57,29 +66,86 @@ def retrieved_personas(test: pd.DataFrame, train: pd.DataFrame, personas: pd.Dat
     return pd.concat(out, ignore_index=True)
 
 
-def inference_check(pairs: pd.DataFrame, judge: Judge) -> pd.DataFrame:
-    """Per pair: does the judge, simulating the inferred chosen persona, prefer y_w; and, simulating the
-    inferred rejected persona, prefer y_l? `pairs` needs id, prompt, chosen, rejected and both personas."""
+def inference_sets(paths: dict[str, str], limit: int) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """The configured persona-inference sets (`prefixes.inference_check_data`) by name, the first `limit` pairs of
+    each with the name as their user_id (results are labelled by it); and the names of those skipped: not on this
+    machine, or every one when `limit` is 0."""
+    loaded, skipped = {}, []
+    for name, path in paths.items():
+        if limit == 0 or not Path(path).exists():
+            skipped.append(name)
+        else:
+            loaded[name] = load_persona_inference(path, limit).assign(user_id=name)
+    return loaded, skipped
+
+
+def control_pairs(n: int, rng: np.random.Generator) -> np.ndarray:
+    """For each of n pairs the index of another pair, uniform over the other n - 1, drawn from `rng`."""
+    if n < 2:
+        raise ValueError(f"the persona-inference control needs at least two pairs, got {n}")
+    return (np.arange(n) + rng.integers(1, n, size=n)) % n
+
+
+def picks_own_side(judge: Judge, pair, personas, side: str) -> bool:
+    """Does a judge simulating the `side` persona of `personas` (a pair's row), contrasted with its other side's
+    persona, prefer `pair`'s `side` response over its other one?"""
+    other = OTHER_SIDE[side]
+    ctx = pair_context(f"{personas.id}:{side}", getattr(personas, f"{side}_persona"),
+                       getattr(personas, f"{other}_persona"), pair.prompt)
+    return judge.prefers(ctx, getattr(pair, side), getattr(pair, other))
+
+
+def inference_check(pairs: pd.DataFrame, judge: Judge, rng: np.random.Generator) -> pd.DataFrame:
+    """Per pair and side (Whose Boat Finding 1, contrastive and paired): does the persona inferred for that side,
+    contrasted with the other side's persona, prefer its own side's response (`<side>_own`); and does the persona
+    inferred for the same side of another pair (`control_id`, drawn with `rng`) do so (`<side>_control`: chance,
+    measured)? `pairs` needs id, user_id, prompt, chosen, rejected, chosen_persona and rejected_persona."""
+    pairs = pairs.sort_values("id", ignore_index=True)
+    controls = pairs.iloc[control_pairs(len(pairs), rng)]
     rows = []
-    for row in pairs.itertuples():
-        chosen_ctx = JudgeContext(f"{row.id}:chosen", row.chosen_persona, (), row.prompt)
-        rejected_ctx = JudgeContext(f"{row.id}:rejected", row.rejected_persona, (), row.prompt)
-        rows.append(
-            {
-                "id": row.id,
-                "chosen_persona_prefers_chosen": judge.prefers(chosen_ctx, row.chosen, row.rejected),
-                "rejected_persona_prefers_rejected": judge.prefers(rejected_ctx, row.rejected, row.chosen),
-            }
-        )
+    for pair, control in zip(pairs.itertuples(), controls.itertuples()):
+        record = {"id": pair.id, "user_id": pair.user_id, "control_id": control.id}
+        for side in SIDES:
+            record[f"{side}_own"] = picks_own_side(judge, pair, pair, side)
+            record[f"{side}_control"] = picks_own_side(judge, pair, control, side)
+        rows.append(record)
     return pd.DataFrame(rows)
 
 
-def check_summary(checks: pd.DataFrame, dataset: str) -> list[dict]:
-    """Both accuracies with Wilson 95% CIs."""
+def inference_claims(checks: dict[str, pd.DataFrame], base_seed: int) -> list[Claim]:
+    """One claim per dataset and side: inferred personas pick their own side more often than a persona inferred for
+    another pair (paired per pair, clustered by user; each claim resampled with its own generator)."""
+    claims = []
+    for dataset, check in checks.items():
+        for side in SIDES:
+            rng = figure_rng(base_seed, f"{FINDING_1}/{dataset}/{side}")
+            result = paired_difference(check[f"{side}_own"], check[f"{side}_control"], rng=rng, groups=check.user_id)
+            claims.append(Claim("Whose Boat", FINDING_1, f"an inferred {side} persona prefers the {side} response "
+                                f"more often than another pair's {side} persona does",
+                                f"{dataset}: own vs another pair's {side} persona", +1, result))
+    return claims
+
+
+def rounded(value: float) -> float | None:
+    """A number for the metrics file: four decimals, None for nan."""
+    return None if math.isnan(value) else round(float(value), 4)
+
+
+def inference_summary(checks: dict[str, pd.DataFrame], verdicts: pd.DataFrame) -> list[dict]:
+    """Per dataset and side (the order of `inference_claims`, whose verdict rows `verdicts` holds): the rates at which
+    the own and the control persona pick the side, with Wilson 95% CIs, and the paired difference with its verdict."""
     out = []
-    for column, persona in (("chosen_persona_prefers_chosen", "chosen"), ("rejected_persona_prefers_rejected", "rejected")):
-        k, n = int(checks[column].sum()), len(checks)
-        low, high = wilson_interval(k, n)
-        out.append({"dataset": dataset, "persona": persona, "n": n, "accuracy": round(k / n, 4) if n else None,
-                    "ci_low": round(low, 4), "ci_high": round(high, 4)})
+    keys = [(dataset, side, check) for dataset, check in checks.items() for side in SIDES]
+    for (dataset, side, check), verdict in zip(keys, verdicts.itertuples(), strict=True):
+        row = {"dataset": dataset, "persona": side, "n": len(check), "users": int(check.user_id.nunique())}
+        for kind in ("own", "control"):
+            k = int(check[f"{side}_{kind}"].sum())
+            low, high = wilson_interval(k, len(check))
+            row.update({f"{kind}_rate": round(k / len(check), 4), f"{kind}_ci_low": round(low, 4),
+                        f"{kind}_ci_high": round(high, 4)})
+        row.update({key: rounded(getattr(verdict, column)) for key, column in (
+            ("difference", "estimate"), ("difference_ci_low", "ci_low"), ("difference_ci_high", "ci_high"),
+            ("mdd", "mdd"), ("p_holm", "p_holm"))})
+        row["verdict"] = verdict.verdict
+        out.append(row)
     return out

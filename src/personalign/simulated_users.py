@@ -10,7 +10,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from personalign.judge import JudgeContext, SimulatedJudge
+from personalign.judge import SimulatedJudge, WorldPersonas, world_context
 from personalign.loaders.common import LoadedDataset, frames, persona, record, user_folds
 
 SOURCE = "simulated_users"
@@ -18,9 +18,10 @@ SOURCE = "simulated_users"
 
 def archetype_scores(candidates: list[dict], personas: pd.DataFrame, judge: SimulatedJudge) -> pd.DataFrame:
     """One row per (question, distinct candidate text): qid, prompt, split, question_type, text, and one utility column
-    per persona (u + λq as the simulated judge computes it, every other persona a rival)."""
+    per persona (u + λq as the simulated judge computes it, against the persona's world rivals)."""
     rows = []
     golds = dict(zip(personas.user_id, personas.gold))
+    world = WorldPersonas.from_table(personas)
     judge.embedder.encode([c["text"] for q in candidates for c in q["candidates"]] + [q["prompt"] for q in candidates]
                           + list(golds.values()))  # one batched call fills the embedder's memo
     for q in sorted(candidates, key=lambda c: c["qid"]):
@@ -28,8 +29,8 @@ def archetype_scores(candidates: list[dict], personas: pd.DataFrame, judge: Simu
         if len(texts) < 2:
             continue
         utilities = {}
-        for user, gold in golds.items():
-            ctx = JudgeContext(user, gold, tuple(g for u, g in golds.items() if u != user), q["prompt"])
+        for user in golds:
+            ctx = world_context(world, user, q["question_type"], q["prompt"])
             utilities[user] = judge.utilities(ctx, texts)
         for k, text in enumerate(texts):
             rows.append({"qid": q["qid"], "prompt": q["prompt"], "split": q["split"], "question_type": q["question_type"],
