@@ -164,6 +164,8 @@ def test_two_judges_agreement_is_measured_on_the_same_comparisons():
         (picked.personalization_1 == "tie").mean())
     assert table.loc["personalization", "agreement"] < 1 and table.loc["personalization", "cohen_kappa"] < 0
     assert table.loc["quality", "primary_tie"] == 1.0  # the position-biased judge only ever ties
+    nothing = cmp.judge_agreement(primary, secondary.iloc[:0])  # generate_judge.agreement.sample: 0
+    assert list(nothing.n) == [0, 0] and nothing.cohen_kappa.isna().all()
     with pytest.raises(cmp.ComparisonInputError, match="judged by the second judge only"):
         cmp.judge_agreement(primary[primary.setting == "s1"], secondary)
 

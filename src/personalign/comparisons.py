@@ -209,7 +209,10 @@ class Comparison:
     def restricted(self, ids: set[str]) -> Comparison:
         """The same comparison on the rows whose id is in `ids` only."""
         keep = self.rows.id.isin(ids).to_numpy()
-        pick = lambda values: tuple(v for v, k in zip(values, keep) if k)  # noqa: E731
+
+        def pick(values: tuple[str, ...]) -> tuple[str, ...]:
+            return tuple(v for v, k in zip(values, keep) if k)
+
         return Comparison(self.setting, self.test, self.base, self.rows[keep].reset_index(drop=True),
                           pick(self.personas), pick(self.test_responses), pick(self.base_responses))
 

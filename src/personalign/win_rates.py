@@ -64,8 +64,9 @@ def outcome_agreement(first: Iterable[str], second: Iterable[str]) -> dict:
     first, second = list(first), list(second)
     if len(first) != len(second):
         raise ValueError(f"{len(first)} outcomes of the first labeler but {len(second)} of the second")
-    for outcome in {*first, *second} - set(OUTCOMES):
-        raise ValueError(f"unknown outcome {outcome!r}; allowed: {', '.join(OUTCOMES)}")
+    unknown = sorted({*first, *second} - set(OUTCOMES))
+    if unknown:
+        raise ValueError(f"unknown outcome {unknown[0]!r}; allowed: {', '.join(OUTCOMES)}")
     pairs = [(x, y) for x, y in zip(first, second) if "invalid" not in (x, y)]
     x, y = [p[0] for p in pairs], [p[1] for p in pairs]
     return {**rater_agreement(x, y), "invalid": len(first) - len(pairs),
