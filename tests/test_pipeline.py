@@ -259,14 +259,24 @@ def test_stage_5_judges_every_comparison_in_both_orders(smoke_runs):
     import pandas as pd
 
     repo = smoke_runs[0]
-    settings = yaml.safe_load((repo / "params.yaml").read_text())["generate_judge"]
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    settings = params["generate_judge"]
     generations = pd.read_json(repo / "results/generate_judge/generations.jsonl", lines=True)
     users = read_personas(repo / "data/personas.jsonl").user_id
     prompts = len(users) * 2 * settings["prompts_per_type"]
+    # Table 3: only the users of the MT run's held-out fold ("persona not trained")
+    held_out = params["train"]["runs"][settings["prefix_table"]["mt_run"]]["held_out_fold"]
+    records = read_records(repo / "data/records.jsonl")
+    unseen = records[(records.split == "test") & (records.fold == held_out)].user_id.nunique()
+    assert 0 < unseen < len(users)
+    t3_prompts = unseen * 2 * settings["prompts_per_type"]
     settings_count = len(settings["whose_boat"]["persona_sides"]) * len(settings["whose_boat"]["persona_sources"])
-    assert len(generations) == prompts * (2 * settings_count + 4)
+    assert len(generations) == prompts * 2 * settings_count + t3_prompts * 4
     judgments = pd.read_csv(repo / "results/generate_judge/judgments.csv")
-    assert len(judgments) == prompts * (settings_count + 6)  # PT vs DPO per setting; all 6 pairs of 4 systems
+    assert len(judgments) == prompts * settings_count + t3_prompts * 6  # PT vs DPO per setting; 6 pairs of 4 systems
+    agreement = pd.read_csv(repo / "results/generate_judge/judge_agreement.csv")
+    assert list(agreement.aspect) == ["personalization", "quality"]
+    assert (agreement.n + agreement.invalid == min(32, len(judgments))).all()  # the default sample: 32
     assert set(judgments.personalization) | set(judgments.quality) <= {"a", "b", "tie", "invalid"}
     boat = (repo / "figures/table_whose_boat.md").read_text()
     assert "pt_gold + P_gold" in boat and "ΔPQ" in boat and "| average" in boat

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from personalign.published import WHOSE_BOAT_TABLE
-from personalign.win_rates import delta_pq, summary_row, win_rate, win_tie_loss
+from personalign.win_rates import delta_pq, outcome_agreement, summary_row, win_rate, win_tie_loss
 
 
 def test_win_tie_loss_counts_and_leaves_invalid_out_of_the_percentages():
@@ -71,3 +71,24 @@ def test_summary_row():
 def test_summary_row_needs_one_outcome_per_prompt_for_both_aspects():
     with pytest.raises(ValueError, match="2 personalization outcomes but 1 quality"):
         summary_row(["a", "b"], ["a"])
+
+
+def test_outcome_agreement_of_two_labelers_by_hand():
+    # valid pairs (a, a), (a, b), (b, b), (tie, tie): observed 3/4; chance (2·1 + 1·2 + 1·1) / 16 = 5/16, so
+    # κ = (3/4 − 5/16) / (11/16) = 7/11. α: 8 pairable values (a 3, b 3, tie 2), 2 disagreeing coincidences,
+    # Σ_{c≠k} n_c n_k = 64 − 22 = 42, so α = 1 − 7 · 2 / 42 = 2/3.
+    stats = outcome_agreement(["a", "a", "b", "tie", "invalid"], ["a", "b", "b", "tie", "a"])
+    assert (stats["n"], stats["invalid"]) == (4, 1)
+    assert stats["agreement"] == pytest.approx(0.75)
+    assert stats["cohen_kappa"] == pytest.approx(7 / 11)
+    assert stats["krippendorff_alpha"] == pytest.approx(2 / 3)
+    assert (stats["first_tie"], stats["second_tie"]) == (0.25, 0.25)
+
+
+def test_outcome_agreement_of_nothing_valid_is_nan_and_bad_input_is_refused():
+    stats = outcome_agreement(["invalid"], ["a"])
+    assert stats["n"] == 0 and stats["invalid"] == 1 and math.isnan(stats["cohen_kappa"])
+    with pytest.raises(ValueError, match="unknown outcome 'first'"):
+        outcome_agreement(["a"], ["first"])
+    with pytest.raises(ValueError, match="2 outcomes of the first labeler but 1"):
+        outcome_agreement(["a", "b"], ["a"])

@@ -16,14 +16,13 @@ import pandas as pd
 from personalign.seeding import figure_rng
 from personalign.statistics import (
     bootstrap_ci,
-    cohen_kappa,
-    krippendorff_alpha,
     ols_band,
     one_way_anova,
     pearson_with_ci,
     wilson_intervals_for_shares,
 )
 from personalign.verdicts import COLUMNS, Claim, formatted_verdicts, paired_difference, verdict_table
+from personalign.win_rates import outcome_agreement
 
 PREFIX_ORDER = ("none", "tag", "name", "few_shot", "persona", "persona_strong", "gold")
 QUESTION_TYPES = ("personal", "divergent")
@@ -576,14 +575,9 @@ def order_agreement(judgments: pd.DataFrame) -> pd.DataFrame:
     comparisons where both orders gave a valid verdict. A position-biased judge scores low here."""
     rows = []
     for aspect in ("personalization", "quality"):
-        ab, ba = judgments[f"{aspect}_ab"].astype(str), judgments[f"{aspect}_ba"].astype(str)
-        valid = (ab != "invalid") & (ba != "invalid")
-        codes = {label: k for k, label in enumerate(("a", "tie", "b"))}
-        ratings = np.array([[codes[x], codes[y]] for x, y in zip(ab[valid], ba[valid])], dtype=float)
-        rows.append({"aspect": aspect, "n": int(valid.sum()), "invalid": int((~valid).sum()),
-                     "agreement": float((ab[valid] == ba[valid]).mean()) if valid.any() else np.nan,
-                     "cohen_kappa": cohen_kappa(ab[valid], ba[valid]) if valid.any() else np.nan,
-                     "krippendorff_alpha": krippendorff_alpha(ratings) if valid.any() else np.nan})
+        stats = outcome_agreement(judgments[f"{aspect}_ab"].astype(str), judgments[f"{aspect}_ba"].astype(str))
+        rows.append({"aspect": aspect, **{k: stats[k] for k in
+                                          ("n", "invalid", "agreement", "cohen_kappa", "krippendorff_alpha")}})
     return pd.DataFrame(rows)
 
 

@@ -11,12 +11,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from personalign.accuracy import seen_users
 from personalign.judge import (
     OTHER_SIDE, Judge, JudgeContext, WorldPersonas, combine_orders, order_verdicts, pair_context, world_context,
 )
 from personalign.prompts import PT_TEMPLATE, prefixed_prompt
 from personalign.seeding import stable_seed
-from personalign.win_rates import summary_row
+from personalign.training import RunSpec
+from personalign.win_rates import outcome_agreement, summary_row
 
 _THIRD_PERSON = {"is": "am", "has": "have", "does": "do", "was": "was"}
 
@@ -141,6 +143,14 @@ def check_comparison_runs(settings, run_names: list[str], sources: set[str]) -> 
                                        f"the records' sources are {', '.join(sorted(sources))}")
 
 
+def check_agreement_judge(judge, agreement) -> None:
+    """Stop before compute when the second judge of `generate_judge.agreement` is the configured judge itself (its
+    agreement with itself would measure nothing)."""
+    if agreement.sample and agreement.judge == judge:
+        raise ComparisonInputError("generate_judge.agreement.judge is the configured `judge` itself; name a second "
+                                   "judge (e.g. backend hf on models/base) or set generate_judge.agreement.sample: 0")
+
+
 def whose_boat_cells(rows: pd.DataFrame, pair_personas: pd.DataFrame | None, whose_boat) -> list[WhoseBoatCell]:
     """Every (dataset, persona side, persona source) cell of the Whose Boat table; a cell whose personas the data
     lacks (e.g. P_gold of a test split released without responses) is kept with `missing` set, never filled in."""
@@ -156,6 +166,18 @@ def whose_boat_cells(rows: pd.DataFrame, pair_personas: pd.DataFrame | None, who
                     texts, missing = (), str(exc)
                 cells.append(WhoseBoatCell(dataset, side, source, mine, texts, dpo, pt, missing))
     return cells
+
+
+def unseen_user_rows(rows: pd.DataFrame, run: RunSpec) -> pd.DataFrame:
+    """The evaluation rows of the users `run` did not train on (an MT run: its held-out fold's users), as stage 4
+    decides seen / unseen: WikiPersona Table 3 compares "MT (persona not trained)". ComparisonInputError when the
+    run trained on every evaluation user."""
+    unseen = rows[~seen_users(run, rows)].reset_index(drop=True)
+    if unseen.empty:
+        raise ComparisonInputError(
+            f"generate_judge.prefix_table.mt_run = {run.name!r} (held_out_fold: {run.held_out_fold}) trained on every "
+            "evaluation user; Table 3 needs an MT run with a held-out fold whose users have evaluation prompts")
+    return unseen
 
 
 def system_prompts(system: System, rows: pd.DataFrame, personas: list[str], prefixes: pd.DataFrame,
@@ -196,6 +218,70 @@ def judge_comparison(judge: Judge, rows: pd.DataFrame, contexts: list[JudgeConte
         if progress is not None:
             progress.update()
     return pd.DataFrame(out)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One judged comparison: the `test` system's responses against the `base` system's on a setting's evaluation
+    rows, Personalization judged in `contexts` (one per row, from `judge_contexts`); the responses are aligned with the
+    rows."""
+
+    setting: str
+    test: System
+    base: System
+    rows: pd.DataFrame
+    contexts: tuple[JudgeContext, ...]
+    test_responses: tuple[str, ...]
+    base_responses: tuple[str, ...]
+
+    def restricted(self, ids: set[str]) -> Comparison:
+        """The same comparison on the rows whose id is in `ids` only."""
+        keep = self.rows.id.isin(ids).to_numpy()
+
+        def pick(values: tuple) -> tuple:
+            return tuple(v for v, k in zip(values, keep) if k)
+
+        return Comparison(self.setting, self.test, self.base, self.rows[keep].reset_index(drop=True),
+                          pick(self.contexts), pick(self.test_responses), pick(self.base_responses))
+
+
+def judge_comparisons(judge: Judge, comparisons: list[Comparison], progress=None) -> pd.DataFrame:
+    """`judge_comparison` over every comparison, each row tagged with its setting and its test and base systems."""
+    frames = [judge_comparison(judge, c.rows, list(c.contexts), list(c.test_responses), list(c.base_responses),
+                               progress).assign(setting=c.setting, test=c.test.name, base=c.base.name)
+              for c in comparisons if len(c.rows)]
+    return pd.concat(frames, ignore_index=True)
+
+
+COMPARISON_KEY = ["setting", "test", "base", "id"]
+
+
+def agreement_sample(comparisons: list[Comparison], size: int, rng: np.random.Generator) -> list[Comparison]:
+    """`size` of the judged (comparison, evaluation row) items drawn without replacement with `rng` (all of them
+    when there are fewer), as the comparisons restricted to the drawn rows."""
+    items = [(i, row_id) for i, c in enumerate(comparisons) for row_id in c.rows.id]
+    drawn = [items[k] for k in np.sort(rng.permutation(len(items))[:size])]
+    return [c.restricted({row_id for j, row_id in drawn if j == i}) for i, c in enumerate(comparisons)]
+
+
+def judge_agreement(primary: pd.DataFrame, secondary: pd.DataFrame) -> pd.DataFrame:
+    """Per aspect, how far two judges agree on the both-orders outcomes ("a" / "tie" / "b") of the same comparisons
+    (`secondary`'s, looked up in `primary` by setting, systems and row id): n, invalid, raw agreement, Cohen's κ,
+    Krippendorff's α and each judge's tie share."""
+    merged = secondary.merge(primary, on=COMPARISON_KEY, how="left", suffixes=("_secondary", "_primary"),
+                             validate="one_to_one", indicator=True)
+    unmatched = merged[merged._merge != "both"]
+    if len(unmatched):
+        raise ComparisonInputError(f"comparison {unmatched.iloc[0][COMPARISON_KEY].to_dict()} was judged by the "
+                                   "second judge only")
+    rows = []
+    for aspect in ("personalization", "quality"):
+        stats = outcome_agreement(merged[f"{aspect}_primary"], merged[f"{aspect}_secondary"])
+        rows.append({"aspect": aspect, "n": stats["n"], "invalid": stats["invalid"],
+                     "agreement": stats["agreement"], "cohen_kappa": stats["cohen_kappa"],
+                     "krippendorff_alpha": stats["krippendorff_alpha"], "primary_tie": stats["first_tie"],
+                     "secondary_tie": stats["second_tie"]})
+    return pd.DataFrame(rows)
 
 
 def win_rate_table(outcomes: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

@@ -325,6 +325,15 @@ class PrefixTableParams(_Section):
     prefix: str = "persona"
 
 
+class JudgeAgreementParams(_Section):
+    """How far the configured judge agrees with a second judge (DESIGN.md: a reported κ, not an assumption):
+    `sample` of stage 5's comparisons, drawn with a generator seeded from base.seed (0: not measured), judged again
+    by `judge` (default: the hf judge on the stage-0 base model; an openai endpoint when configured)."""
+
+    sample: int = Field(32, ge=0, le=1_000_000)
+    judge: JudgeParams = Field(default_factory=lambda: JudgeParams(backend="hf", model="models/base"))
+
+
 class GenerateJudgeParams(_Section):
     """`generate_judge`: stage 5, sampled responses of the compared systems and pairwise win rates."""
 
@@ -336,6 +345,7 @@ class GenerateJudgeParams(_Section):
     qualitative_examples: int = Field(3, ge=0, le=100)
     whose_boat: WhoseBoatParams = Field(default_factory=WhoseBoatParams)
     prefix_table: PrefixTableParams = Field(default_factory=PrefixTableParams)
+    agreement: JudgeAgreementParams = Field(default_factory=JudgeAgreementParams)
 
 
 class AnalysisParams(_Section):

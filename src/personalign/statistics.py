@@ -297,6 +297,18 @@ def krippendorff_alpha(ratings: ArrayLike, level: str = "nominal") -> float:
     return float(1 - (n - 1) * disagreement / expected)
 
 
+def rater_agreement(a: ArrayLike, b: ArrayLike) -> dict:
+    """Two raters' nominal labels of the same items: n, raw agreement (share of identical labels), Cohen's κ and
+    Krippendorff's α; nan statistics when there are no items."""
+    if len(a) == len(b) == 0:
+        return {"n": 0, "agreement": math.nan, "cohen_kappa": math.nan, "krippendorff_alpha": math.nan}
+    a, b = _as_1d("a", a, dtype=None), _as_1d("b", b, dtype=None)
+    _check_same_length("a", a, "b", b)
+    _, codes = np.unique(np.concatenate([a, b]).astype(str), return_inverse=True)
+    return {"n": int(a.size), "agreement": float((a == b).mean()), "cohen_kappa": cohen_kappa(a, b),
+            "krippendorff_alpha": krippendorff_alpha(codes.reshape(2, -1).T.astype(float))}
+
+
 def wilson_intervals_for_shares(counts: dict[str, int],
                                 confidence: float = 0.95) -> dict[str, tuple[float, float, float]]:
     """Share of each outcome (e.g. win/tie/loss) among all counts with its Wilson interval: {name: (share, low, high)};

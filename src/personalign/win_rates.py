@@ -1,9 +1,12 @@
-"""Win/tie/loss tallies, win rates and ΔPQ (Whose Boat) from both-orders outcomes ("a" = the test system wins)."""
+"""Win/tie/loss tallies, win rates and ΔPQ (Whose Boat) from both-orders outcomes ("a" = the test system wins), and
+the agreement of two labelers of the same outcomes."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+
+from personalign.statistics import rater_agreement
 
 OUTCOMES = ("a", "b", "tie", "invalid")
 
@@ -52,3 +55,20 @@ def summary_row(personalization_outcomes: Iterable[str], quality_outcomes: Itera
         "p_wr": p_wr, "q_wr": q_wr, "delta_pq": delta_pq(p_wr, q_wr),
         "n": len(p_outcomes), "p_invalid": p["invalid"], "q_invalid": q["invalid"],
     }
+
+
+def outcome_agreement(first: Iterable[str], second: Iterable[str]) -> dict:
+    """Agreement of two labelers ("a" / "tie" / "b") of the same comparisons (two judges, or one judge's two
+    orders): n (both valid), invalid (either not), raw agreement, Cohen's κ and Krippendorff's α (nominal), and each
+    labeler's tie share among the n."""
+    first, second = list(first), list(second)
+    if len(first) != len(second):
+        raise ValueError(f"{len(first)} outcomes of the first labeler but {len(second)} of the second")
+    unknown = sorted({*first, *second} - set(OUTCOMES))
+    if unknown:
+        raise ValueError(f"unknown outcome {unknown[0]!r}; allowed: {', '.join(OUTCOMES)}")
+    pairs = [(x, y) for x, y in zip(first, second) if "invalid" not in (x, y)]
+    x, y = [p[0] for p in pairs], [p[1] for p in pairs]
+    return {**rater_agreement(x, y), "invalid": len(first) - len(pairs),
+            "first_tie": x.count("tie") / len(x) if x else float("nan"),
+            "second_tie": y.count("tie") / len(y) if y else float("nan")}
