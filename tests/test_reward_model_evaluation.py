@@ -120,7 +120,7 @@ def test_accuracy_summary(scored):
     assert sorted(summary.model) == sorted(ALL_MODELS)
     assert ((summary.low <= summary.accuracy) & (summary.accuracy <= summary.high)).all()
     assert ((summary.user_low <= summary.user_mean) & (summary.user_mean <= summary.user_high)).all()
-    assert (summary.high - summary.low > 0).all()
+    assert (summary.high - summary.low > 0).all() and (summary.resampled == "users").all()
     for record in summary.to_dict("records"):
         mine = per_user[per_user.model == record["model"]]
         assert record["accuracy"] == pytest.approx(scored[scored.model == record["model"]].correct.mean())
@@ -222,19 +222,30 @@ def test_new_users_test_labels_are_never_read(adaptation, population):
     np.testing.assert_allclose(b.margin, -a.margin, rtol=1e-5, atol=1e-6)  # same prediction, labels swapped
     assert (b.correct.astype(bool) != a.correct.astype(bool)).all()
     assert (b.reference_user == a.reference_user).all() and (b.n_context == a.n_context).all()
-    summary, summary_flipped = rme.adaptation_summary(adaptation), rme.adaptation_summary(flipped)
+    summary = rme.accuracy_summary(adaptation, np.random.default_rng(0), 100)
+    summary_flipped = rme.accuracy_summary(flipped, np.random.default_rng(0), 100)
     np.testing.assert_allclose(summary_flipped.accuracy, 1 - summary.accuracy)
 
 
-def test_adaptation_summary(adaptation):
-    summary = rme.adaptation_summary(adaptation)
+def test_new_user_intervals_resample_pairs_below_five_users(adaptation):
+    """Two new users cannot be resampled as users: the interval falls back to pairs, and the table says so."""
+    summary = rme.accuracy_summary(adaptation, np.random.default_rng(0), 300)
     assert len(summary) == len(rme.NEW_USER_METHODS) * len(SIZES)
     assert ((summary.low <= summary.accuracy) & (summary.accuracy <= summary.high)).all()
-    assert (summary.n_pairs == 60).all() and (summary.n_users == 2).all()
+    assert (summary.n_pairs == 60).all() and (summary.n_users == 2).all() and (summary.resampled == "pairs").all()
+    assert ((summary.high - summary.low) > 0.1).all()  # 60 pairs, not 2 users' near-identical means
     per_user = rme.per_user_accuracy(adaptation)
     assert list(per_user.columns) == ["model", "n", "user_id", "n_pairs", "accuracy", "minority"]
     gpo = summary[(summary.model == "gpo") & (summary.n == 30)].iloc[0]
     assert gpo.user_mean == pytest.approx(per_user[(per_user.model == "gpo") & (per_user.n == 30)].accuracy.mean())
+
+
+def test_new_user_folds_make_every_user_new_once():
+    folds = rme.new_user_folds([f"u{i}" for i in range(8)], 3, np.random.default_rng(0))
+    assert [len(f) for f in folds] == [3, 3, 2] and sorted(sum(folds, [])) == [f"u{i}" for i in range(8)]
+    assert folds == rme.new_user_folds([f"u{i}" for i in reversed(range(8))], 3, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="at least 5 users, there are 4"):
+        rme.new_user_folds(["a", "b", "c", "d"], 3, np.random.default_rng(0))
 
 
 def test_unknown_new_user_method(population):
@@ -364,7 +375,8 @@ def test_figures_build(scored, adaptation):
                         "accuracy": [0.9, 0.6, 0.85, np.nan, 0.92, 0.55, 0.8, np.nan]})
     figures = [rme.accuracy_figure(summary), rme.accuracy_figure(two), rme.per_user_figure(per_user),
                rme.per_user_figure(per_user.assign(dataset="A")), rme.sample_efficiency_figure(curve),
-               rme.new_user_figure(rme.adaptation_summary(adaptation)), rme.tax_figure(tax)]
+               rme.new_user_figure(rme.accuracy_summary(adaptation, np.random.default_rng(0), 100)),
+               rme.tax_figure(tax)]
     try:
         for fig in figures:
             assert fig.axes and fig.axes[0].has_data()

@@ -27,8 +27,8 @@ from personalign.figures import apply_style
 from personalign.reward_models import PreferenceData, UnseenUserError, make_reward_model
 from personalign.reward_models.core import bt_loss, draw_seed, tensors
 from personalign.seeding import figure_rng, stable_seed
-from personalign.statistics import bootstrap_ci, wilson_interval
-from personalign.verdicts import Claim, paired_difference
+from personalign.statistics import bootstrap_ci
+from personalign.verdicts import Claim, clustering, paired_difference
 
 # The registry's "rag" with its default EmbeddingContextJudge: retrieval as in the paper, but the preference is read
 # from embedding similarities to the retrieved pairs, not asked of an LLM as in the paper's RAG.
@@ -156,11 +156,12 @@ def per_user_accuracy(results: pd.DataFrame, minority_users: Collection[str] = (
 
 def accuracy_summary(results: pd.DataFrame, rng: np.random.Generator, n_resamples: int = 2000,
                      minority_users: Collection[str] = (), confidence: float = 0.95) -> pd.DataFrame:
-    """Per model (and dataset and n_per_user, where those columns exist): n_pairs, n_users, n_unscored (pairs of users
-    it could not score), accuracy over the scored pairs with a user-level bootstrap interval (low, high: whole users
-    resampled), user_mean (mean of per-user accuracies) with its bootstrap interval over users (user_low, user_high),
-    and the mean per-user accuracy of the minority and of the other users (NaN without such users)."""
-    keys = _keys(results, "dataset", "model", "n_per_user")
+    """Per model (and dataset, n and n_per_user, where those columns exist): n_pairs, n_users, n_unscored (pairs of
+    users it could not score), accuracy over the scored pairs with a bootstrap interval (low, high) that resamples
+    whole users, or pairs below verdicts.MIN_CLUSTERS users (column resampled says which), user_mean (mean of per-user
+    accuracies) with its bootstrap interval over users (user_low, user_high), and the mean per-user accuracy of the
+    minority and of the other users (NaN without such users)."""
+    keys = _keys(results, "dataset", "model", "n", "n_per_user")
     per_user = dict(iter(per_user_accuracy(results, minority_users).groupby(keys, sort=True)))
     none = pd.DataFrame({"accuracy": pd.Series(dtype=float), "minority": pd.Series(dtype=bool)})
     base = draw_seed(rng)
@@ -171,13 +172,15 @@ def accuracy_summary(results: pd.DataFrame, rng: np.random.Generator, n_resample
         row = dict(zip(keys, key)) | {"n_pairs": len(scored), "n_users": scored.user_id.nunique(),
                                       "n_unscored": int((~group.scored.astype(bool)).sum())}
         if len(scored):
-            hits = scored.correct.astype(float).to_numpy()
+            hits, groups = scored.correct.astype(float).to_numpy(), clustering(scored.user_id.to_numpy())
             acc, low, high = bootstrap_ci(hits, rng=_child(base, *key, "pairs"), n_resamples=n_resamples,
-                                          confidence=confidence, groups=scored.user_id.to_numpy())
+                                          confidence=confidence, groups=groups)
+            row["resampled"] = "pairs" if groups is None else "users"
             mean, user_low, user_high = bootstrap_ci(users.accuracy.to_numpy(), rng=_child(base, *key, "users"),
                                                      n_resamples=n_resamples, confidence=confidence)
         else:
             acc = low = high = mean = user_low = user_high = math.nan
+            row["resampled"] = ""
         row |= {"accuracy": acc, "low": low, "high": high, "user_mean": mean, "user_low": user_low,
                 "user_high": user_high, "minority_accuracy": users.accuracy[users.minority].mean(),
                 "majority_accuracy": users.accuracy[~users.minority].mean()}
@@ -220,13 +223,13 @@ def sample_efficiency_pairs(names: Sequence[str], train: PreferenceData, test: P
 def sample_efficiency_curve(pairs: pd.DataFrame, rng: np.random.Generator,
                             n_resamples: int = 1000) -> pd.DataFrame:
     """Figure 2's table from sample_efficiency_pairs: per model (and dataset, where that column exists) and
-    n_per_user, n_train, n_users, n_pairs, n_unscored, accuracy, low, high (user-level bootstrap), user_mean and
-    fit_seconds."""
+    n_per_user, n_train, n_users, n_pairs, n_unscored, accuracy, low, high, resampled (accuracy_summary), user_mean
+    and fit_seconds."""
     summary = accuracy_summary(pairs, rng, n_resamples)
     keys = _keys(pairs, "dataset", "model", "n_per_user")
     extra = pairs.groupby(keys, sort=True).agg(n_train=("n_train", "first"), fit_seconds=("fit_seconds", "first"))
-    columns = keys + ["n_train", "n_users", "n_pairs", "n_unscored", "accuracy", "low", "high", "user_mean",
-                      "fit_seconds"]
+    columns = keys + ["n_train", "n_users", "n_pairs", "n_unscored", "accuracy", "low", "high", "resampled",
+                      "user_mean", "fit_seconds"]
     return summary.merge(extra.reset_index(), on=keys)[columns]
 
 
@@ -360,18 +363,14 @@ def new_user_adaptation(train_users: PreferenceData, new_users_train: Preference
     return pd.concat(frames, ignore_index=True)
 
 
-def adaptation_summary(results: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
-    """Per (model, n) of new_user_adaptation's results: n_users, n_pairs (scored), accuracy over the pairs with a
-    Wilson interval (low, high) and user_mean (mean of per-user accuracies)."""
-    per_user = per_user_accuracy(results)
-    rows = []
-    for (name, n), group in results[results.scored.astype(bool)].groupby(["model", "n"], sort=True):
-        hits = int(group.correct.astype(bool).sum())
-        low, high = wilson_interval(hits, len(group), confidence)
-        users = per_user[(per_user.model == name) & (per_user.n == n)]
-        rows.append({"model": name, "n": n, "n_users": group.user_id.nunique(), "n_pairs": len(group),
-                     "accuracy": hits / len(group), "low": low, "high": high, "user_mean": users.accuracy.mean()})
-    return pd.DataFrame(rows)
+def new_user_folds(users: Collection[str], per_fold: int, rng: np.random.Generator) -> list[list[str]]:
+    """The users in an order drawn from `rng`, cut into folds of `per_fold` (the last may be smaller): each user is
+    new once, and each fold leaves at least two users to fit on. ValueError when that is impossible."""
+    users = sorted(set(map(str, users)))
+    if per_fold < 1 or len(users) < per_fold + 2:
+        raise ValueError(f"new users: {per_fold} per fold needs at least {per_fold + 2} users, there are {len(users)}")
+    order = [str(u) for u in rng.permutation(users)]
+    return [sorted(order[i:i + per_fold]) for i in range(0, len(order), per_fold)]
 
 
 # --- RewardBench personalization tax (Figure 4) ---------------------------------------------------------------------
@@ -593,8 +592,9 @@ def sample_efficiency_figure(curve: pd.DataFrame):
 
 
 def new_user_figure(summary: pd.DataFrame):
-    """Figure 3: new users' accuracy against their labelled pairs n, one line per method with 95% (Wilson) error
-    bars; the upper bound (Individual RM on all of the user's data) dashed. Returns the Figure."""
+    """Figure 3: new users' accuracy against their labelled pairs n (accuracy_summary of new_user_adaptation's
+    rows), one line per method with 95% error bars; the upper bound (Individual RM on all of the user's data)
+    dashed. Returns the Figure."""
     import matplotlib.pyplot as plt
 
     apply_style()
@@ -717,7 +717,8 @@ def accuracy_claims(pairs: pd.DataFrame, base_seed: int) -> list[Claim]:
     family, claims = FAMILIES["accuracy"], []
     for dataset, part in _datasets(pairs):
         tests = (("prm", ("prm",), "Personalized RM is the most accurate method", +1, 0),
-                 ("individual", ("prm", "individual"), "Individual RM is second only to the Personalized RM", +1, 0),
+                 ("individual", ("prm", "individual"),
+                  "Individual RM is a strong baseline, second only to the Personalized RM", +1, 0),
                  ("rag", ("rag",), "RAG is the weakest method", -1, -1))
         for model, exclude, claim, direction, pick in tests:
             rivals = _ranked(part, exclude)
