@@ -695,7 +695,7 @@ def _hits(results: pd.DataFrame, model: str, **where) -> pd.Series | None:
 
 def _ranked(results: pd.DataFrame, exclude: Collection[str]) -> list[str]:
     """The models of `results` other than `exclude`, most accurate first (ties by name)."""
-    accuracy = results[results.scored.astype(bool)].groupby("model").correct.mean().astype(float)
+    accuracy = results[results.scored.astype(bool)].groupby("model").correct.mean().astype(float).dropna()
     accuracy = accuracy.drop([m for m in exclude if m in accuracy.index])
     return sorted(accuracy.index, key=lambda m: (-accuracy[m], m))
 
