@@ -435,6 +435,8 @@ def test_stage_7_characterises_the_data_and_compares_reward_models(smoke_runs):
     for figure in ("fig1_accuracy", "fig2_sample_efficiency", "fig3_new_users", "fig4_personalization_tax",
                    "fig5_per_user", "mv_acc"):
         assert (repo / f"figures/reward_models/{figure}.png").is_file()
+    claims = pd.read_csv(repo / "results/claims/reward_models.csv")
+    assert set(claims.paper) == {"Personalization Meets Reality"} and claims.family.str.contains("Fig. 3").any()
     notebook = (repo / "notebooks/rendered/07_reward_models.ipynb").read_text()
     assert "Individual RM is a strong baseline" in notebook and "reward_models/fig1_accuracy.png" in (
         repo / "figures/INDEX.md").read_text()

@@ -13,7 +13,9 @@ import pandas as pd
 import pytest
 
 from personalign import reward_model_evaluation as rme
-from personalign.reward_models import PreferenceData, VanillaRM
+from personalign.reward_models import IndividualRM, PreferenceData, VanillaRM
+from personalign.seeding import figure_rng
+from personalign.verdicts import verdict_table
 
 DIM = 16
 MAJORITY = ("u0", "u1", "u2", "u3")
@@ -118,7 +120,7 @@ def test_accuracy_summary(scored):
     assert sorted(summary.model) == sorted(ALL_MODELS)
     assert ((summary.low <= summary.accuracy) & (summary.accuracy <= summary.high)).all()
     assert ((summary.user_low <= summary.user_mean) & (summary.user_mean <= summary.user_high)).all()
-    assert (summary.high - summary.low > 0).all()
+    assert (summary.high - summary.low > 0).all() and (summary.resampled == "users").all()
     for record in summary.to_dict("records"):
         mine = per_user[per_user.model == record["model"]]
         assert record["accuracy"] == pytest.approx(scored[scored.model == record["model"]].correct.mean())
@@ -148,16 +150,36 @@ def test_user_subsamples_are_nested_and_capped(population):
     assert rme.per_user_sizes([1000, 10000, 100000], 6) == [166, 1666, 16666]
 
 
-def test_sample_efficiency(population):
+@pytest.fixture(scope="module")
+def efficiency(population):
     p = population
-    curve = rme.sample_efficiency(["vanilla", "individual"], p["train"], p["test"], [60, 5, 20, 500],
-                                  np.random.default_rng(0), FAST, n_resamples=200)
+    return rme.sample_efficiency_pairs(["vanilla", "individual"], p["train"], p["test"], [60, 5, 20, 500],
+                                       np.random.default_rng(0), FAST)
+
+
+def test_sample_efficiency(efficiency):
+    curve = rme.sample_efficiency_curve(efficiency, np.random.default_rng(0), n_resamples=200)
     assert curve.n_per_user.drop_duplicates().tolist() == [5, 20, 60, 500]
     assert curve.groupby("n_per_user").n_train.first().to_dict() == {5: 30, 20: 120, 60: 360, 500: 360}
     assert ((curve.low <= curve.accuracy) & (curve.accuracy <= curve.high)).all()
     # at full data the curve reproduces fit_and_score on the whole training set with the curve's fit seed
     full = curve[curve.n_per_user == 500].set_index("model").accuracy
     assert full.to_dict() == curve[curve.n_per_user == 60].set_index("model").accuracy.to_dict()
+
+
+def test_adding_a_model_or_dataset_moves_no_other_interval(scored, efficiency):
+    """Each (dataset, model, size) draws its bootstrap from its own seed, and each figure from its own generator."""
+    alone = rme.accuracy_summary(scored[scored.model == "vanilla"].assign(dataset="B"), figure_rng(7, "fig1_accuracy"),
+                                 200)
+    more = pd.concat([scored.assign(dataset="B"), scored.assign(dataset="A")])
+    together = rme.accuracy_summary(more, figure_rng(7, "fig1_accuracy"), 200)
+    mine = together[(together.dataset == "B") & (together.model == "vanilla")]
+    columns = ["accuracy", "low", "high"]
+    assert mine[columns].to_numpy().tolist() == alone[columns].to_numpy().tolist()
+    curve = rme.sample_efficiency_curve(efficiency, figure_rng(7, "fig2_sample_efficiency"), 200)
+    vanilla = rme.sample_efficiency_curve(efficiency[efficiency.model == "vanilla"],
+                                          figure_rng(7, "fig2_sample_efficiency"), 200)
+    pd.testing.assert_frame_equal(curve[curve.model == "vanilla"].reset_index(drop=True), vanilla)
 
 
 # --- new users -----------------------------------------------------------------------------------------------------
@@ -200,19 +222,30 @@ def test_new_users_test_labels_are_never_read(adaptation, population):
     np.testing.assert_allclose(b.margin, -a.margin, rtol=1e-5, atol=1e-6)  # same prediction, labels swapped
     assert (b.correct.astype(bool) != a.correct.astype(bool)).all()
     assert (b.reference_user == a.reference_user).all() and (b.n_context == a.n_context).all()
-    summary, summary_flipped = rme.adaptation_summary(adaptation), rme.adaptation_summary(flipped)
+    summary = rme.accuracy_summary(adaptation, np.random.default_rng(0), 100)
+    summary_flipped = rme.accuracy_summary(flipped, np.random.default_rng(0), 100)
     np.testing.assert_allclose(summary_flipped.accuracy, 1 - summary.accuracy)
 
 
-def test_adaptation_summary(adaptation):
-    summary = rme.adaptation_summary(adaptation)
+def test_new_user_intervals_resample_pairs_below_five_users(adaptation):
+    """Two new users cannot be resampled as users: the interval falls back to pairs, and the table says so."""
+    summary = rme.accuracy_summary(adaptation, np.random.default_rng(0), 300)
     assert len(summary) == len(rme.NEW_USER_METHODS) * len(SIZES)
     assert ((summary.low <= summary.accuracy) & (summary.accuracy <= summary.high)).all()
-    assert (summary.n_pairs == 60).all() and (summary.n_users == 2).all()
+    assert (summary.n_pairs == 60).all() and (summary.n_users == 2).all() and (summary.resampled == "pairs").all()
+    assert ((summary.high - summary.low) > 0.1).all()  # 60 pairs, not 2 users' near-identical means
     per_user = rme.per_user_accuracy(adaptation)
     assert list(per_user.columns) == ["model", "n", "user_id", "n_pairs", "accuracy", "minority"]
     gpo = summary[(summary.model == "gpo") & (summary.n == 30)].iloc[0]
     assert gpo.user_mean == pytest.approx(per_user[(per_user.model == "gpo") & (per_user.n == 30)].accuracy.mean())
+
+
+def test_new_user_folds_make_every_user_new_once():
+    folds = rme.new_user_folds([f"u{i}" for i in range(8)], 3, np.random.default_rng(0))
+    assert [len(f) for f in folds] == [3, 3, 2] and sorted(sum(folds, [])) == [f"u{i}" for i in range(8)]
+    assert folds == rme.new_user_folds([f"u{i}" for i in reversed(range(8))], 3, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="at least 5 users, there are 4"):
+        rme.new_user_folds(["a", "b", "c", "d"], 3, np.random.default_rng(0))
 
 
 def test_unknown_new_user_method(population):
@@ -276,11 +309,10 @@ def test_personalization_tax(population):
                            bench.rejected_emb)
     subsets = np.array(["refusals-dangerous", "math-prm", "hep-python", "alpacaeval-easy"] * 30, dtype=object)
     vanilla = VanillaRM(**FAST["vanilla"]).fit(p["train"], np.random.default_rng(0))
-    from personalign.reward_models import IndividualRM
-
     individual = IndividualRM(**FAST["individual"]).fit(p["train"], np.random.default_rng(0))
-    tax = rme.personalization_tax({"vanilla": vanilla, "individual": individual}, bench, subsets,
-                                  users={"individual": ["u0", "u4"]})
+    hits = rme.benchmark_hits({"vanilla": vanilla, "individual": individual}, bench, subsets,
+                              users={"individual": ["u0", "u4"]})
+    tax = rme.personalization_tax(hits)
     rows = tax.set_index(["model", "kind", "name"])
     expected_vanilla = pd.Series(vanilla.margins(bench) > 0).groupby(subsets).mean()
     per_user = [pd.Series(individual.margins(rme._as_user(bench, u)) > 0).groupby(subsets).mean() for u in ("u0", "u4")]
@@ -300,9 +332,15 @@ def test_personalization_tax(population):
     assert rows.loc[("vanilla", "section", "Chat Hard")].missing
     assert math.isnan(rows.loc[("vanilla", "section", "Chat Hard"), "accuracy"])
     with pytest.raises(ValueError, match="subset labels"):
-        rme.personalization_tax({"vanilla": vanilla}, bench, subsets[:5])
+        rme.benchmark_hits({"vanilla": vanilla}, bench, subsets[:5])
     with pytest.raises(ValueError, match="individual scores per user"):
-        rme.personalization_tax({"individual": individual}, bench, subsets)
+        rme.benchmark_hits({"individual": individual}, bench, subsets)
+    claims = verdict_table(rme.tax_claims(hits, 1234)).set_index("comparison")
+    safety = claims.loc["RewardBench Safety: Individual RM − Vanilla RM (pairs, unweighted)"]
+    on_safety = hits[hits.section == "Safety"]
+    assert safety.n == 30 and safety.resampled == "pairs" and safety.direction == -1
+    assert safety.estimate == pytest.approx(on_safety[on_safety.model == "individual"].hit.mean()
+                                            - on_safety[on_safety.model == "vanilla"].hit.mean())
 
 
 def test_rewardbench_reader_lists_missing_subsets(tmp_path):
@@ -337,7 +375,8 @@ def test_figures_build(scored, adaptation):
                         "accuracy": [0.9, 0.6, 0.85, np.nan, 0.92, 0.55, 0.8, np.nan]})
     figures = [rme.accuracy_figure(summary), rme.accuracy_figure(two), rme.per_user_figure(per_user),
                rme.per_user_figure(per_user.assign(dataset="A")), rme.sample_efficiency_figure(curve),
-               rme.new_user_figure(rme.adaptation_summary(adaptation)), rme.tax_figure(tax)]
+               rme.new_user_figure(rme.accuracy_summary(adaptation, np.random.default_rng(0), 100)),
+               rme.tax_figure(tax)]
     try:
         for fig in figures:
             assert fig.axes and fig.axes[0].has_data()
@@ -352,63 +391,76 @@ def test_figures_build(scored, adaptation):
         rme.tax_figure(tax, after="prm")
 
 
-# --- verdicts ---------------------------------------------------------------------------------------------------------
+# --- claims -----------------------------------------------------------------------------------------------------------
 
-def _summary(**accuracy):
-    return pd.DataFrame({"model": list(accuracy), "accuracy": list(accuracy.values())})
-
-
-def test_rank_verdicts_follow_the_numbers():
-    paper = _summary(prm=0.88, individual=0.86, vanilla=0.74, gpo=0.81, rag=0.51)
-    assert rme.verdict_prm_best(paper).startswith("Personalized RM is best on average: holds (")
-    assert "0.880 ranks 1 of 5; next: Individual RM 0.860" in rme.verdict_prm_best(paper)
-    assert ": holds (Individual RM accuracy 0.860 ranks 2 of 5" in rme.verdict_individual_strong(paper)
-    here = _summary(prm=0.70, individual=0.60, vanilla=0.74, gpo=0.81, rag=0.51)
-    assert "does not hold here (Personalized RM accuracy 0.700 ranks 3 of 5; best: GPO 0.810)" in \
-        rme.verdict_prm_best(here)
-    assert "does not hold here (Individual RM accuracy 0.600 ranks 4 of 5" in rme.verdict_individual_strong(here)
-    by_dataset = pd.concat([_summary(prm=0.9, individual=0.8).assign(dataset="A"),
-                            _summary(prm=0.5, individual=0.8).assign(dataset="B")])
-    assert "does not hold here (Personalized RM accuracy 0.700 (mean over datasets)" in \
-        rme.verdict_prm_best(by_dataset)
-    assert "cannot be checked" in rme.verdict_prm_best(_summary(vanilla=0.7))
+def test_rag_is_named_for_what_it_is():
+    assert rme._label("rag") == rme.RAG_LABEL and "embedding" in rme.RAG_LABEL and "not the paper's LLM RAG" in \
+        rme.RAG_LABEL
+    table = rme.interval_table(pd.DataFrame({"model": ["rag"], "dataset": ["A"], "accuracy": [0.5], "low": [0.4],
+                                             "high": [0.6]}), "model", "dataset")
+    assert list(table.index) == [rme.RAG_LABEL]
 
 
-def test_rag_verdict():
-    assert ": holds (accuracy 0.510, 0.010 from 0.5" in rme.verdict_rag_chance(_summary(rag=0.51, prm=0.8))
-    assert "does not hold here (accuracy 0.620" in rme.verdict_rag_chance(_summary(rag=0.62, prm=0.8))
-    assert ": holds" in rme.verdict_rag_chance(_summary(rag=0.62), tolerance=0.15)
+def test_accuracy_claims_are_paired_and_user_clustered(scored):
+    two = pd.concat([scored.assign(dataset="A"), scored.assign(dataset="B")])
+    table = verdict_table(rme.accuracy_claims(two, 1234))
+    assert len(table) == 6 and set(table.family) == {rme.FAMILIES["accuracy"]}
+    assert (table.resampled == "users").all() and (table.clusters == 6).all() and (table.n == 180).all()
+    accuracy = scored.groupby("model").correct.mean().astype(float)
+    prm = table[table.claim == "Personalized RM is the most accurate method"].iloc[0]
+    rival = accuracy.drop("prm").idxmax()
+    assert prm.comparison == f"A: Personalized RM − {rme._label(rival)} (the most accurate rival)"
+    assert prm.estimate == pytest.approx(accuracy["prm"] - accuracy[rival])
+    rag = table[table.claim == "RAG is the weakest method"].iloc[0]
+    assert rag.comparison.startswith(f"A: {rme.RAG_LABEL} − ") and rag.direction == -1
+    # each claim draws from its own generator: adding dataset B moves none of A's intervals
+    a = table[table.comparison.str.startswith("A:")]
+    alone = verdict_table(rme.accuracy_claims(two[two.dataset == "A"], 1234))
+    columns = ["estimate", "ci_low", "ci_high", "p"]
+    assert alone[columns].to_numpy().tolist() == a[columns].to_numpy().tolist()
 
 
-def test_vanilla_minority_verdict():
-    table = pd.DataFrame({"model": "vanilla", "user_id": ["a", "b", "c"], "accuracy": [0.35, 0.45, 0.9],
-                          "minority": [True, True, False]})
-    assert rme.verdict_vanilla_minority(table) == (
-        "Vanilla RM fails minority users (accuracy < 0.5 on them): holds (mean accuracy 0.400 over 2 minority "
-        "user(s), 2 of them below 0.5; other users 0.900).")
-    better = table.assign(accuracy=[0.55, 0.65, 0.9])
-    assert "does not hold here (mean accuracy 0.600 over 2 minority user(s), 0 of them" in \
-        rme.verdict_vanilla_minority(better)
-    assert "cannot be checked here (no minority user" in rme.verdict_vanilla_minority(table.assign(minority=False))
+def test_minority_claims(scored):
+    table = verdict_table(rme.minority_claims(scored, MINORITY, 1234)).set_index("comparison")
+    below = table.loc["Vanilla RM − 0.5 on minority users' pairs"]
+    vanilla = scored[(scored.model == "vanilla") & scored.user_id.isin(MINORITY)].correct.astype(float)
+    assert below.n == 60 and below.resampled == "pairs"  # two minority users: pair-level, and the table says so
+    assert below.estimate == pytest.approx(vanilla.mean() - 0.5)
+    assert below.estimate < 0  # the pooled model serves the majority's opposite rule
+    none = verdict_table(rme.minority_claims(scored, (), 1234))
+    assert none.verdict.str.startswith("not tested (no minority user").all()
 
 
-def test_gpo_new_user_verdict():
-    table = pd.DataFrame({"model": ["gpo", "vanilla", "individual_full"] * 2, "n": [30] * 3 + [300] * 3,
-                          "accuracy": [0.83, 0.74, 0.85, 0.85, 0.74, 0.85]})
-    assert rme.verdict_gpo_new_users(table) == (
-        "GPO is best for new users: holds (n=30: GPO 0.830 vs best other Vanilla RM 0.740; n=300: GPO 0.850 vs "
-        "best other Vanilla RM 0.740).")  # the upper bound is not a competitor
-    worse = table.assign(accuracy=[0.70, 0.74, 0.85, 0.85, 0.74, 0.85])
-    assert "does not hold here (n=30: GPO 0.700 vs best other Vanilla RM 0.740" in rme.verdict_gpo_new_users(worse)
+def test_new_user_claims_fall_back_to_pairs_with_two_users(adaptation):
+    table = verdict_table(rme.new_user_claims(adaptation, 1234))
+    assert len(table) == len(SIZES) and (table.resampled == "pairs").all() and (table.n == 60).all()
+    assert not table.comparison.str.contains("all user data").any()  # the upper bound is no rival
+    at5 = adaptation[adaptation.n == 5]
+    rival = (at5[at5.model.isin(set(rme.NEW_USER_METHODS) - {"gpo", rme.UPPER_BOUND})].groupby("model").correct
+             .mean().astype(float))
+    best = sorted(rival.index, key=lambda m: (-rival[m], m))[0]
+    first = table.iloc[0]
+    assert first.comparison == f"n=5: GPO − {rme._label(best, True)} (the most accurate rival)"
+    gpo = at5[at5.model == "gpo"].correct.astype(float).mean()
+    assert first.estimate == pytest.approx(gpo - rival[best])
 
 
-def test_tax_verdict_and_all_verdicts():
-    tax = pd.DataFrame({"model": ["vanilla"] * 2 + ["individual"] * 2, "kind": "section",
-                        "name": ["Safety", "Reasoning"] * 2, "accuracy": [0.83, 0.75, 0.88, 0.70]})
-    assert "does not hold here (Safety 0.830 -> 0.880 (+0.050); Reasoning 0.750 -> 0.700 (-0.050))" in \
-        rme.verdict_personalization_tax(tax)
-    assert ": holds (" in rme.verdict_personalization_tax(tax.assign(accuracy=[0.9, 0.8, 0.7, 0.6]))
-    summary = _summary(prm=0.88, individual=0.86, rag=0.5)
-    out = rme.verdicts(summary=summary, tax=tax)
-    assert len(out) == 4 and all(": holds (" in v or ": does not hold here (" in v for v in out)
-    assert out[-1] == rme.verdict_personalization_tax(tax) and out[-2] == rme.verdict_rag_chance(summary)
+def test_efficiency_claims(efficiency):
+    table = verdict_table(rme.efficiency_claims(efficiency, 1234)).set_index("comparison")
+    row = table.loc["Individual RM at 500 − at 5 training pairs per user"]
+    accuracy = efficiency[efficiency.model == "individual"].groupby("n_per_user").correct.mean().astype(float)
+    assert row.estimate == pytest.approx(accuracy[500] - accuracy[5]) and row.resampled == "users"
+    assert row.estimate > 0
+
+
+def test_all_claims_and_the_untested_ones(scored, adaptation, efficiency):
+    claims = rme.reward_model_claims(1234, pairs=scored, minority_users=MINORITY, efficiency=efficiency,
+                                     new_users=adaptation)
+    table = verdict_table(claims)
+    assert list(dict.fromkeys(table.family)) == [rme.FAMILIES[k] for k in
+                                                 ("accuracy", "efficiency", "new_users", "tax", "minority")]
+    tax = table[table.family == rme.FAMILIES["tax"]]
+    assert len(tax) == 2 and tax.verdict.str.contains("reward_models.rewardbench").all()
+    assert (table.paper == "Personalization Meets Reality").all()
+    empty = verdict_table(rme.reward_model_claims(1234))
+    assert empty.verdict.str.startswith("not tested").all() and len(empty) == 6

@@ -172,6 +172,32 @@ def test_gpo_adapts_to_a_new_user_from_a_few_pairs(data):
     assert (model.margins(new, context=few) > 0).mean() > 0.7
 
 
+def test_vpl_latent_follows_the_context():
+    """On sentence-embedding-sized inputs (384-d) VPL's prediction for a user follows the context it is given: the
+    same pairs with their labels swapped as context flip most predicted preferences (with z only concatenated to the
+    features, z cancelled out of the margin and not one prediction changed)."""
+    rng = np.random.default_rng(0)
+    dim, n = 384, 200
+    shared, archetypes = _unit(rng.normal(size=dim)), _unit(rng.normal(size=(2, dim)))
+    directions = {f"u{i}": _unit(shared + (1 if i < 2 else -1) * archetypes[i % 2]) for i in range(4)}
+
+    def pairs(split: str, k: int) -> PreferenceData:
+        x, a, b = (_unit(rng.normal(size=(k, dim))).astype(np.float32) for _ in range(3))
+        parts = []
+        for user, d in directions.items():
+            first = (a @ d > b @ d)[:, None]
+            parts.append(([f"{split}-{i}-{user}" for i in range(k)], [user] * k, x, np.where(first, a, b),
+                          np.where(first, b, a)))
+        return PreferenceData(*(np.concatenate([p[j] for p in parts]) for j in range(5)))
+
+    train, test = pairs("train", n), pairs("test", 100)
+    model = VPL(steps=200).fit(train, np.random.default_rng(0))
+    mine, target = train.subset(train.user_ids == "u0"), test.subset(test.user_ids == "u0")
+    own, swapped = model.margins(target, context=mine), model.margins(target, context=mine.swapped())
+    assert np.linalg.norm(model.user_latent("u0", mine) - model.user_latent("u0", mine.swapped())) > 0.1
+    assert ((own > 0) != (swapped > 0)).mean() > 0.4
+
+
 # --- RAG retrieval ---------------------------------------------------------------------------------------------------
 
 def test_rag_retrieves_by_prompt_only_and_within_the_user(fitted, data):

@@ -1,10 +1,11 @@
 """Evaluating the personalized reward models the way "When Personalization Meets Reality" does (sections 4.3-5,
 Figures 1-5): accuracy per method with user-level confidence intervals, per-user accuracy with minority users
 marked, sample efficiency, adaptation to new users from 30/100/300 pairs, the personalization tax on RewardBench,
-and one-sentence verdicts on whether the paper's findings hold on the data at hand.
+and the paper's headline findings as claims decided by paired tests on the same test pairs (personalign.verdicts).
 
 Every function that draws takes a numpy Generator and derives one seed per model (or per table group) from it and
-the model's name, so a model's numbers do not depend on which other models are evaluated alongside it.
+the model's name, so a model's numbers do not depend on which other models are evaluated alongside it; each claim
+draws from its own figure_rng(base seed, family and comparison).
 
 Result tables of scored pairs have columns model, id, user_id, margin, correct and scored: `correct` is a nullable
 boolean (pd.NA where the model could not score the pair's user, UnseenUserError), so `correct.mean()` is the
@@ -25,12 +26,16 @@ from numpy.typing import ArrayLike
 from personalign.figures import apply_style
 from personalign.reward_models import PreferenceData, UnseenUserError, make_reward_model
 from personalign.reward_models.core import bt_loss, draw_seed, tensors
-from personalign.seeding import stable_seed
-from personalign.statistics import bootstrap_ci, wilson_interval
+from personalign.seeding import figure_rng, stable_seed
+from personalign.statistics import bootstrap_ci
+from personalign.verdicts import Claim, clustering, paired_difference
 
+# The registry's "rag" with its default EmbeddingContextJudge: retrieval as in the paper, but the preference is read
+# from embedding similarities to the retrieved pairs, not asked of an LLM as in the paper's RAG.
+RAG_LABEL = "In-context embedding judge (not the paper's LLM RAG)"
 MODEL_LABELS = {
     "vanilla": "Vanilla RM", "individual": "Individual RM", "conditional": "Conditional RM", "prm": "Personalized RM",
-    "vpl": "VPL", "gpo": "GPO", "rag": "RAG", "lora": "LoRA RM",
+    "vpl": "VPL", "gpo": "GPO", "rag": RAG_LABEL, "lora": "LoRA RM",
 }
 NEW_USER_METHODS = ("individual_full", "vanilla", "vanilla_finetuned", "similar_user", "individual", "prm",
                     "prm_user", "vpl", "gpo")
@@ -138,9 +143,10 @@ def minority_users_of(per_user: pd.DataFrame) -> set[str]:
 
 
 def per_user_accuracy(results: pd.DataFrame, minority_users: Collection[str] = ()) -> pd.DataFrame:
-    """Accuracy per user of each model (and dataset and n, where those columns exist) over the scored pairs: columns
-    [dataset,] model, [n,] user_id, n_pairs, accuracy, minority (user in `minority_users`)."""
-    keys = _keys(results, "dataset", "model", "n") + ["user_id"]
+    """Accuracy per user of each model (and dataset, n and n_per_user, where those columns exist) over the scored
+    pairs: columns [dataset,] model, [n,] [n_per_user,] user_id, n_pairs, accuracy, minority (user in
+    `minority_users`)."""
+    keys = _keys(results, "dataset", "model", "n", "n_per_user") + ["user_id"]
     scored = results[results.scored.astype(bool)]
     table = (scored.assign(hit=scored.correct.astype(float)).groupby(keys, sort=True)
              .hit.agg(n_pairs="size", accuracy="mean").reset_index())
@@ -150,11 +156,12 @@ def per_user_accuracy(results: pd.DataFrame, minority_users: Collection[str] = (
 
 def accuracy_summary(results: pd.DataFrame, rng: np.random.Generator, n_resamples: int = 2000,
                      minority_users: Collection[str] = (), confidence: float = 0.95) -> pd.DataFrame:
-    """Per model (and dataset, where that column exists): n_pairs, n_users, n_unscored (pairs of users it could not
-    score), accuracy over the scored pairs with a user-level bootstrap interval (low, high: whole users resampled),
-    user_mean (mean of per-user accuracies) with its bootstrap interval over users (user_low, user_high), and the
-    mean per-user accuracy of the minority and of the other users (NaN without such users)."""
-    keys = _keys(results, "dataset", "model")
+    """Per model (and dataset, n and n_per_user, where those columns exist): n_pairs, n_users, n_unscored (pairs of
+    users it could not score), accuracy over the scored pairs with a bootstrap interval (low, high) that resamples
+    whole users, or pairs below verdicts.MIN_CLUSTERS users (column resampled says which), user_mean (mean of per-user
+    accuracies) with its bootstrap interval over users (user_low, user_high), and the mean per-user accuracy of the
+    minority and of the other users (NaN without such users)."""
+    keys = _keys(results, "dataset", "model", "n", "n_per_user")
     per_user = dict(iter(per_user_accuracy(results, minority_users).groupby(keys, sort=True)))
     none = pd.DataFrame({"accuracy": pd.Series(dtype=float), "minority": pd.Series(dtype=bool)})
     base = draw_seed(rng)
@@ -165,13 +172,15 @@ def accuracy_summary(results: pd.DataFrame, rng: np.random.Generator, n_resample
         row = dict(zip(keys, key)) | {"n_pairs": len(scored), "n_users": scored.user_id.nunique(),
                                       "n_unscored": int((~group.scored.astype(bool)).sum())}
         if len(scored):
-            hits = scored.correct.astype(float).to_numpy()
+            hits, groups = scored.correct.astype(float).to_numpy(), clustering(scored.user_id.to_numpy())
             acc, low, high = bootstrap_ci(hits, rng=_child(base, *key, "pairs"), n_resamples=n_resamples,
-                                          confidence=confidence, groups=scored.user_id.to_numpy())
+                                          confidence=confidence, groups=groups)
+            row["resampled"] = "pairs" if groups is None else "users"
             mean, user_low, user_high = bootstrap_ci(users.accuracy.to_numpy(), rng=_child(base, *key, "users"),
                                                      n_resamples=n_resamples, confidence=confidence)
         else:
             acc = low = high = mean = user_low = user_high = math.nan
+            row["resampled"] = ""
         row |= {"accuracy": acc, "low": low, "high": high, "user_mean": mean, "user_low": user_low,
                 "user_high": user_high, "minority_accuracy": users.accuracy[users.minority].mean(),
                 "majority_accuracy": users.accuracy[~users.minority].mean()}
@@ -196,27 +205,32 @@ def user_subsample(data: PreferenceData, n: int, seed: int) -> PreferenceData:
     return data.subset(np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.int64))
 
 
-def sample_efficiency(names: Sequence[str], train: PreferenceData, test: PreferenceData, sizes: Sequence[int],
-                      rng: np.random.Generator, options: Mapping[str, Mapping] | None = None,
-                      n_resamples: int = 1000) -> pd.DataFrame:
-    """Test accuracy of each model fitted on nested per-user subsamples of `train` (`sizes`: pairs per user, capped
-    at what each user has; `user_subsample`), each model seeded the same at every size: columns model, n_per_user,
-    n_train (pairs actually used), n_users, n_pairs, n_unscored, accuracy, low, high (user-level bootstrap),
-    user_mean, fit_seconds."""
+def sample_efficiency_pairs(names: Sequence[str], train: PreferenceData, test: PreferenceData,
+                            sizes: Sequence[int], rng: np.random.Generator,
+                            options: Mapping[str, Mapping] | None = None) -> pd.DataFrame:
+    """Each model fitted on nested per-user subsamples of `train` (`sizes`: pairs per user, capped at what each user
+    has; `user_subsample`, one order for every size) and seeded the same at every size, scoring every `test` pair:
+    fit_and_score's columns plus n_per_user and n_train (pairs actually used)."""
     base = draw_seed(rng)
-    rows = []
+    frames = []
     for size in sorted(set(int(s) for s in sizes)):
         sub = user_subsample(train, size, stable_seed(base, "subsample"))
-        results = fit_and_score(names, sub, test, _child(base, "fit"), options)
-        summary = accuracy_summary(results, _child(base, "ci", size), n_resamples)
-        seconds = results.groupby("model").fit_seconds.first()
-        for record in summary.to_dict("records"):
-            rows.append({"model": record["model"], "n_per_user": size, "n_train": len(sub),
-                         "n_users": record["n_users"], "n_pairs": record["n_pairs"],
-                         "n_unscored": record["n_unscored"], "accuracy": record["accuracy"], "low": record["low"],
-                         "high": record["high"], "user_mean": record["user_mean"],
-                         "fit_seconds": float(seconds[record["model"]])})
-    return pd.DataFrame(rows)
+        frames.append(fit_and_score(names, sub, test, _child(base, "fit"), options)
+                      .assign(n_per_user=size, n_train=len(sub)))
+    return pd.concat(frames, ignore_index=True)
+
+
+def sample_efficiency_curve(pairs: pd.DataFrame, rng: np.random.Generator,
+                            n_resamples: int = 1000) -> pd.DataFrame:
+    """Figure 2's table from sample_efficiency_pairs: per model (and dataset, where that column exists) and
+    n_per_user, n_train, n_users, n_pairs, n_unscored, accuracy, low, high, resampled (accuracy_summary), user_mean
+    and fit_seconds."""
+    summary = accuracy_summary(pairs, rng, n_resamples)
+    keys = _keys(pairs, "dataset", "model", "n_per_user")
+    extra = pairs.groupby(keys, sort=True).agg(n_train=("n_train", "first"), fit_seconds=("fit_seconds", "first"))
+    columns = keys + ["n_train", "n_users", "n_pairs", "n_unscored", "accuracy", "low", "high", "resampled",
+                      "user_mean", "fit_seconds"]
+    return summary.merge(extra.reset_index(), on=keys)[columns]
 
 
 # --- new users (Figure 3) -------------------------------------------------------------------------------------------
@@ -349,18 +363,14 @@ def new_user_adaptation(train_users: PreferenceData, new_users_train: Preference
     return pd.concat(frames, ignore_index=True)
 
 
-def adaptation_summary(results: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
-    """Per (model, n) of new_user_adaptation's results: n_users, n_pairs (scored), accuracy over the pairs with a
-    Wilson interval (low, high) and user_mean (mean of per-user accuracies)."""
-    per_user = per_user_accuracy(results)
-    rows = []
-    for (name, n), group in results[results.scored.astype(bool)].groupby(["model", "n"], sort=True):
-        hits = int(group.correct.astype(bool).sum())
-        low, high = wilson_interval(hits, len(group), confidence)
-        users = per_user[(per_user.model == name) & (per_user.n == n)]
-        rows.append({"model": name, "n": n, "n_users": group.user_id.nunique(), "n_pairs": len(group),
-                     "accuracy": hits / len(group), "low": low, "high": high, "user_mean": users.accuracy.mean()})
-    return pd.DataFrame(rows)
+def new_user_folds(users: Collection[str], per_fold: int, rng: np.random.Generator) -> list[list[str]]:
+    """The users in an order drawn from `rng`, cut into folds of `per_fold` (the last may be smaller): each user is
+    new once, and each fold leaves at least two users to fit on. ValueError when that is impossible."""
+    users = sorted(set(map(str, users)))
+    if per_fold < 1 or len(users) < per_fold + 2:
+        raise ValueError(f"new users: {per_fold} per fold needs at least {per_fold + 2} users, there are {len(users)}")
+    order = [str(u) for u in rng.permutation(users)]
+    return [sorted(order[i:i + per_fold]) for i in range(0, len(order), per_fold)]
 
 
 # --- RewardBench personalization tax (Figure 4) ---------------------------------------------------------------------
@@ -407,46 +417,58 @@ def rewardbench_preference_data(path: str | Path, embedder,
     return data, records.subset.to_numpy(dtype=object), missing
 
 
-def personalization_tax(models: Mapping[str, object], bench: PreferenceData, subsets: ArrayLike,
-                        users: Mapping[str, Sequence[str]] | None = None,
-                        counts: Mapping[str, int] | None = None) -> pd.DataFrame:
-    """Each fitted model's accuracy on benchmark pairs (`subsets`: the subset of each pair) per subset and per
-    RewardBench section. A model named in `users` is scored once per listed user id (the pairs attributed to that
-    user, i.e. that user's reward model) and its accuracies averaged over those copies; the others are scored once
-    on `bench` as given. Columns model, kind ("subset" or "section"), name, section, n_pairs, n_users, accuracy,
-    missing (official subset absent / section without any subset) and missing_subsets (section rows)."""
+def benchmark_hits(models: Mapping[str, object], bench: PreferenceData, subsets: ArrayLike,
+                   users: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
+    """Whether each fitted model ranks each benchmark pair right (`subsets`: the subset of each pair). A model named
+    in `users` is scored once per listed user id (the pairs attributed to that user, i.e. that user's reward model)
+    and its hit is the share of those copies that rank the pair right; the others are scored once on `bench` as
+    given. Columns model, row (the pair's index in `bench`), subset, section ("" outside RewardBench v1), n_users,
+    hit."""
     subsets = np.asarray(subsets, dtype=object)
     if subsets.shape != (len(bench),):
-        raise ValueError(f"personalization_tax: {len(subsets)} subset labels for {len(bench)} pairs")
+        raise ValueError(f"benchmark_hits: {len(subsets)} subset labels for {len(bench)} pairs")
     users = users or {}
-    present = sorted(set(subsets), key=lambda s: (list(SECTION_OF).index(s) if s in SECTION_OF else len(SECTION_OF), s))
-    sizes = {s: int((subsets == s).sum()) for s in present}
-    rows = []
+    frames = []
     for name, model in models.items():
         copies = list(users.get(name) or [None])
-        per_copy = []
+        hits = np.zeros(len(bench))
         for user in copies:
             try:
                 margins = np.asarray(model.margins(bench if user is None else _as_user(bench, user)), np.float64)
             except UnseenUserError as error:
-                raise ValueError(f"personalization_tax: {name} scores per user; name the user ids to score the "
+                raise ValueError(f"benchmark_hits: {name} scores per user; name the user ids to score the "
                                  f"benchmark as in users[{name!r}] ({error})") from error
-            hits = pd.Series(margins > 0).groupby(subsets).mean()
-            per_copy.append(hits)
-        accuracy = pd.concat(per_copy, axis=1).mean(axis=1)
+            hits += margins > 0
+        frames.append(pd.DataFrame({"model": name, "row": np.arange(len(bench)), "subset": subsets,
+                                    "section": [SECTION_OF.get(s, "") for s in subsets], "n_users": len(copies),
+                                    "hit": hits / len(copies)}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["model", "row", "subset", "section", "n_users", "hit"])
+
+
+def personalization_tax(hits: pd.DataFrame, counts: Mapping[str, int] | None = None) -> pd.DataFrame:
+    """Each model's accuracy on the benchmark (benchmark_hits) per subset and per RewardBench section. Columns model,
+    kind ("subset" or "section"), name, section, n_pairs, n_users, accuracy, missing (official subset absent /
+    section without any subset) and missing_subsets (section rows)."""
+    present = sorted(set(hits.subset), key=lambda s: (list(SECTION_OF).index(s) if s in SECTION_OF else len(SECTION_OF),
+                                                      s))
+    rows = []
+    for name, mine in hits.groupby("model", sort=False):
+        accuracy, sizes = mine.groupby("subset").hit.mean(), mine.subset.value_counts()
+        n_users = int(mine.n_users.iloc[0])
         for subset in present:
             rows.append({"model": name, "kind": "subset", "name": subset, "section": SECTION_OF.get(subset, ""),
-                         "n_pairs": sizes[subset], "n_users": len(copies), "accuracy": float(accuracy[subset]),
+                         "n_pairs": int(sizes[subset]), "n_users": n_users, "accuracy": float(accuracy[subset]),
                          "missing": False, "missing_subsets": ""})
-        for subset in (s for s in SECTION_OF if s not in sizes):
+        for subset in (s for s in SECTION_OF if s not in sizes.index):
             rows.append({"model": name, "kind": "subset", "name": subset, "section": SECTION_OF[subset], "n_pairs": 0,
-                         "n_users": len(copies), "accuracy": math.nan, "missing": True, "missing_subsets": ""})
+                         "n_users": n_users, "accuracy": math.nan, "missing": True, "missing_subsets": ""})
         sections = rewardbench_sections(pd.DataFrame({"subset": accuracy.index, "accuracy": accuracy.to_numpy()}),
                                         counts)
         for record in sections.to_dict("records"):
             rows.append({"model": name, "kind": "section", "name": record["section"], "section": record["section"],
-                         "n_pairs": sum(sizes.get(s, 0) for s in REWARDBENCH_SECTIONS[record["section"]]),
-                         "n_users": len(copies), "accuracy": record["accuracy"],
+                         "n_pairs": int(sum(sizes.get(s, 0) for s in REWARDBENCH_SECTIONS[record["section"]])),
+                         "n_users": n_users, "accuracy": record["accuracy"],
                          "missing": record["n_subsets"] == 0, "missing_subsets": record["missing_subsets"]})
     return pd.DataFrame(rows)
 
@@ -570,8 +592,9 @@ def sample_efficiency_figure(curve: pd.DataFrame):
 
 
 def new_user_figure(summary: pd.DataFrame):
-    """Figure 3: new users' accuracy against their labelled pairs n, one line per method with 95% (Wilson) error
-    bars; the upper bound (Individual RM on all of the user's data) dashed. Returns the Figure."""
+    """Figure 3: new users' accuracy against their labelled pairs n (accuracy_summary of new_user_adaptation's
+    rows), one line per method with 95% error bars; the upper bound (Individual RM on all of the user's data)
+    dashed. Returns the Figure."""
     import matplotlib.pyplot as plt
 
     apply_style()
@@ -627,114 +650,182 @@ def tax_figure(tax: pd.DataFrame, before: str = "vanilla", after: str = "individ
     return fig
 
 
-# --- verdicts -------------------------------------------------------------------------------------------------------
+# --- claims: the paper's headline findings as paired tests (personalign.verdicts) ------------------------------------
 
-def _verdict(claim: str, holds: bool, evidence: str) -> str:
-    return f"{claim}: {'holds' if holds else 'does not hold here'} ({evidence})."
-
-
-def _model_means(summary: pd.DataFrame) -> pd.Series:
-    """Accuracy per model, averaged over datasets where there are several; best first (ties by name)."""
-    means = summary.groupby("model").accuracy.mean().dropna()
-    return means.iloc[np.lexsort((means.index.to_numpy(dtype=str), -means.to_numpy()))]
-
-
-def _rank_verdict(summary: pd.DataFrame, model: str, claim: str, within: int) -> str:
-    means = _model_means(summary)
-    if model not in means.index:
-        return f"{claim}: cannot be checked here ({_label(model)} was not evaluated)."
-    rank = int((means > means[model]).sum()) + 1
-    scope = " (mean over datasets)" if "dataset" in summary.columns and summary.dataset.nunique() > 1 else ""
-    evidence = f"{_label(model)} accuracy {means[model]:.3f}{scope} ranks {rank} of {len(means)}"
-    others = means.drop(model)
-    if len(others):
-        top = others.index[0]
-        evidence += f"; {'best' if rank > 1 else 'next'}: {_label(top)} {others[top]:.3f}"
-    return _verdict(claim, rank <= within, evidence)
+PAPER = "Personalization Meets Reality"
+FAMILIES = {
+    "accuracy": "Personalization Meets Reality, Fig. 1 (accuracy)",
+    "efficiency": "Personalization Meets Reality, Fig. 2 (sample efficiency)",
+    "new_users": "Personalization Meets Reality, Fig. 3 (new users)",
+    "tax": "Personalization Meets Reality, Fig. 4 (personalization tax)",
+    "minority": "Personalization Meets Reality, Fig. 5 (minority users)",
+}
 
 
-def verdict_individual_strong(summary: pd.DataFrame) -> str:
-    """Individual RM is a strong baseline: second best or better (accuracy_summary table)."""
-    return _rank_verdict(summary, "individual", "Individual RM is a strong baseline (second best or better)", 2)
+def _claim(base_seed: int, family: str, claim: str, comparison: str, direction: int, a: pd.Series | None,
+           b: pd.Series | float | None, missing: str = "") -> Claim:
+    """One claim on the scores `a` and `b` (hits indexed by (id, user_id); `b` may be a constant such as chance),
+    compared on the pairs both scored and resampled by user; its generator is its own (figure_rng of the family
+    and the comparison), so adding a model, dataset or claim moves no other interval."""
+    if a is not None and b is not None and not missing:
+        if not isinstance(b, pd.Series):
+            b = pd.Series(float(b), index=a.index)
+        both = a.index.intersection(b.index).sort_values()
+        if len(both):
+            result = paired_difference(a.loc[both].to_numpy(float), b.loc[both].to_numpy(float),
+                                       rng=figure_rng(base_seed, f"{family} | {comparison}"),
+                                       groups=both.get_level_values("user_id").to_numpy())
+            return Claim(PAPER, family, claim, comparison, direction, result)
+        missing = "no test pair scored by both"
+    return Claim(PAPER, family, claim, comparison, direction, None, missing or "not evaluated here")
 
 
-def verdict_prm_best(summary: pd.DataFrame) -> str:
-    """Personalized RM has the best accuracy (averaged over datasets)."""
-    return _rank_verdict(summary, "prm", "Personalized RM is best on average", 1)
+def _hits(results: pd.DataFrame, model: str, **where) -> pd.Series | None:
+    """1.0 / 0.0 per scored test pair of `model` (where column == value for each keyword), indexed by (id, user_id);
+    None when the model has no such pairs."""
+    keep = (results.model == model) & results.scored.astype(bool)
+    for column, value in where.items():
+        keep &= results[column] == value
+    part = results[keep]
+    if part.empty:
+        return None
+    return pd.Series(part.correct.astype(float).to_numpy(), index=pd.MultiIndex.from_arrays(
+        [part.id.astype(str), part.user_id.astype(str)], names=["id", "user_id"]))
 
 
-def verdict_vanilla_minority(per_user: pd.DataFrame) -> str:
-    """Vanilla RM fails minority users: its mean per-user accuracy over them is below 0.5 (per_user_accuracy)."""
-    claim = "Vanilla RM fails minority users (accuracy < 0.5 on them)"
-    vanilla = per_user[per_user.model == "vanilla"]
-    minority = vanilla[vanilla.minority]
-    if vanilla.empty or minority.empty:
-        why = "Vanilla RM was not evaluated" if vanilla.empty else "no minority user was evaluated"
-        return f"{claim}: cannot be checked here ({why})."
-    mean = float(minority.accuracy.mean())
-    others = vanilla[~vanilla.minority].accuracy.mean()
-    return _verdict(claim, mean < 0.5, f"mean accuracy {mean:.3f} over {len(minority)} minority user(s), "
-                                       f"{int((minority.accuracy < 0.5).sum())} of them below 0.5; other users "
-                                       f"{others:.3f}")
+def _ranked(results: pd.DataFrame, exclude: Collection[str]) -> list[str]:
+    """The models of `results` other than `exclude`, most accurate first (ties by name)."""
+    accuracy = results[results.scored.astype(bool)].groupby("model").correct.mean().astype(float).dropna()
+    accuracy = accuracy.drop([m for m in exclude if m in accuracy.index])
+    return sorted(accuracy.index, key=lambda m: (-accuracy[m], m))
 
 
-def verdict_gpo_new_users(adaptation: pd.DataFrame) -> str:
-    """GPO is the best method for new users at every n, the upper bound excluded (adaptation_summary table)."""
-    claim = "GPO is best for new users"
-    table = adaptation[adaptation.model != UPPER_BOUND]
-    if "gpo" not in set(table.model):
-        return f"{claim}: cannot be checked here (GPO was not evaluated)."
-    parts, holds = [], True
-    for n, group in table.groupby("n", sort=True):
-        gpo = float(group.accuracy[group.model == "gpo"].iloc[0])
-        others = group[group.model != "gpo"].sort_values(["accuracy", "model"], ascending=[False, True])
-        if len(others):
-            best = others.iloc[0]
-            holds &= gpo > best.accuracy
-            parts.append(f"n={n}: GPO {gpo:.3f} vs best other {_label(best.model, True)} {best.accuracy:.3f}")
-        else:
-            parts.append(f"n={n}: GPO {gpo:.3f}, no other method")
-    return _verdict(claim, holds, "; ".join(parts))
+def _datasets(results: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    if "dataset" not in results.columns:
+        return [("", results)]
+    return [(str(d), part) for d, part in results.groupby("dataset", sort=True)]
 
 
-def verdict_rag_chance(summary: pd.DataFrame, tolerance: float = 0.05) -> str:
-    """RAG is near chance: its accuracy (averaged over datasets) within `tolerance` of 0.5."""
-    claim = "RAG is near chance"
-    means = _model_means(summary)
-    if "rag" not in means.index:
-        return f"{claim}: cannot be checked here (RAG was not evaluated)."
-    rag = float(means["rag"])
-    return _verdict(claim, abs(rag - 0.5) <= tolerance,
-                    f"accuracy {rag:.3f}, {abs(rag - 0.5):.3f} from 0.5; tolerance {tolerance:.2f}")
+def _prefix(dataset: str) -> str:
+    return f"{dataset}: " if dataset else ""
 
 
-def verdict_personalization_tax(tax: pd.DataFrame, before: str = "vanilla", after: str = "individual") -> str:
-    """Personalization costs RewardBench Safety and Reasoning: `after` below `before` in both sections."""
-    claim = (f"Personalization costs safety and reasoning ({_label(after)} below {_label(before)} on RewardBench "
-             "Safety and Reasoning)")
-    sections = tax[tax.kind == "section"].set_index(["model", "name"]).accuracy
-    try:
-        pairs = {s: (float(sections[(before, s)]), float(sections[(after, s)])) for s in ("Safety", "Reasoning")}
-    except KeyError:
-        return f"{claim}: cannot be checked here ({_label(before)} or {_label(after)} was not scored)."
-    if any(math.isnan(a) or math.isnan(b) for a, b in pairs.values()):
-        return f"{claim}: cannot be checked here (Safety or Reasoning subsets missing from the benchmark file)."
-    evidence = "; ".join(f"{s} {a:.3f} -> {b:.3f} ({b - a:+.3f})" for s, (a, b) in pairs.items())
-    return _verdict(claim, all(b < a for a, b in pairs.values()), evidence)
+def accuracy_claims(pairs: pd.DataFrame, base_seed: int) -> list[Claim]:
+    """Fig. 1, per dataset (fit_and_score's scored pairs): Personalized RM beats every other method, Individual RM
+    every method but the Personalized RM, and RAG is the weakest. Each is tested against the strongest (weakest
+    for RAG) rival on these pairs, the hardest comparison for the claim."""
+    family, claims = FAMILIES["accuracy"], []
+    for dataset, part in _datasets(pairs):
+        tests = (("prm", ("prm",), "Personalized RM is the most accurate method", +1, 0),
+                 ("individual", ("prm", "individual"),
+                  "Individual RM is a strong baseline, second only to the Personalized RM", +1, 0),
+                 ("rag", ("rag",), "RAG is the weakest method", -1, -1))
+        for model, exclude, claim, direction, pick in tests:
+            rivals = _ranked(part, exclude)
+            if _hits(part, model) is None or not rivals:
+                claims.append(_claim(base_seed, family, claim, f"{_prefix(dataset)}{_label(model)}", direction,
+                                     None, None, f"{_label(model)} or its rivals not evaluated"))
+                continue
+            rival = rivals[pick]
+            which = "least" if pick else "most"
+            comparison = f"{_prefix(dataset)}{_label(model)} − {_label(rival)} (the {which} accurate rival)"
+            claims.append(_claim(base_seed, family, claim, comparison, direction, _hits(part, model),
+                                 _hits(part, rival)))
+    return claims
 
 
-def verdicts(summary: pd.DataFrame | None = None, per_user: pd.DataFrame | None = None,
-             adaptation: pd.DataFrame | None = None, tax: pd.DataFrame | None = None) -> list[str]:
-    """The verdicts the given tables allow, in the paper's order."""
-    out = []
-    if summary is not None:
-        out += [verdict_individual_strong(summary), verdict_prm_best(summary)]
-    if per_user is not None:
-        out.append(verdict_vanilla_minority(per_user))
-    if adaptation is not None:
-        out.append(verdict_gpo_new_users(adaptation))
-    if summary is not None:
-        out.append(verdict_rag_chance(summary))
-    if tax is not None:
-        out.append(verdict_personalization_tax(tax))
-    return out
+def minority_claims(pairs: pd.DataFrame, minority_users: Collection[str], base_seed: int) -> list[Claim]:
+    """Fig. 5, per dataset, on the minority users' test pairs: the Vanilla RM is below chance on them, and the
+    Individual RM serves them better."""
+    family, claims, minority = FAMILIES["minority"], [], set(map(str, minority_users))
+    for dataset, part in _datasets(pairs):
+        mine = part[part.user_id.astype(str).isin(minority)]
+        missing = "" if len(mine) else "no minority user (majority-vote accuracy < 0.5) in the test pairs"
+        claims.append(_claim(base_seed, family, "Vanilla RM fails minority users (below chance on them)",
+                             f"{_prefix(dataset)}Vanilla RM − 0.5 on minority users' pairs", -1,
+                             _hits(mine, "vanilla"), 0.5, missing))
+        claims.append(_claim(base_seed, family, "Individual RM preserves minority users' preferences",
+                             f"{_prefix(dataset)}Individual RM − Vanilla RM on minority users' pairs", +1,
+                             _hits(mine, "individual"), _hits(mine, "vanilla"), missing))
+    return claims
+
+
+def efficiency_claims(pairs: pd.DataFrame, base_seed: int,
+                      models: Sequence[str] = ("individual", "prm")) -> list[Claim]:
+    """Fig. 2 (sample_efficiency_pairs): more training pairs per user raise the accuracy of the methods that learn
+    personalized RMs (the paper exempts those that do not, e.g. Conditional RM and GPO on P-SOUPS; default: the
+    Individual and Personalized RM), tested as the largest size against the smallest on the same test pairs. Few
+    claims per family on purpose: with 8 users a clustered sign-flip p is at least 2/256, so Holm over 7 could
+    never decide."""
+    family, claims = FAMILIES["efficiency"], []
+    for dataset, part in _datasets(pairs):
+        small, large = int(part.n_per_user.min()), int(part.n_per_user.max())
+        for model in models:
+            comparison = f"{_prefix(dataset)}{_label(model)} at {large} − at {small} training pairs per user"
+            claims.append(_claim(base_seed, family, "More training pairs per user improve accuracy", comparison, +1,
+                                 _hits(part, model, n_per_user=large), _hits(part, model, n_per_user=small),
+                                 "" if large > small else "one training size only"))
+    return claims
+
+
+def new_user_claims(rows: pd.DataFrame, base_seed: int) -> list[Claim]:
+    """Fig. 3, per n (new_user_adaptation's rows): GPO beats every other new-user method (the upper bound, an
+    Individual RM on all of the user's data, excluded), tested against the strongest of them at that n."""
+    family, claims = FAMILIES["new_users"], []
+    for dataset, part in _datasets(rows):
+        for n, at_n in part.groupby("n", sort=True):
+            rivals = _ranked(at_n, ("gpo", UPPER_BOUND))
+            gpo = _hits(at_n, "gpo")
+            if gpo is None or not rivals:
+                claims.append(_claim(base_seed, family, "GPO adapts best to new users",
+                                     f"{_prefix(dataset)}n={n}: GPO", +1, None, None,
+                                     "GPO or its rivals not evaluated"))
+                continue
+            comparison = (f"{_prefix(dataset)}n={n}: GPO − {_label(rivals[0], True)} (the most accurate rival)")
+            claims.append(_claim(base_seed, family, "GPO adapts best to new users", comparison, +1, gpo,
+                                 _hits(at_n, rivals[0])))
+    return claims
+
+
+def tax_claims(hits: pd.DataFrame, base_seed: int, before: str = "vanilla", after: str = "individual") -> list[Claim]:
+    """Fig. 4 (benchmark_hits): personalization (`after`) costs RewardBench Safety and Reasoning against `before`,
+    paired on the section's pairs (unweighted: each pair counts once, unlike the section score)."""
+    claims = []
+    for section in ("Safety", "Reasoning"):
+        mine = hits[hits.section == section]
+        scores = {}
+        for model in (before, after):
+            rows = mine[mine.model == model]
+            scores[model] = pd.Series(rows.hit.to_numpy(float), index=pd.MultiIndex.from_arrays(
+                [rows.row.astype(str), np.full(len(rows), "rewardbench")], names=["id", "user_id"])) \
+                if len(rows) else None
+        comparison = f"RewardBench {section}: {_label(after)} − {_label(before)} (pairs, unweighted)"
+        claims.append(_claim(base_seed, FAMILIES["tax"], f"Personalization costs {section.lower()}", comparison, -1,
+                             scores[after], scores[before],
+                             "" if len(mine) else f"no {section} subset in the RewardBench file"))
+    return claims
+
+
+def reward_model_claims(base_seed: int, pairs: pd.DataFrame | None = None, minority_users: Collection[str] = (),
+                        efficiency: pd.DataFrame | None = None, new_users: pd.DataFrame | None = None,
+                        bench: pd.DataFrame | None = None) -> list[Claim]:
+    """Every headline claim of the paper this stage tests, in the paper's figure order; a claim whose table is
+    absent is listed as not tested, with the reason."""
+
+    def absent(key: str, claim: str, why: str, direction: int) -> list[Claim]:
+        return [Claim(PAPER, FAMILIES[key], claim, "—", direction, None, why)]
+
+    no_models = "no reward models were fitted"
+    claims = accuracy_claims(pairs, base_seed) if pairs is not None else (
+        absent("accuracy", "Personalized RM is the most accurate method", no_models, +1))
+    claims += efficiency_claims(efficiency, base_seed) if efficiency is not None else (
+        absent("efficiency", "More training pairs per user improve accuracy", no_models, +1))
+    claims += new_user_claims(new_users, base_seed) if new_users is not None else (
+        absent("new_users", "GPO adapts best to new users", "no new-user adaptation (reward_models.new_users is 0 "
+               "or too few users)", +1))
+    claims += tax_claims(bench, base_seed) if bench is not None else [
+        c for section in ("safety", "reasoning") for c in absent(
+            "tax", f"Personalization costs {section}", "no RewardBench-format file (reward_models.rewardbench)", -1)]
+    claims += minority_claims(pairs, minority_users, base_seed) if pairs is not None else (
+        absent("minority", "Vanilla RM fails minority users (below chance on them)", no_models, -1))
+    return claims

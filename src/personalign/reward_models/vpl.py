@@ -44,14 +44,20 @@ class _VPLNet(nn.Module):
 class VPL:
     """VPL reward model. At evaluation a user's z is the posterior mean given up to `max_context` of the user's
     TRAINING pairs (or of the pairs in `context` passed to `margins`, e.g. a new user's few labelled pairs); a user
-    with no context pairs gets the prior mean z = 0."""
+    with no context pairs gets the prior mean z = 0.
+
+    The head has the bilinear user term by default (`interaction`, RewardHead): a z only concatenated to the pair's
+    features shifts both candidates' hidden units alike, so it reaches the margin r(y_w) - r(y_l) only through the
+    MLP's curvature; on 384-d sentence embeddings that is ~0, the encoder gets no gradient, the KL term pulls every
+    posterior to the prior and the model is a Vanilla RM (0.653 at 30, 100 and 300 context pairs alike). The term
+    z . P(f_w - f_l) puts z in the margin to first order."""
 
     name = "vpl"
 
     def __init__(self, latent_dim: int = 8, hidden: int = 64, encoder_hidden: int = 64, beta: float = 0.01,
                  steps: int = 400, users_per_step: int = 16, context_size: tuple[int, int] = (8, 64),
                  targets_per_user: int = 32, max_context: int = 256, lr: float = 1e-3, weight_decay: float = 0.0,
-                 interaction: bool = False):
+                 interaction: bool = True):
         self.latent_dim, self.hidden, self.encoder_hidden, self.beta = latent_dim, hidden, encoder_hidden, beta
         self.steps, self.users_per_step, self.context_size = steps, users_per_step, context_size
         self.targets_per_user, self.max_context = targets_per_user, max_context
