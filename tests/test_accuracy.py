@@ -38,8 +38,7 @@ def test_conditions_per_run_kind():
     assert [c.variant for c in acc.run_conditions(mt, [0, 1], sensitivity=False)] == ["few_shot@0"]
     tag = acc.run_conditions(RunSpec("mt_tag", "mt", prefix="tag"), [0, 1], sensitivity=True)
     assert [c.variant for c in tag] == ["tag@0", "shuffled_tag@0", "none"]  # tags have no selection seed
-    assert [c.variant for c in acc.run_conditions(RunSpec("pt", "pt", prefix="gold"), [0], True)] == [
-        "pt_gold", "pt_inferred", "pt_retr"]
+    assert [c.variant for c in acc.run_conditions(RunSpec("pt", "pt", prefix="gold"), [0], True)] == ["pt_gold"]
     assert [c.variant for c in acc.run_conditions(RunSpec("d", "dpo"), [0], True)] == ["none"]
     base = acc.base_conditions(["none", "tag", "persona_strong", "few_shot"], {"tag", "few_shot"}, [0, 1],
                                {"pt_gold", "shuffled_tag@0", "tag@0"})
@@ -54,8 +53,46 @@ def test_prompts_of_each_variant_and_clear_errors():
         x="question 0 of ann?", persona="ann likes tea")
     with pytest.raises(acc.ScoringInputError, match="'gold@0': stage 2 computed no such prefix for user 'ann'"):
         acc.variant_prompts("gold@0", test, prefixes, None)
-    with pytest.raises(acc.ScoringInputError, match="'pt_retr' needs stage 2's pair personas"):
+    with pytest.raises(acc.ScoringInputError, match="'pt_retr': persona source 'retr' needs stage 2's pair personas"):
         acc.variant_prompts("pt_retr", test, prefixes, None)
+
+
+def test_a_persona_inferred_from_the_test_pair_is_a_labelled_oracle_never_a_headline_cell():
+    """Issue 14.3: scoring a test pair under the persona inferred from that pair (y_w marked preferred) leaks the
+    label; such cells are named as oracles and left out of the headline table."""
+    conditions = acc.run_conditions(RunSpec("pt", "pt", prefix="pair"), [0], True)
+    assert [(c.name, c.variant, c.sees_label) for c in conditions] == [
+        ("pt_retr", "pt_retr", False), ("pt_pair_oracle_sees_label", "pt_pair", True)]
+    base = acc.base_conditions(["none"], set(), [0], {c.variant for c in conditions})
+    assert [c.name for c in base] == ["none", "pt_pair_oracle_sees_label", "pt_retr"]
+    test, prefixes = make_test(), prefix_frame()
+    pair_personas = pd.DataFrame({"id": test.id, "chosen_persona": "The user wants y_w.",
+                                  "chosen_persona_retr": "The user likes tea."})
+    assert acc.variant_prompts("pt_pair", test, prefixes, pair_personas)[0].endswith("Persona: The user wants y_w.\nResponse:")
+    scores = pd.DataFrame({"id": test.id, "chosen_logp": -1.0, "chosen_tokens": 2, "rejected_logp": -2.0,
+                           "rejected_tokens": 2, "correct": True})
+    examples = pd.concat([acc.examples_frame(c, test, np.ones(len(test), bool), scores, None) for c in conditions])
+    assert examples.groupby("condition").sees_label.first().to_dict() == {
+        "pt_pair_oracle_sees_label": True, "pt_retr": False}
+    cells = acc.summarize(examples)
+    assert list(acc.cells_table(cells).index) == ["pt / pt_retr"]
+    assert list(acc.cells_table(cells, oracles=True).index) == ["pt / pt_pair_oracle_sees_label"]
+
+
+def test_the_default_pt_run_trains_and_is_tested_on_the_same_kind_of_persona():
+    """Issue 14.4: the default PT run trains on pair-inferred personas (the paper's P_gold of training pairs) and is
+    judged with P_retr, the persona inferred for the nearest training prompt; "gold" is only the world's persona."""
+    from pathlib import Path
+
+    from personalign.config import load_params
+    from personalign.training import resolve_run
+
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    pt = [resolve_run(n, params.train, 0) for n, r in params.train.runs.items() if r.kind == "pt"]
+    assert [(r.name, r.prefix) for r in pt] == [("pt_pair", "pair")]
+    assert [c.name for c in acc.run_conditions(pt[0], [0], True)] == ["pt_retr", "pt_pair_oracle_sees_label"]
+    assert params.generate_judge.whose_boat.runs["builtin"].pt == "pt_pair"
+    assert params.generate_judge.whose_boat.persona_sources == ["pair", "retr"]
 
 
 def test_seen_users():

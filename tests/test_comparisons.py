@@ -53,7 +53,7 @@ def test_each_system_gets_its_prompt():
     assert cmp.system_prompts(cmp.System("t", "base", "tag"), rows, personas, prefixes)[0].startswith("<ann> ")
     with pytest.raises(cmp.ComparisonInputError, match="system 'g': no 'gold' prefix for user 'ann'"):
         cmp.system_prompts(cmp.System("g", "base", "gold"), rows, personas, prefixes)
-    with pytest.raises(cmp.ComparisonInputError, match="no chosen persona \\(retr\\) for test pair 'ann:0'"):
+    with pytest.raises(cmp.ComparisonInputError, match="no chosen persona \\(retr\\) for pair 'ann:0'"):
         cmp.persona_texts(rows, pd.DataFrame({"id": ["ann:0"], "chosen_persona_retr": [""]}), "chosen", "retr")
 
 

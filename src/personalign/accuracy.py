@@ -12,13 +12,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from personalign.persona_sources import PERSONA_SOURCES, SEES_LABEL, TESTED_WITH, PersonaSourceError, persona_texts
 from personalign.prompts import PT_TEMPLATE, prefixed_prompt
 from personalign.statistics import wilson_interval
 from personalign.training import RunSpec
 
 SEEDED_PREFIXES = {"few_shot", "persona", "persona_strong"}  # prefix types whose text depends on a selection seed
-PT_PERSONAS = {"pt_gold": "the world's gold persona of y_w's user", "pt_inferred": "inferred from the test pair",
-               "pt_retr": "retrieved from the nearest training prompt"}
+PT_VARIANTS = {f"pt_{source}": source for source in PERSONA_SOURCES}  # the PT template with the chosen persona
+ORACLE_SUFFIX = "_oracle_sees_label"  # condition name of a cell whose prompt was inferred knowing y_w is preferred
 
 
 class ScoringInputError(ValueError):
@@ -28,11 +29,28 @@ class ScoringInputError(ValueError):
 @dataclass(frozen=True)
 class Condition:
     """One cell family of a system: `name` says what is measured, `variant` which prompts are scored
-    ("none", "<prefix type>@<seed>" or one of PT_PERSONAS)."""
+    ("none", "<prefix type>@<seed>" or one of PT_VARIANTS)."""
 
     system: str
     name: str
     variant: str
+
+    @property
+    def sees_label(self) -> bool:
+        """The prompt carries a persona inferred from this test pair knowing y_w is preferred: an oracle, never a
+        headline cell (its name ends in ORACLE_SUFFIX)."""
+        return PT_VARIANTS.get(self.variant) in SEES_LABEL
+
+
+def pt_condition(system: str, source: str) -> Condition:
+    """The PT-template cell of `system` under a persona source, named as an oracle when the persona sees the label."""
+    variant = f"pt_{source}"
+    return Condition(system, variant + (ORACLE_SUFFIX if source in SEES_LABEL else ""), variant)
+
+
+def pt_headline_condition(prefix: str) -> str:
+    """The honest cell of a PT run trained on persona source `prefix`: the same kind of persona, not from the pair."""
+    return f"pt_{TESTED_WITH[prefix]}"
 
 
 def variant_prompts(variant: str, test: pd.DataFrame, prefixes: pd.DataFrame,
@@ -40,18 +58,11 @@ def variant_prompts(variant: str, test: pd.DataFrame, prefixes: pd.DataFrame,
     """The user message of every test pair under a prompt variant."""
     if variant == "none":
         return list(test.prompt)
-    if variant in PT_PERSONAS:
-        if variant == "pt_gold":
-            personas = list(test.chosen_persona_gold)
-        else:
-            if pair_personas is None:
-                raise ScoringInputError(f"prompt variant {variant!r} needs stage 2's pair personas")
-            column = "chosen_persona" if variant == "pt_inferred" else "chosen_persona_retr"
-            lookup = dict(zip(pair_personas.id, pair_personas[column]))
-            personas = [lookup.get(i, "") for i in test.id]
-        missing = [i for i, p in zip(test.id, personas) if not p]
-        if missing:
-            raise ScoringInputError(f"prompt variant {variant!r}: no persona for test pair {missing[0]!r}")
+    if variant in PT_VARIANTS:
+        try:
+            personas = persona_texts(test, pair_personas, "chosen", PT_VARIANTS[variant])
+        except PersonaSourceError as exc:
+            raise ScoringInputError(f"prompt variant {variant!r}: {exc}") from exc
         return [PT_TEMPLATE.format(x=x, persona=p) for x, p in zip(test.prompt, personas)]
     prefix_type, _, seed = variant.partition("@")
     table = prefixes[(prefixes.prefix_type == prefix_type) & (prefixes.seed == int(seed or 0))]
@@ -64,11 +75,13 @@ def variant_prompts(variant: str, test: pd.DataFrame, prefixes: pd.DataFrame,
 
 def run_conditions(run: RunSpec, prefix_seeds: list[int], sensitivity: bool) -> list[Condition]:
     """A trained run's cells: its own inference prompt, and for MT runs (with `sensitivity`) the App. L cells — a
-    new prefix seed, a wrong (shuffled) prefix, no prefix. Seen and unseen users are split later, per row."""
+    new prefix seed, a wrong (shuffled) prefix, no prefix. A PT run is scored with the honest persona of the kind it
+    trained on (`pt_headline_condition`) and, when it trained on pair personas, under the test pair's own pair
+    persona as a labelled oracle. Seen and unseen users are split later, per row."""
     if run.kind == "pt" or (run.kind == "sft" and run.prefix != "none"):
-        own = [Condition(run.name, "pt_gold", "pt_gold")]
-        if run.kind == "pt":
-            own += [Condition(run.name, v, v) for v in ("pt_inferred", "pt_retr")]
+        own = [pt_condition(run.name, TESTED_WITH[run.prefix])]
+        if run.prefix in SEES_LABEL:
+            own.append(pt_condition(run.name, run.prefix))
         return own
     if run.kind != "mt" or run.prefix == "none":
         return [Condition(run.name, "no_prefix", "none")]
@@ -94,7 +107,8 @@ def base_conditions(prefix_types: list[str], available: set[str], prefix_seeds: 
             seeds = prefix_seeds if prefix_type in SEEDED_PREFIXES else [0]
             variants += [f"{prefix_type}@{s}" for s in seeds]
     variants += sorted(needed - set(variants))
-    return [Condition("base", v.split("@")[0] if v.endswith("@0") else v, v) for v in variants]
+    return [pt_condition("base", PT_VARIANTS[v]) if v in PT_VARIANTS
+            else Condition("base", v.split("@")[0] if v.endswith("@0") else v, v) for v in variants]
 
 
 def seen_users(run: RunSpec | None, test: pd.DataFrame) -> np.ndarray:
@@ -117,7 +131,7 @@ def examples_frame(condition: Condition, rows: pd.DataFrame, seen: np.ndarray, s
     same prompts, the implicit-reward decision log π/π_ref(y_w) > log π/π_ref(y_l) (β > 0 does not change the sign)."""
     frame = pd.DataFrame({
         "system": condition.system, "condition": condition.name, "variant": condition.variant,
-        "id": list(rows.id), "user_id": list(rows.user_id), "question_type": list(rows.question_type),
+        "sees_label": condition.sees_label, "id": list(rows.id), "user_id": list(rows.user_id), "question_type": list(rows.question_type),
         "seen": seen, "chosen_logp": scores.chosen_logp.to_numpy(), "chosen_tokens": scores.chosen_tokens.to_numpy(),
         "rejected_logp": scores.rejected_logp.to_numpy(), "rejected_tokens": scores.rejected_tokens.to_numpy(),
         "correct": scores.correct.to_numpy(),
@@ -280,9 +294,11 @@ def score_systems(base_dir: str | Path, adapters_dir: str | Path, runs: list[Run
     return pd.concat(frames, ignore_index=True)
 
 
-def cells_table(cells: pd.DataFrame) -> pd.DataFrame:
+def cells_table(cells: pd.DataFrame, oracles: bool = False) -> pd.DataFrame:
     """The cells as a readable table: one row per system × condition; reference-free accuracy with its Wilson 95%
-    interval by question type (all users) and by seen/unseen users (all questions), and implicit-reward accuracy."""
+    interval by question type (all users) and by seen/unseen users (all questions), and implicit-reward accuracy.
+    The honest cells by default; with `oracles`, only the cells whose prompt sees the test label."""
+    cells = cells[cells.condition.str.endswith(ORACLE_SUFFIX) == oracles]
     def fmt(row) -> str:
         return f"{row.accuracy:.3f} [{row.ci_low:.2f}, {row.ci_high:.2f}] (n={row.n})"
 

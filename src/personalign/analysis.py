@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from personalign.accuracy import pt_headline_condition
+from personalign.persona_sources import PAPER_NAME
 from personalign.statistics import (
     bootstrap_ci,
     bootstrap_difference_ci,
@@ -288,7 +290,7 @@ def comparison_pairs(runs: dict[str, dict]) -> list[tuple[str, tuple[str, str], 
             pairs.append((f"{name}: own prefix vs base, no prefix", (name, "seen_prefix"), ("base", "none")))
             pairs.append((f"{name}: own vs shuffled prefix", (name, "seen_prefix"), (name, "shuffled_prefix")))
         if run["kind"] == "pt" and dpo is not None:
-            pairs.append((f"{name} vs {dpo}", (name, "pt_gold"), (dpo, "no_prefix")))
+            pairs.append((f"{name} vs {dpo}", (name, pt_headline_condition(run["prefix"])), (dpo, "no_prefix")))
     return pairs
 
 
@@ -418,15 +420,17 @@ def whose_boat_intervals(boat: pd.DataFrame, intervals: pd.DataFrame) -> pd.Data
 
 
 def whose_boat_vs_paper(boat: pd.DataFrame, paper: pd.DataFrame, dataset_names: dict[str, str]) -> pd.DataFrame:
-    """Each judged cell of this run beside the paper's cell of the same dataset, side and persona source (P_gold /
-    P_retr: the dataset's own personas or stage 2's) and the difference in ΔPQ; cells without a paper counterpart
-    are left out."""
+    """Each judged cell of this run beside the paper's cell of the same dataset, side and persona source (the
+    paper's P_gold is our pair persona, its P_retr our retrieved one: the dataset's own or stage 2's) and the
+    difference in ΔPQ; cells without a paper counterpart are left out."""
     rows = []
     for r in boat[boat.missing.fillna("") == ""].itertuples():
-        persona = r.source.removeprefix("dataset_") if r.setting != "average" else ""
+        persona = PAPER_NAME.get(r.source) if r.setting != "average" else ""
+        if persona is None:
+            continue
         match = paper[(paper.paper_dataset == dataset_names.get(r.dataset, "")) & (paper.side == r.side)
                       & (paper.persona == persona)]
-        if match.empty or persona not in ("", "gold", "retr"):
+        if match.empty:
             continue
         ours = f"{r.p_win:.1f}/{r.p_tie:.1f}/{r.p_loss:.1f}"
         rows.append({"cell": r.setting, "paper Person. W/T/L": match.p_wtl.iloc[0], "ours Person. W/T/L": ours,
