@@ -125,24 +125,39 @@ def seen_users(run: RunSpec | None, test: pd.DataFrame) -> np.ndarray:
     return np.ones(len(test), dtype=bool)
 
 
+def row_reductions(rows: pd.DataFrame, log_prob_reduction: dict[str, str], sources: set[str]) -> np.ndarray:
+    """Per row, the log-prob reduction of its dataset (`score.log_prob_reduction`: "default" and dataset names, i.e.
+    records sources); a dataset name that is not among `sources` is an error naming the key."""
+    unknown = sorted(set(log_prob_reduction) - {"default"} - sources)
+    if unknown:
+        raise ScoringInputError(f"score.log_prob_reduction.{unknown[0]}: no dataset of that name in the records; "
+                                f"their sources are {', '.join(sorted(sources))}")
+    return np.array([log_prob_reduction.get(s, log_prob_reduction["default"]) for s in rows.source])
+
+
 def examples_frame(condition: Condition, rows: pd.DataFrame, seen: np.ndarray, scores: pd.DataFrame,
-                   reference: pd.DataFrame | None) -> pd.DataFrame:
-    """Per-example record of one condition: reference-free decision and, given the reference model's scores of the
-    same prompts, the implicit-reward decision log π/π_ref(y_w) > log π/π_ref(y_l) (β > 0 does not change the sign)."""
+                   implicit_margin: np.ndarray | None, reductions: np.ndarray | str = "mean",
+                   implicit_precision: str = "") -> pd.DataFrame:
+    """Per-example record of one condition: reference-free decision (each row under its dataset's log-prob
+    reduction, `reductions`) and, given the implicit-reward margins log π/π_ref(y_w) − log π/π_ref(y_l)
+    (`implicit_margins`, computed at `implicit_precision`), the implicit-reward decision margin > 0 (β > 0 does not
+    change the sign)."""
+    from personalign.scoring import prefers_chosen
+
+    reductions = np.broadcast_to(np.asarray(reductions), (len(rows),))
     frame = pd.DataFrame({
         "system": condition.system, "condition": condition.name, "variant": condition.variant,
-        "sees_label": condition.sees_label, "id": list(rows.id), "user_id": list(rows.user_id), "question_type": list(rows.question_type),
+        "sees_label": condition.sees_label, "id": list(rows.id), "source": list(rows.source),
+        "user_id": list(rows.user_id), "question_type": list(rows.question_type),
         "seen": seen, "chosen_logp": scores.chosen_logp.to_numpy(), "chosen_tokens": scores.chosen_tokens.to_numpy(),
         "rejected_logp": scores.rejected_logp.to_numpy(), "rejected_tokens": scores.rejected_tokens.to_numpy(),
-        "correct": scores.correct.to_numpy(),
+        "reduction": reductions,
+        "correct": prefers_chosen(scores.chosen_logp, scores.chosen_tokens, scores.rejected_logp,
+                                  scores.rejected_tokens, reductions),
     })
-    if reference is None:
-        frame["implicit_correct"] = pd.array([pd.NA] * len(frame), dtype="boolean")
-    else:
-        ref = reference.set_index("id").loc[frame.id]
-        margin = (frame.chosen_logp.to_numpy() - ref.chosen_logp.to_numpy()) - (
-            frame.rejected_logp.to_numpy() - ref.rejected_logp.to_numpy())
-        frame["implicit_correct"] = pd.array(margin > 0, dtype="boolean")
+    frame["implicit_precision"] = implicit_precision if implicit_margin is not None else ""
+    frame["implicit_correct"] = pd.array([pd.NA] * len(frame) if implicit_margin is None else implicit_margin > 0,
+                                         dtype="boolean")
     return frame
 
 
@@ -177,6 +192,67 @@ def metrics_tree(cells: pd.DataFrame) -> dict:
         if not np.isnan(row.implicit_accuracy):
             leaf[f"{row.question_type}/{row.users}/implicit"] = round(float(row.implicit_accuracy), 4)
     return tree
+
+
+def length_diagnostic(examples: pd.DataFrame) -> pd.DataFrame:
+    """Why the base model's reference-free accuracy sits where it does, per dataset (records source): without a
+    prefix, accuracy under mean and under summed log-probs with Wilson 95% intervals, over all test pairs and over
+    those where y_w has more, as many or fewer tokens than y_l (share of pairs and mean token difference y_w − y_l)."""
+    from personalign.scoring import prefers_chosen
+
+    base = examples[(examples.system == "base") & (examples.variant == "none")]
+    rows = []
+    for source, group in base.groupby("source", sort=True):
+        difference = (group.chosen_tokens - group.rejected_tokens).to_numpy()
+        decisions = {r: prefers_chosen(group.chosen_logp, group.chosen_tokens, group.rejected_logp,
+                                       group.rejected_tokens, r) for r in ("mean", "sum")}
+        for pairs, mask in (("all", difference == difference), ("y_w longer", difference > 0),
+                            ("same length", difference == 0), ("y_w shorter", difference < 0)):
+            if not mask.any():
+                continue
+            row = {"dataset": source, "pairs": pairs, "n": int(mask.sum()), "share": float(mask.mean()),
+                   "token_difference": float(difference[mask].mean())}
+            for reduction, correct in decisions.items():
+                hits = int(correct[mask].sum())
+                row[f"accuracy_{reduction}"] = hits / int(mask.sum())
+                row[f"ci_low_{reduction}"], row[f"ci_high_{reduction}"] = wilson_interval(hits, int(mask.sum()))
+            rows.append(row)
+    return pd.DataFrame(rows, columns=["dataset", "pairs", "n", "share", "token_difference", "accuracy_mean",
+                                       "ci_low_mean", "ci_high_mean", "accuracy_sum", "ci_low_sum", "ci_high_sum"])
+
+
+def length_sentences(diagnostic: pd.DataFrame) -> str:
+    """One paragraph per dataset of `length_diagnostic`, every number read from it: how often y_w is the longer
+    response, accuracy under both reductions, and whether the pairs where y_w is shorter stay below chance."""
+    def acc(row, reduction: str) -> str:
+        return (f"{getattr(row, f'accuracy_{reduction}'):.2f} [{getattr(row, f'ci_low_{reduction}'):.2f}, "
+                f"{getattr(row, f'ci_high_{reduction}'):.2f}]")
+
+    paragraphs = []
+    for dataset, table in diagnostic.groupby("dataset", sort=True):
+        cells = {r.pairs: r for r in table.itertuples()}
+        overall, longer, shorter = cells["all"], cells.get("y_w longer"), cells.get("y_w shorter")
+        text = (f"**{dataset}** ({overall.n} test pairs, base model, no prefix): y_w has more tokens than y_l in "
+                f"{longer.share if longer else 0:.0%} of pairs (mean difference {overall.token_difference:+.1f} "
+                f"tokens). Reference-free accuracy is {acc(overall, 'mean')} with mean token log-probs and "
+                f"{acc(overall, 'sum')} with summed log-probs.")
+        if longer is not None and shorter is not None:
+            text += (f" Where y_w is longer: {acc(longer, 'mean')} (mean), {acc(longer, 'sum')} (sum); where it is "
+                     f"shorter (n={shorter.n}): {acc(shorter, 'mean')} (mean), {acc(shorter, 'sum')} (sum).")
+            longer_below = min(longer.ci_high_mean, longer.ci_high_sum) < 0.5
+            if shorter.ci_high_mean < 0.5:
+                text += (" Even where y_w is shorter the model prefers y_l beyond chance, so length alone does not "
+                         "explain the deficit: the base model finds the rejected responses themselves more likely.")
+            elif longer_below and max(shorter.ci_low_mean, shorter.ci_low_sum) > 0.5:
+                text += (" Accuracy is below chance where y_w is longer and above it where y_w is shorter: the "
+                         "length difference of the pairs drives the deficit, not the label direction.")
+            elif longer_below:
+                text += (f" Accuracy is below chance where y_w is longer; the {shorter.n} pairs where it is shorter are "
+                         "too few to tell whether length alone explains it.")
+            else:
+                text += " Neither length group is below chance beyond its interval."
+        paragraphs.append(text)
+    return "\n\n".join(paragraphs)
 
 
 def by_user(examples: pd.DataFrame) -> pd.DataFrame:
@@ -234,60 +310,132 @@ def merged_run(base, run_dir: Path):
     return PeftModel.from_pretrained(model, str(run_dir / "adapter")).merge_and_unload(), reference
 
 
-def score_systems(base_dir: str | Path, adapters_dir: str | Path, runs: list[RunSpec], test: pd.DataFrame,
-                  prefixes: pd.DataFrame, pair_personas: pd.DataFrame | None, base_prefixes: list[str],
-                  prefix_seeds: list[int], sensitivity: bool, batch_size: int, precision: str,
-                  cache_root: str | Path) -> pd.DataFrame:
-    """Per-example scores of the base model (every base condition) and of every run (its conditions). The base
-    model is loaded once; each run is its adapter merged into a copy of it in memory (`merged_run`). Every prompt is
-    built before any scoring, so missing inputs stop the stage before compute."""
-    from tqdm.auto import tqdm
+class _Scorer:
+    """Scores of the test pairs under a prompt variant by one model (the base, or a merged run named by its adapter
+    id) at one precision, served from the ScoreCache when that exact scoring was done before."""
 
-    from personalign.generation import model_fingerprint
-    from personalign.models import load_base
-    from personalign.scoring import score_pairs
+    def __init__(self, base_dir, test: pd.DataFrame, prompts: dict[str, list[str]], batch_size: int, cache_root):
+        from personalign.generation import model_fingerprint
+        from personalign.models import load_base
 
-    adapters_dir = Path(adapters_dir)
+        self.model, self.tokenizer, _ = load_base(base_dir, "cpu", "float32")
+        self.test, self.prompts, self.batch_size = test, prompts, batch_size
+        self.cache, self.base_id = ScoreCache(cache_root), model_fingerprint(base_dir)
+
+    def __call__(self, model, adapter_id: str, variant: str, precision: str) -> pd.DataFrame:
+        from personalign.scoring import score_pairs
+
+        pairs = self.test.assign(prompt=self.prompts[variant])
+        key = ScoreCache.key(self.base_id, adapter_id, pairs, {"batch_size": self.batch_size, "precision": precision})
+        scores = self.cache.get(key)
+        if scores is None:
+            scores = score_pairs(model, self.tokenizer, pairs, self.batch_size, autocast_bf16=precision == "bf16")
+            self.cache.put(key, scores)
+        return scores.reset_index(drop=True)
+
+
+def _check_adapters(adapters_dir: Path, runs: list[RunSpec]) -> None:
     for run in runs:
         if not (adapters_dir / run.name / "adapter").is_dir():
             raise ScoringInputError(f"run {run.name!r}: no trained adapter in {adapters_dir / run.name} (stage 3)")
+
+
+def implicit_margins(scores: pd.DataFrame, reference: pd.DataFrame) -> np.ndarray:
+    """log π/π_ref(y_w) − log π/π_ref(y_l) per pair of `scores` (the reference's rows matched by id)."""
+    ref = reference.set_index("id").loc[scores.id]
+    return (scores.chosen_logp.to_numpy() - ref.chosen_logp.to_numpy()) - (
+        scores.rejected_logp.to_numpy() - ref.rejected_logp.to_numpy())
+
+
+IMPLICIT_FLIP_LIMIT = 0.01  # share of implicit-reward decisions bf16 autocast may change before margins use fp32
+
+
+def implicit_precision_check(base_dir: str | Path, adapters_dir: str | Path, runs: list[RunSpec], test: pd.DataFrame,
+                             prefixes: pd.DataFrame, pair_personas: pd.DataFrame | None, prefix_seeds: list[int],
+                             batch_size: int, cache_root: str | Path) -> dict:
+    """The implicit-reward decisions of the first run with a reference model (not SFT), on the test pairs of its
+    first cell, under bf16 autocast and under fp32: policy ≈ reference, so the margin is a small difference of large
+    log-probs and bf16 rounding can flip its sign. Returns the run, cell, n, how many decisions differ, their share,
+    the largest margin change, and `implicit_precision`: fp32 when the share exceeds IMPLICIT_FLIP_LIMIT."""
+    adapters_dir = Path(adapters_dir)
+    run = next((r for r in runs if r.kind != "sft"), None)
+    if run is None:
+        return {"run": "", "condition": "", "n": 0, "differing": 0, "share": 0.0, "max_margin_change": 0.0,
+                "limit": IMPLICIT_FLIP_LIMIT, "implicit_precision": "fp32"}
+    _check_adapters(adapters_dir, [run])
+    condition = run_conditions(run, prefix_seeds, sensitivity=False)[0]
+    prompts = {condition.variant: variant_prompts(condition.variant, test, prefixes, pair_personas)}
+    scorer = _Scorer(base_dir, test, prompts, batch_size, cache_root)
+    run_dir = adapters_dir / run.name
+    policy, reference_model = merged_run(scorer.model, run_dir)
+    reference_model = scorer.model if reference_model is None else reference_model
+    reference_id = "" if reference_model is scorer.model else f"{directory_fingerprint(run_dir)}/reference"
+    margins = {precision: implicit_margins(scorer(policy, directory_fingerprint(run_dir), condition.variant, precision),
+                                           scorer(reference_model, reference_id, condition.variant, precision))
+               for precision in ("bf16", "fp32")}
+    differing = int(((margins["bf16"] > 0) != (margins["fp32"] > 0)).sum())
+    share = differing / len(test)
+    return {"run": run.name, "condition": condition.name, "n": len(test), "differing": differing,
+            "share": round(share, 6), "max_margin_change": round(float(np.abs(margins["bf16"] - margins["fp32"]).max()), 6),
+            "limit": IMPLICIT_FLIP_LIMIT, "implicit_precision": "fp32" if share > IMPLICIT_FLIP_LIMIT else "bf16"}
+
+
+def implicit_precision_sentence(check: dict) -> str:
+    """What `implicit_precision_check` found, in words, every number read from it."""
+    if not check["run"]:
+        return "No trained run has a reference model: there are no implicit-reward decisions to check."
+    return (f"On the {check['n']} test pairs of `{check['run']}` / `{check['condition']}`, bf16 autocast and fp32 "
+            f"disagree on {check['differing']} implicit-reward decisions ({check['share']:.1%}; largest change of a "
+            f"margin {check['max_margin_change']:.4f} nats). Above {check['limit']:.0%} the margins are computed in fp32, "
+            f"so every implicit-reward accuracy below uses **{check['implicit_precision']}**.")
+
+
+def score_systems(base_dir: str | Path, adapters_dir: str | Path, runs: list[RunSpec], test: pd.DataFrame,
+                  prefixes: pd.DataFrame, pair_personas: pd.DataFrame | None, base_prefixes: list[str],
+                  prefix_seeds: list[int], sensitivity: bool, batch_size: int, precision: str,
+                  cache_root: str | Path, log_prob_reduction: dict[str, str] | None = None,
+                  implicit_precision: str | None = None) -> pd.DataFrame:
+    """Per-example scores of the base model (every base condition) and of every run (its conditions). The base
+    model is loaded once; each run is its adapter merged into a copy of it in memory (`merged_run`). Reference-free
+    decisions use `precision` and each dataset's `log_prob_reduction` ({"default": "mean"} when None); implicit-reward
+    decisions use `implicit_precision` (default: `precision`; see `implicit_precision_check`), scoring policy and
+    reference again where it differs. Every prompt is built before any scoring, so missing inputs stop the stage
+    before compute."""
+    from tqdm.auto import tqdm
+
+    adapters_dir = Path(adapters_dir)
+    _check_adapters(adapters_dir, runs)
+    reductions = row_reductions(test, log_prob_reduction or {"default": "mean"}, set(test.source))
+    implicit_precision = implicit_precision or precision
     conditions = {run.name: run_conditions(run, prefix_seeds, sensitivity) for run in runs}
     needed = {c.variant for cells in conditions.values() for c in cells}
     conditions["base"] = base_conditions(base_prefixes, set(prefixes.prefix_type), prefix_seeds, needed)
     prompts = {c.variant: variant_prompts(c.variant, test, prefixes, pair_personas)
                for cells in conditions.values() for c in cells}
-    settings = {"batch_size": batch_size, "precision": precision}
-    cache, base_id = ScoreCache(cache_root), model_fingerprint(base_dir)
-    model, tokenizer, _ = load_base(base_dir, "cpu", "float32")
+    scored = _Scorer(base_dir, test, prompts, batch_size, cache_root)
     bar = tqdm(total=sum(len(c) for c in conditions.values()), desc="score", unit="cell")
 
-    def scored(model, adapter_id: str, variant: str) -> pd.DataFrame:
-        pairs = test.assign(prompt=prompts[variant])
-        key = ScoreCache.key(base_id, adapter_id, pairs, settings)
-        scores = cache.get(key)
-        if scores is None:
-            scores = score_pairs(model, tokenizer, pairs, batch_size, autocast_bf16=precision == "bf16")
-            cache.put(key, scores)
-        return scores.reset_index(drop=True)
-
-    frames, base_scores = [], {}
+    frames = []
     for condition in conditions["base"]:
-        base_scores[condition.variant] = scored(model, "", condition.variant)
-        frames.append(examples_frame(condition, test, seen_users(None, test), base_scores[condition.variant], None))
+        frames.append(examples_frame(condition, test, seen_users(None, test),
+                                     scored(scored.model, "", condition.variant, precision), None, reductions))
         bar.update()
     for run in runs:
         run_dir = adapters_dir / run.name
         adapter_id = directory_fingerprint(run_dir)
-        policy, reference_model = merged_run(model, run_dir)
+        policy, reference_model = merged_run(scored.model, run_dir)
         for condition in conditions[run.name]:
-            scores = scored(policy, adapter_id, condition.variant)
-            if run.kind == "sft":
-                reference = None  # SFT has no reference model: implicit-reward accuracy does not apply
-            elif reference_model is None:
-                reference = base_scores[condition.variant]
-            else:
-                reference = scored(reference_model, f"{adapter_id}/reference", condition.variant)
-            frames.append(examples_frame(condition, test, seen_users(run, test), scores, reference))
+            scores = scored(policy, adapter_id, condition.variant, precision)
+            implicit = None  # SFT has no reference model: implicit-reward accuracy does not apply
+            if run.kind != "sft":
+                reference = (scored(scored.model, "", condition.variant, implicit_precision) if reference_model is None
+                             else scored(reference_model, f"{adapter_id}/reference", condition.variant,
+                                         implicit_precision))
+                policy_scores = scores if implicit_precision == precision else scored(
+                    policy, adapter_id, condition.variant, implicit_precision)
+                implicit = implicit_margins(policy_scores, reference)
+            frames.append(examples_frame(condition, test, seen_users(run, test), scores, implicit, reductions,
+                                         implicit_precision))
             bar.update()
         del policy, reference_model
     bar.close()

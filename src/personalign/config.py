@@ -271,7 +271,15 @@ class ScoreParams(_Section):
     sensitivity: bool = True
     batch_size: int = Field(16, ge=1, le=4096)
     precision: Literal["bf16", "fp32"] = "bf16"
+    log_prob_reduction: dict[str, Literal["mean", "sum"]] = Field(default_factory=lambda: {"default": "mean"})
     alignment_tax: AlignmentTaxParams = Field(default_factory=AlignmentTaxParams)
+
+    @field_validator("log_prob_reduction")
+    @classmethod
+    def _default_reduction(cls, reductions: dict[str, str]) -> dict[str, str]:
+        if "default" not in reductions:
+            raise ValueError("needs a `default` entry (mean | sum); other keys name datasets (records sources)")
+        return reductions
 
     @field_validator("base_prefixes")
     @classmethod
