@@ -19,7 +19,7 @@ def make_test() -> pd.DataFrame:
     rows = []
     for k, user in enumerate(USERS):
         for j, qt in enumerate(["personal", "divergent", "personal"]):
-            rows.append({"id": f"{user}:{j}", "user_id": user, "fold": k % 2, "question_type": qt,
+            rows.append({"id": f"{user}:{j}", "source": "builtin", "user_id": user, "fold": k % 2, "question_type": qt,
                          "prompt": f"question {j} of {user}?", "chosen": f"good answer {j}",
                          "rejected": f"bad answer {j} " * 2, "chosen_persona_gold": f"{user} likes tea"})
     return pd.DataFrame(rows)
@@ -38,8 +38,7 @@ def test_conditions_per_run_kind():
     assert [c.variant for c in acc.run_conditions(mt, [0, 1], sensitivity=False)] == ["few_shot@0"]
     tag = acc.run_conditions(RunSpec("mt_tag", "mt", prefix="tag"), [0, 1], sensitivity=True)
     assert [c.variant for c in tag] == ["tag@0", "shuffled_tag@0", "none"]  # tags have no selection seed
-    assert [c.variant for c in acc.run_conditions(RunSpec("pt", "pt", prefix="gold"), [0], True)] == [
-        "pt_gold", "pt_inferred", "pt_retr"]
+    assert [c.variant for c in acc.run_conditions(RunSpec("pt", "pt", prefix="gold"), [0], True)] == ["pt_gold"]
     assert [c.variant for c in acc.run_conditions(RunSpec("d", "dpo"), [0], True)] == ["none"]
     base = acc.base_conditions(["none", "tag", "persona_strong", "few_shot"], {"tag", "few_shot"}, [0, 1],
                                {"pt_gold", "shuffled_tag@0", "tag@0"})
@@ -54,8 +53,46 @@ def test_prompts_of_each_variant_and_clear_errors():
         x="question 0 of ann?", persona="ann likes tea")
     with pytest.raises(acc.ScoringInputError, match="'gold@0': stage 2 computed no such prefix for user 'ann'"):
         acc.variant_prompts("gold@0", test, prefixes, None)
-    with pytest.raises(acc.ScoringInputError, match="'pt_retr' needs stage 2's pair personas"):
+    with pytest.raises(acc.ScoringInputError, match="'pt_retr': persona source 'retr' needs stage 2's pair personas"):
         acc.variant_prompts("pt_retr", test, prefixes, None)
+
+
+def test_a_persona_inferred_from_the_test_pair_is_a_labelled_oracle_never_a_headline_cell():
+    """Issue 14.3: scoring a test pair under the persona inferred from that pair (y_w marked preferred) leaks the
+    label; such cells are named as oracles and left out of the headline table."""
+    conditions = acc.run_conditions(RunSpec("pt", "pt", prefix="pair"), [0], True)
+    assert [(c.name, c.variant, c.sees_label) for c in conditions] == [
+        ("pt_retr", "pt_retr", False), ("pt_pair_oracle_sees_label", "pt_pair", True)]
+    base = acc.base_conditions(["none"], set(), [0], {c.variant for c in conditions})
+    assert [c.name for c in base] == ["none", "pt_pair_oracle_sees_label", "pt_retr"]
+    test, prefixes = make_test(), prefix_frame()
+    pair_personas = pd.DataFrame({"id": test.id, "chosen_persona": "The user wants y_w.",
+                                  "chosen_persona_retr": "The user likes tea."})
+    assert acc.variant_prompts("pt_pair", test, prefixes, pair_personas)[0].endswith("Persona: The user wants y_w.\nResponse:")
+    scores = pd.DataFrame({"id": test.id, "chosen_logp": -1.0, "chosen_tokens": 2, "rejected_logp": -2.0,
+                           "rejected_tokens": 2, "correct": True})
+    examples = pd.concat([acc.examples_frame(c, test, np.ones(len(test), bool), scores, None) for c in conditions])
+    assert examples.groupby("condition").sees_label.first().to_dict() == {
+        "pt_pair_oracle_sees_label": True, "pt_retr": False}
+    cells = acc.summarize(examples)
+    assert list(acc.cells_table(cells).index) == ["pt / pt_retr"]
+    assert list(acc.cells_table(cells, oracles=True).index) == ["pt / pt_pair_oracle_sees_label"]
+
+
+def test_the_default_pt_run_trains_and_is_tested_on_the_same_kind_of_persona():
+    """Issue 14.4: the default PT run trains on pair-inferred personas (the paper's P_gold of training pairs) and is
+    judged with P_retr, the persona inferred for the nearest training prompt; "gold" is only the world's persona."""
+    from pathlib import Path
+
+    from personalign.config import load_params
+    from personalign.training import resolve_run
+
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    pt = [resolve_run(n, params.train, 0) for n, r in params.train.runs.items() if r.kind == "pt"]
+    assert [(r.name, r.prefix) for r in pt] == [("pt_pair", "pair")]
+    assert [c.name for c in acc.run_conditions(pt[0], [0], True)] == ["pt_retr", "pt_pair_oracle_sees_label"]
+    assert params.generate_judge.whose_boat.runs["builtin"].pt == "pt_pair"
+    assert params.generate_judge.whose_boat.persona_sources == ["pair", "retr"]
 
 
 def test_seen_users():
@@ -75,7 +112,8 @@ def test_implicit_reward_decision_and_summaries():
                            "correct": [True, False, False, True]})
     reference = policy.assign(chosen_logp=[-11.0, -9, -10, -9], rejected_logp=[-12.0, -9, -9, -12])
     condition = acc.Condition("mt", "seen_prefix", "tag@0")
-    frame = acc.examples_frame(condition, test, np.array([True, True, False, False]), policy, reference)
+    frame = acc.examples_frame(condition, test, np.array([True, True, False, False]), policy,
+                               acc.implicit_margins(policy, reference))
     # margins: (1 - 0), (-1 - 1), (0 - 0), (-1 - 1) -> only the first is positive
     assert list(frame.implicit_correct) == [True, False, False, False]
     cells = acc.summarize(frame)
@@ -130,3 +168,68 @@ def test_a_missing_adapter_is_named_before_scoring(tmp_path):
     with pytest.raises(acc.ScoringInputError, match="run 'dpo': no trained adapter"):
         acc.score_systems(tmp_path, tmp_path / "adapters", [RunSpec("dpo", "dpo")], make_test(), prefix_frame(),
                           None, ["none"], [0], True, 4, "fp32", tmp_path / "cache")
+
+
+def test_each_dataset_scores_with_its_own_log_prob_reduction():
+    """Issue 14.12: summed log-probs (the papers' choice for safety sets) per dataset, from score.log_prob_reduction."""
+    from personalign.config import ParamsError, parse_params
+
+    test = make_test().head(2).assign(source=["safety", "builtin"])
+    # y_w: 2 tokens, -3 in all (mean -1.5); y_l: 6 tokens, -6 in all (mean -1): mean prefers y_l, sum prefers y_w
+    scores = pd.DataFrame({"id": test.id, "chosen_logp": -3.0, "chosen_tokens": 2, "rejected_logp": -6.0,
+                           "rejected_tokens": 6, "correct": False})
+    setting = parse_params({"score": {"log_prob_reduction": {"default": "mean", "safety": "sum"}}}).score
+    reductions = acc.row_reductions(test, setting.log_prob_reduction, {"safety", "builtin"})
+    frame = acc.examples_frame(acc.Condition("base", "none", "none"), test, np.zeros(2, bool), scores, None, reductions)
+    assert list(frame.reduction) == ["sum", "mean"] and list(frame.correct) == [True, False]
+    with pytest.raises(acc.ScoringInputError, match="score.log_prob_reduction.mnemonic: no dataset of that name"):
+        acc.row_reductions(test, {"default": "mean", "mnemonic": "sum"}, {"safety", "builtin"})
+    with pytest.raises(ParamsError, match="score.log_prob_reduction: needs a `default` entry"):
+        parse_params({"score": {"log_prob_reduction": {"safety": "sum"}}})
+    with pytest.raises(ParamsError, match="score.log_prob_reduction.default = 'max' is not allowed"):
+        parse_params({"score": {"log_prob_reduction": {"default": "max"}}})
+
+
+def test_the_length_diagnostic_splits_accuracy_by_which_response_is_longer():
+    """Issue 14.12: accuracy vs the token difference y_w − y_l, under mean and summed log-probs, in words."""
+    rows = []
+    for i in range(40):
+        longer = i < 30  # y_w longer in 30 pairs: summed log-probs prefer y_l there; mean prefers y_w where shorter
+        rows.append({"system": "base", "variant": "none", "source": "bt", "chosen_tokens": 20 if longer else 5,
+                     "rejected_tokens": 5 if longer else 20, "chosen_logp": -40.0 if longer else -4.0,
+                     "rejected_logp": -8.0 if longer else -60.0})
+    diagnostic = acc.length_diagnostic(pd.DataFrame(rows))
+    table = diagnostic.set_index("pairs")
+    assert list(table.index) == ["all", "y_w longer", "y_w shorter"] and table.loc["y_w longer", "share"] == 0.75
+    assert (table.loc["all", "accuracy_mean"], table.loc["all", "accuracy_sum"]) == (0.25, 0.25)
+    assert (table.loc["y_w longer", "accuracy_sum"], table.loc["y_w shorter", "accuracy_sum"]) == (0.0, 1.0)
+    text = acc.length_sentences(diagnostic)
+    assert "y_w has more tokens than y_l in 75% of pairs (mean difference +7.5 tokens)" in text
+    assert "below chance where y_w is longer and above it where y_w is shorter: the length difference" in text
+    few = acc.length_sentences(acc.length_diagnostic(pd.DataFrame(rows[:31])))  # one pair with y_w shorter
+    assert "the 1 pairs where it is shorter are too few to tell" in few
+
+
+def test_implicit_decisions_near_the_reference_are_measured_and_made_in_fp32(tiny, tmp_path):
+    """Issue 14.13: with policy ≈ reference, bf16 autocast flips implicit-reward decisions; stage 4 measures the
+    share on a trained run and, above 1%, computes every implicit margin in fp32 while reference-free scores keep
+    the configured precision."""
+    from personalign import scoring
+
+    model, tokenizer = tiny
+    base_dir = save_base(model, tokenizer, tmp_path / "base")
+    policy = save_random_adapter(model, tmp_path / "adapters" / "dpo" / "adapter", seed=0, scale=0.001)
+    runs, test, prefixes = [RunSpec("dpo", "dpo")], make_test(), prefix_frame()
+    check = acc.implicit_precision_check(base_dir, tmp_path / "adapters", runs, test, prefixes, None, [0], 4,
+                                         tmp_path / "cache")
+    assert check["run"] == "dpo" and check["n"] == len(test) and check["differing"] > 0
+    assert check["share"] > acc.IMPLICIT_FLIP_LIMIT and check["implicit_precision"] == "fp32"
+    examples = acc.score_systems(base_dir, tmp_path / "adapters", runs, test, prefixes, None, ["none"], [0], True, 4,
+                                 "bf16", tmp_path / "cache", implicit_precision=check["implicit_precision"])
+    dpo = examples[examples.system == "dpo"].reset_index(drop=True)
+    fp32 = acc.implicit_margins(scoring.score_pairs(policy.merge_and_unload(), tokenizer, test, 4),
+                                scoring.score_pairs(model, tokenizer, test, 4))
+    assert list(dpo.implicit_correct) == list(fp32 > 0) and set(dpo.implicit_precision) == {"fp32"}
+    bf16 = scoring.score_pairs(model, tokenizer, test, 4, autocast_bf16=True)
+    base = examples[examples.system == "base"].reset_index(drop=True)
+    assert np.allclose(base.chosen_logp, bf16.chosen_logp)  # reference-free scores stay at the configured bf16

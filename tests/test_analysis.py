@@ -273,7 +273,7 @@ def test_the_verdict_table_collects_every_stages_claims(tmp_path):
 def test_the_paper_comparison_averages_only_the_cells_both_have():
     cells = [("w/chosen/gold", "w", "chosen", "gold", 30.0),
              ("bt/chosen/dataset_retr", "bt", "chosen", "dataset_retr", 10.0),
-             ("bt/rejected/dataset_gold", "bt", "rejected", "dataset_gold", 20.0)]
+             ("bt/rejected/dataset_pair", "bt", "rejected", "dataset_pair", 20.0)]
     boat = pd.DataFrame([{"setting": s, "dataset": d, "side": side, "source": src, "delta_pq": v, "p_win": 50.0,
                           "p_tie": 20.0, "p_loss": 30.0, "n": 10, "missing": ""} for s, d, side, src, v in cells])
     boat = pd.concat([boat, pd.DataFrame([{"setting": "average", "dataset": "average", "side": "", "source": "",

@@ -57,7 +57,7 @@ def test_each_system_gets_its_prompt():
     assert cmp.system_prompts(cmp.System("t", "base", "tag"), rows, personas, prefixes)[0].startswith("<ann> ")
     with pytest.raises(cmp.ComparisonInputError, match="system 'g': no 'gold' prefix for user 'ann'"):
         cmp.system_prompts(cmp.System("g", "base", "gold"), rows, personas, prefixes)
-    with pytest.raises(cmp.ComparisonInputError, match="no chosen persona \\(retr\\) for test pair 'ann:0'"):
+    with pytest.raises(cmp.ComparisonInputError, match="no chosen persona \\(retr\\) for pair 'ann:0'"):
         cmp.persona_texts(rows, pd.DataFrame({"id": ["ann:0"], "chosen_persona_retr": [""]}), "chosen", "retr")
 
 
@@ -84,7 +84,7 @@ def test_world_personas_are_contrasted_with_their_rivals(world):
     brigid = next(p for p in world["diet"].personas if p.user_id == "brigid_halloran")
     diet = {p.gold for p in world["diet"].personas} - {brigid.gold}
     rows = baking_rows(brigid)
-    divergent, personal = cmp.judge_contexts(rows, None, "chosen", "world", personas)
+    divergent, personal = cmp.judge_contexts(rows, None, "chosen", "gold", personas)
     assert divergent.persona_text == brigid.gold and set(divergent.rival_texts) == diet
     assert len(personal.rival_texts) == len(personas.users) - 1 and brigid.gold not in personal.rival_texts
 
@@ -99,7 +99,7 @@ def test_rivals_turn_a_persona_echo_into_a_loss(world, embedder):
     alone = [JudgeContext(brigid.user_id, brigid.gold, (), x) for x in rows.prompt]
     judged = cmp.judge_comparison(judge, rows, alone, [SPECIFIC] * 2, [GENERIC] * 2)
     assert list(judged.personalization) == ["b", "b"]
-    contexts = cmp.judge_contexts(rows, None, "chosen", "world", personas)
+    contexts = cmp.judge_contexts(rows, None, "chosen", "gold", personas)
     judged = cmp.judge_comparison(judge, rows, contexts, [SPECIFIC] * 2, [GENERIC] * 2)
     assert list(judged.personalization) == ["a", "a"]
 
@@ -110,7 +110,7 @@ def test_rivals_turn_a_persona_echo_into_a_loss(world, embedder):
                                   "rejected_persona": ["The user is a meat lover who cares about healthy food."]})
     alone = [JudgeContext("p:0", pair_personas.chosen_persona[0], (), pair.prompt[0])]
     assert cmp.judge_comparison(judge, pair, alone, [PAIR_SPECIFIC], [PAIR_GENERIC]).personalization[0] == "b"
-    contexts = cmp.judge_contexts(pair, pair_personas, "chosen", "gold", personas)
+    contexts = cmp.judge_contexts(pair, pair_personas, "chosen", "pair", personas)
     assert contexts[0].rival_texts == (pair_personas.rejected_persona[0],)
     assert cmp.judge_comparison(judge, pair, contexts, [PAIR_SPECIFIC], [PAIR_GENERIC]).personalization[0] == "a"
 
@@ -122,10 +122,10 @@ def test_pair_personas_are_contrasted_with_the_other_side_of_the_same_source():
     nobody = WorldPersonas(())
     (retr,) = cmp.judge_contexts(rows, None, "rejected", "dataset_retr", nobody)
     assert (retr.persona_text, retr.rival_texts) == ("dislikes retrieved", ("likes retrieved",))
-    (table3,) = cmp.judge_contexts(rows, None, "chosen", "world", nobody)  # a user without a world persona
+    (table3,) = cmp.judge_contexts(rows, None, "chosen", "gold", nobody)  # a user without a world persona
     assert (table3.persona_text, table3.rival_texts) == ("likes detail", ("dislikes detail",))
     with pytest.raises(cmp.ComparisonInputError, match="user 'bt' has no gold persona in the persona table"):
-        cmp.judge_contexts(rows.assign(rejected_persona_gold=""), None, "chosen", "world", nobody)
+        cmp.judge_contexts(rows.assign(rejected_persona_gold=""), None, "chosen", "gold", nobody)
 
 
 class LongerIsBetter:

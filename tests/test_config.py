@@ -122,7 +122,7 @@ def test_a_run_name_used_twice_is_refused(tmp_path):
     "run, expected",
     [
         ({"kind": "pm"}, "train.runs.r: kind 'pm' needs a user"),
-        ({"kind": "pt", "prefix": "tag"}, "kind 'pt' needs prefix gold or inferred, got 'tag'"),
+        ({"kind": "pt", "prefix": "tag"}, "kind 'pt' needs a persona source as prefix (gold, pair, dataset_pair), got 'tag'"),
         ({"kind": "mt", "prefix": "gpt4"}, "kind 'mt' prefix 'gpt4' is not a prefix type; allowed: none, tag"),
         ({"kind": "ppo"}, "train.runs.r.kind = 'ppo' is not allowed; allowed values: 'dpo', 'pt', 'pm', 'mt' or 'sft'"),
     ],

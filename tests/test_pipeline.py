@@ -279,7 +279,7 @@ def test_stage_5_judges_every_comparison_in_both_orders(smoke_runs):
     assert (agreement.n + agreement.invalid == min(32, len(judgments))).all()  # the default sample: 32
     assert set(judgments.personalization) | set(judgments.quality) <= {"a", "b", "tie", "invalid"}
     boat = (repo / "figures/table_whose_boat.md").read_text()
-    assert "pt_gold + P_gold" in boat and "ΔPQ" in boat and "| average" in boat
+    assert "pt_pair + P_pair" in boat and "ΔPQ" in boat and "| average" in boat
     metrics = json.loads((repo / "results/generate_judge/metrics.json").read_text())
     assert set(metrics["whose_boat"]) == {"builtin/chosen/gold", "builtin/chosen/retr", "builtin/rejected/gold",
                                           "builtin/rejected/retr", "average"}
@@ -339,7 +339,7 @@ def test_two_gloo_processes_agree_on_steps_and_losses(smoke_runs):
 def test_a_bad_train_run_stops_with_the_run_and_the_cause(smoke_runs):
     repo = smoke_runs[1]
     result = subprocess.run([sys.executable, "-m", "personalign", "train", "nope"], cwd=repo, capture_output=True, text=True)
-    assert result.returncode == 2 and "run 'nope' is not in train.runs; defined runs: dpo, pt_gold" in result.stderr
+    assert result.returncode == 2 and "run 'nope' is not in train.runs; defined runs: dpo, pt_pair" in result.stderr
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["train"]["runs"]["pm_nobody"] = {"kind": "pm", "user": "nobody"}
     params["train"]["runs"]["mt_strong"] = {"kind": "mt", "prefix": "name", "prefix_seed": 9}
@@ -396,11 +396,11 @@ def test_the_persona_tailoring_profile_runs_end_to_end_on_real_rows(persona_tail
         assert (repo / "models/adapters" / run / "adapter").is_dir()
     examples = pd.read_csv(repo / "results/scores/examples.csv")
     assert not set(examples.id) & set(mnemonic_test.id)  # no responses: not scored
-    assert set(examples[examples.system == "pt_beavertails"].condition) == {"pt_gold", "pt_inferred", "pt_retr"}
+    assert set(examples[examples.system == "pt_beavertails"].condition) == {"pt_dataset_retr", "pt_dataset_pair_oracle_sees_label"}
     boat = pd.read_csv(repo / "results/generate_judge/whose_boat.csv", keep_default_na=False)
     per_dataset = params["generate_judge"]["prompts_per_type"]
     missing = boat[boat.missing != ""]
-    assert set(missing.setting) == {"mnemonic/chosen/dataset_gold", "mnemonic/rejected/dataset_gold"}
+    assert set(missing.setting) == {"mnemonic/chosen/dataset_pair", "mnemonic/rejected/dataset_pair"}
     assert set(boat[(boat.missing == "") & (boat.setting != "average")].n) == {per_dataset}
     assert boat.setting.iloc[-1] == "average" and len(boat) == 9
     versus = pd.read_csv(repo / "results/analysis/whose_boat_vs_paper.csv")

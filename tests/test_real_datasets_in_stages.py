@@ -82,7 +82,7 @@ def test_users_without_tag_or_gold_get_only_the_prefixes_they_can_have():
 
 def whose_boat_settings(**changes) -> GenerateJudgeParams:
     raw = {"whose_boat": {"runs": {"bt": {"dpo": "dpo_bt", "pt": "pt_bt"}, "mnem": {"dpo": "dpo_m", "pt": "pt_m"}},
-                          "persona_sources": ["dataset_retr", "dataset_gold"]}, "prefix_table": {"mt_run": ""}}
+                          "persona_sources": ["dataset_retr", "dataset_pair"]}, "prefix_table": {"mt_run": ""}}
     raw.update(changes)
     return parse_params({"generate_judge": raw}).generate_judge
 
@@ -92,12 +92,12 @@ def test_whose_boat_cells_per_dataset_keep_missing_personas_missing():
     rows = records[records.split == "test"]
     cells = cmp.whose_boat_cells(rows, None, whose_boat_settings().whose_boat)
     assert [c.setting for c in cells] == [f"{d}/{side}/{src}" for d in ("bt", "mnem") for side in ("chosen", "rejected")
-                                         for src in ("dataset_retr", "dataset_gold")]
+                                         for src in ("dataset_retr", "dataset_pair")]
     by_setting = {c.setting: c for c in cells}
-    assert by_setting["bt/rejected/dataset_gold"].personas[0] == "The user dislikes bt detail 0."
+    assert by_setting["bt/rejected/dataset_pair"].personas[0] == "The user dislikes bt detail 0."
     assert set(by_setting["mnem/chosen/dataset_retr"].rows.source) == {"mnem"} and not by_setting["mnem/chosen/dataset_retr"].missing
-    assert "no chosen persona (dataset_gold)" in by_setting["mnem/chosen/dataset_gold"].missing
-    assert by_setting["mnem/chosen/dataset_gold"].personas == ()
+    assert "no chosen persona (dataset_pair)" in by_setting["mnem/chosen/dataset_pair"].missing
+    assert by_setting["mnem/chosen/dataset_pair"].personas == ()
     assert by_setting["bt/chosen/dataset_retr"].pt == cmp.System("PT + P", "pt_bt", "pt")
 
 
@@ -133,7 +133,7 @@ def test_the_whose_boat_table_has_the_papers_layout_an_average_row_and_dashes():
     assert (round(bt.p_win, 1), round(bt.p_loss, 1), round(bt.delta_pq, 2)) == (66.7, 33.3, 33.33)
     mnem = table.set_index("setting").loc["mnem/chosen/dataset_retr"]  # P: a, tie, tie; Q: tie, tie, a
     assert mnem.p_wr == 1.0 and mnem.q_wr == 1.0 and mnem.delta_pq == 100.0
-    assert table.set_index("setting").loc["mnem/chosen/dataset_gold"].n == 0
+    assert table.set_index("setting").loc["mnem/chosen/dataset_pair"].n == 0
     average = table.iloc[-1]
     judged_cells = table[(table.missing == "") & (table.setting != "average")]
     assert average.setting == "average" and len(judged_cells) == 6
@@ -157,8 +157,8 @@ def test_intervals_and_the_paper_comparison_of_the_whose_boat_table():
     assert shown[shown.Dataset == "mnem chosen"]["ΔPQ"].tolist()[1] == "—"
     versus = an.whose_boat_vs_paper(table, WHOSE_BOAT_TABLE, {"bt": "bt", "mnem": "mnemonic", "average": "average"})
     # bt: 4 cells; mnem: the two retrieved-persona cells (the paper has no Mnemonic P_gold cells); their average
-    assert list(versus.cell) == ["bt/chosen/dataset_retr", "bt/chosen/dataset_gold", "bt/rejected/dataset_retr",
-                                 "bt/rejected/dataset_gold", "mnem/chosen/dataset_retr", "mnem/rejected/dataset_retr",
+    assert list(versus.cell) == ["bt/chosen/dataset_retr", "bt/chosen/dataset_pair", "bt/rejected/dataset_retr",
+                                 "bt/rejected/dataset_pair", "mnem/chosen/dataset_retr", "mnem/rejected/dataset_retr",
                                  "average of these 6 cells"]
     first, average = versus.iloc[0], versus.iloc[-1]
     assert (first["paper ΔPQ"], first["ours ΔPQ"], first["difference"]) == (21.3, 33.3, 12.0)

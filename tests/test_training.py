@@ -36,9 +36,9 @@ def test_pt_puts_the_chosen_persona_in_the_pt_template(records):
     pairs = training_pairs(RunSpec("pt", "pt", prefix="gold"), records)
     assert pairs.prompt[0] == "Prompt: ana asks question 0?\nPersona: ana likes detail.\nResponse:"
     inferred = pd.DataFrame({"id": pairs.id, "chosen_persona": "The user is curious."})
-    assert "Persona: The user is curious." in training_pairs(RunSpec("pt2", "pt", prefix="inferred"), records, None, inferred).prompt[0]
-    with pytest.raises(TrainingDataError, match="run 'pt3': PT with inferred personas needs stage 2"):
-        training_pairs(RunSpec("pt3", "pt", prefix="inferred"), records)
+    assert "Persona: The user is curious." in training_pairs(RunSpec("pt2", "pt", prefix="pair"), records, None, inferred).prompt[0]
+    with pytest.raises(TrainingDataError, match="run 'pt3': persona source 'pair' needs stage 2's pair personas"):
+        training_pairs(RunSpec("pt3", "pt", prefix="pair"), records)
 
 
 def test_pm_trains_on_one_user_and_fraction_subsamples_deterministically(records):

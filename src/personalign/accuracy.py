@@ -12,13 +12,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from personalign.persona_sources import PERSONA_SOURCES, SEES_LABEL, TESTED_WITH, PersonaSourceError, persona_texts
 from personalign.prompts import PT_TEMPLATE, prefixed_prompt
 from personalign.statistics import wilson_interval
 from personalign.training import RunSpec
 
 SEEDED_PREFIXES = {"few_shot", "persona", "persona_strong"}  # prefix types whose text depends on a selection seed
-PT_PERSONAS = {"pt_gold": "the world's gold persona of y_w's user", "pt_inferred": "inferred from the test pair",
-               "pt_retr": "retrieved from the nearest training prompt"}
+PT_VARIANTS = {f"pt_{source}": source for source in PERSONA_SOURCES}  # the PT template with the chosen persona
+ORACLE_SUFFIX = "_oracle_sees_label"  # condition name of a cell whose prompt was inferred knowing y_w is preferred
 
 
 class ScoringInputError(ValueError):
@@ -28,11 +29,28 @@ class ScoringInputError(ValueError):
 @dataclass(frozen=True)
 class Condition:
     """One cell family of a system: `name` says what is measured, `variant` which prompts are scored
-    ("none", "<prefix type>@<seed>" or one of PT_PERSONAS)."""
+    ("none", "<prefix type>@<seed>" or one of PT_VARIANTS)."""
 
     system: str
     name: str
     variant: str
+
+    @property
+    def sees_label(self) -> bool:
+        """The prompt carries a persona inferred from this test pair knowing y_w is preferred: an oracle, never a
+        headline cell (its name ends in ORACLE_SUFFIX)."""
+        return PT_VARIANTS.get(self.variant) in SEES_LABEL
+
+
+def pt_condition(system: str, source: str) -> Condition:
+    """The PT-template cell of `system` under a persona source, named as an oracle when the persona sees the label."""
+    variant = f"pt_{source}"
+    return Condition(system, variant + (ORACLE_SUFFIX if source in SEES_LABEL else ""), variant)
+
+
+def pt_headline_condition(prefix: str) -> str:
+    """The honest cell of a PT run trained on persona source `prefix`: the same kind of persona, not from the pair."""
+    return f"pt_{TESTED_WITH[prefix]}"
 
 
 def variant_prompts(variant: str, test: pd.DataFrame, prefixes: pd.DataFrame,
@@ -40,18 +58,11 @@ def variant_prompts(variant: str, test: pd.DataFrame, prefixes: pd.DataFrame,
     """The user message of every test pair under a prompt variant."""
     if variant == "none":
         return list(test.prompt)
-    if variant in PT_PERSONAS:
-        if variant == "pt_gold":
-            personas = list(test.chosen_persona_gold)
-        else:
-            if pair_personas is None:
-                raise ScoringInputError(f"prompt variant {variant!r} needs stage 2's pair personas")
-            column = "chosen_persona" if variant == "pt_inferred" else "chosen_persona_retr"
-            lookup = dict(zip(pair_personas.id, pair_personas[column]))
-            personas = [lookup.get(i, "") for i in test.id]
-        missing = [i for i, p in zip(test.id, personas) if not p]
-        if missing:
-            raise ScoringInputError(f"prompt variant {variant!r}: no persona for test pair {missing[0]!r}")
+    if variant in PT_VARIANTS:
+        try:
+            personas = persona_texts(test, pair_personas, "chosen", PT_VARIANTS[variant])
+        except PersonaSourceError as exc:
+            raise ScoringInputError(f"prompt variant {variant!r}: {exc}") from exc
         return [PT_TEMPLATE.format(x=x, persona=p) for x, p in zip(test.prompt, personas)]
     prefix_type, _, seed = variant.partition("@")
     table = prefixes[(prefixes.prefix_type == prefix_type) & (prefixes.seed == int(seed or 0))]
@@ -64,11 +75,13 @@ def variant_prompts(variant: str, test: pd.DataFrame, prefixes: pd.DataFrame,
 
 def run_conditions(run: RunSpec, prefix_seeds: list[int], sensitivity: bool) -> list[Condition]:
     """A trained run's cells: its own inference prompt, and for MT runs (with `sensitivity`) the App. L cells — a
-    new prefix seed, a wrong (shuffled) prefix, no prefix. Seen and unseen users are split later, per row."""
+    new prefix seed, a wrong (shuffled) prefix, no prefix. A PT run is scored with the honest persona of the kind it
+    trained on (`pt_headline_condition`) and, when it trained on pair personas, under the test pair's own pair
+    persona as a labelled oracle. Seen and unseen users are split later, per row."""
     if run.kind == "pt" or (run.kind == "sft" and run.prefix != "none"):
-        own = [Condition(run.name, "pt_gold", "pt_gold")]
-        if run.kind == "pt":
-            own += [Condition(run.name, v, v) for v in ("pt_inferred", "pt_retr")]
+        own = [pt_condition(run.name, TESTED_WITH[run.prefix])]
+        if run.prefix in SEES_LABEL:
+            own.append(pt_condition(run.name, run.prefix))
         return own
     if run.kind != "mt" or run.prefix == "none":
         return [Condition(run.name, "no_prefix", "none")]
@@ -94,7 +107,8 @@ def base_conditions(prefix_types: list[str], available: set[str], prefix_seeds: 
             seeds = prefix_seeds if prefix_type in SEEDED_PREFIXES else [0]
             variants += [f"{prefix_type}@{s}" for s in seeds]
     variants += sorted(needed - set(variants))
-    return [Condition("base", v.split("@")[0] if v.endswith("@0") else v, v) for v in variants]
+    return [pt_condition("base", PT_VARIANTS[v]) if v in PT_VARIANTS
+            else Condition("base", v.split("@")[0] if v.endswith("@0") else v, v) for v in variants]
 
 
 def seen_users(run: RunSpec | None, test: pd.DataFrame) -> np.ndarray:
@@ -111,24 +125,39 @@ def seen_users(run: RunSpec | None, test: pd.DataFrame) -> np.ndarray:
     return np.ones(len(test), dtype=bool)
 
 
+def row_reductions(rows: pd.DataFrame, log_prob_reduction: dict[str, str], sources: set[str]) -> np.ndarray:
+    """Per row, the log-prob reduction of its dataset (`score.log_prob_reduction`: "default" and dataset names, i.e.
+    records sources); a dataset name that is not among `sources` is an error naming the key."""
+    unknown = sorted(set(log_prob_reduction) - {"default"} - sources)
+    if unknown:
+        raise ScoringInputError(f"score.log_prob_reduction.{unknown[0]}: no dataset of that name in the records; "
+                                f"their sources are {', '.join(sorted(sources))}")
+    return np.array([log_prob_reduction.get(s, log_prob_reduction["default"]) for s in rows.source])
+
+
 def examples_frame(condition: Condition, rows: pd.DataFrame, seen: np.ndarray, scores: pd.DataFrame,
-                   reference: pd.DataFrame | None) -> pd.DataFrame:
-    """Per-example record of one condition: reference-free decision and, given the reference model's scores of the
-    same prompts, the implicit-reward decision log π/π_ref(y_w) > log π/π_ref(y_l) (β > 0 does not change the sign)."""
+                   implicit_margin: np.ndarray | None, reductions: np.ndarray | str = "mean",
+                   implicit_precision: str = "") -> pd.DataFrame:
+    """Per-example record of one condition: reference-free decision (each row under its dataset's log-prob
+    reduction, `reductions`) and, given the implicit-reward margins log π/π_ref(y_w) − log π/π_ref(y_l)
+    (`implicit_margins`, computed at `implicit_precision`), the implicit-reward decision margin > 0 (β > 0 does not
+    change the sign)."""
+    from personalign.scoring import prefers_chosen
+
+    reductions = np.broadcast_to(np.asarray(reductions), (len(rows),))
     frame = pd.DataFrame({
         "system": condition.system, "condition": condition.name, "variant": condition.variant,
-        "id": list(rows.id), "user_id": list(rows.user_id), "question_type": list(rows.question_type),
+        "sees_label": condition.sees_label, "id": list(rows.id), "source": list(rows.source),
+        "user_id": list(rows.user_id), "question_type": list(rows.question_type),
         "seen": seen, "chosen_logp": scores.chosen_logp.to_numpy(), "chosen_tokens": scores.chosen_tokens.to_numpy(),
         "rejected_logp": scores.rejected_logp.to_numpy(), "rejected_tokens": scores.rejected_tokens.to_numpy(),
-        "correct": scores.correct.to_numpy(),
+        "reduction": reductions,
+        "correct": prefers_chosen(scores.chosen_logp, scores.chosen_tokens, scores.rejected_logp,
+                                  scores.rejected_tokens, reductions),
     })
-    if reference is None:
-        frame["implicit_correct"] = pd.array([pd.NA] * len(frame), dtype="boolean")
-    else:
-        ref = reference.set_index("id").loc[frame.id]
-        margin = (frame.chosen_logp.to_numpy() - ref.chosen_logp.to_numpy()) - (
-            frame.rejected_logp.to_numpy() - ref.rejected_logp.to_numpy())
-        frame["implicit_correct"] = pd.array(margin > 0, dtype="boolean")
+    frame["implicit_precision"] = implicit_precision if implicit_margin is not None else ""
+    frame["implicit_correct"] = pd.array([pd.NA] * len(frame) if implicit_margin is None else implicit_margin > 0,
+                                         dtype="boolean")
     return frame
 
 
@@ -163,6 +192,67 @@ def metrics_tree(cells: pd.DataFrame) -> dict:
         if not np.isnan(row.implicit_accuracy):
             leaf[f"{row.question_type}/{row.users}/implicit"] = round(float(row.implicit_accuracy), 4)
     return tree
+
+
+def length_diagnostic(examples: pd.DataFrame) -> pd.DataFrame:
+    """Why the base model's reference-free accuracy sits where it does, per dataset (records source): without a
+    prefix, accuracy under mean and under summed log-probs with Wilson 95% intervals, over all test pairs and over
+    those where y_w has more, as many or fewer tokens than y_l (share of pairs and mean token difference y_w − y_l)."""
+    from personalign.scoring import prefers_chosen
+
+    base = examples[(examples.system == "base") & (examples.variant == "none")]
+    rows = []
+    for source, group in base.groupby("source", sort=True):
+        difference = (group.chosen_tokens - group.rejected_tokens).to_numpy()
+        decisions = {r: prefers_chosen(group.chosen_logp, group.chosen_tokens, group.rejected_logp,
+                                       group.rejected_tokens, r) for r in ("mean", "sum")}
+        for pairs, mask in (("all", difference == difference), ("y_w longer", difference > 0),
+                            ("same length", difference == 0), ("y_w shorter", difference < 0)):
+            if not mask.any():
+                continue
+            row = {"dataset": source, "pairs": pairs, "n": int(mask.sum()), "share": float(mask.mean()),
+                   "token_difference": float(difference[mask].mean())}
+            for reduction, correct in decisions.items():
+                hits = int(correct[mask].sum())
+                row[f"accuracy_{reduction}"] = hits / int(mask.sum())
+                row[f"ci_low_{reduction}"], row[f"ci_high_{reduction}"] = wilson_interval(hits, int(mask.sum()))
+            rows.append(row)
+    return pd.DataFrame(rows, columns=["dataset", "pairs", "n", "share", "token_difference", "accuracy_mean",
+                                       "ci_low_mean", "ci_high_mean", "accuracy_sum", "ci_low_sum", "ci_high_sum"])
+
+
+def length_sentences(diagnostic: pd.DataFrame) -> str:
+    """One paragraph per dataset of `length_diagnostic`, every number read from it: how often y_w is the longer
+    response, accuracy under both reductions, and whether the pairs where y_w is shorter stay below chance."""
+    def acc(row, reduction: str) -> str:
+        return (f"{getattr(row, f'accuracy_{reduction}'):.2f} [{getattr(row, f'ci_low_{reduction}'):.2f}, "
+                f"{getattr(row, f'ci_high_{reduction}'):.2f}]")
+
+    paragraphs = []
+    for dataset, table in diagnostic.groupby("dataset", sort=True):
+        cells = {r.pairs: r for r in table.itertuples()}
+        overall, longer, shorter = cells["all"], cells.get("y_w longer"), cells.get("y_w shorter")
+        text = (f"**{dataset}** ({overall.n} test pairs, base model, no prefix): y_w has more tokens than y_l in "
+                f"{longer.share if longer else 0:.0%} of pairs (mean difference {overall.token_difference:+.1f} "
+                f"tokens). Reference-free accuracy is {acc(overall, 'mean')} with mean token log-probs and "
+                f"{acc(overall, 'sum')} with summed log-probs.")
+        if longer is not None and shorter is not None:
+            text += (f" Where y_w is longer: {acc(longer, 'mean')} (mean), {acc(longer, 'sum')} (sum); where it is "
+                     f"shorter (n={shorter.n}): {acc(shorter, 'mean')} (mean), {acc(shorter, 'sum')} (sum).")
+            longer_below = min(longer.ci_high_mean, longer.ci_high_sum) < 0.5
+            if shorter.ci_high_mean < 0.5:
+                text += (" Even where y_w is shorter the model prefers y_l beyond chance, so length alone does not "
+                         "explain the deficit: the base model finds the rejected responses themselves more likely.")
+            elif longer_below and max(shorter.ci_low_mean, shorter.ci_low_sum) > 0.5:
+                text += (" Accuracy is below chance where y_w is longer and above it where y_w is shorter: the "
+                         "length difference of the pairs drives the deficit, not the label direction.")
+            elif longer_below:
+                text += (f" Accuracy is below chance where y_w is longer; the {shorter.n} pairs where it is shorter are "
+                         "too few to tell whether length alone explains it.")
+            else:
+                text += " Neither length group is below chance beyond its interval."
+        paragraphs.append(text)
+    return "\n\n".join(paragraphs)
 
 
 def by_user(examples: pd.DataFrame) -> pd.DataFrame:
@@ -220,71 +310,146 @@ def merged_run(base, run_dir: Path):
     return PeftModel.from_pretrained(model, str(run_dir / "adapter")).merge_and_unload(), reference
 
 
-def score_systems(base_dir: str | Path, adapters_dir: str | Path, runs: list[RunSpec], test: pd.DataFrame,
-                  prefixes: pd.DataFrame, pair_personas: pd.DataFrame | None, base_prefixes: list[str],
-                  prefix_seeds: list[int], sensitivity: bool, batch_size: int, precision: str,
-                  cache_root: str | Path) -> pd.DataFrame:
-    """Per-example scores of the base model (every base condition) and of every run (its conditions). The base
-    model is loaded once; each run is its adapter merged into a copy of it in memory (`merged_run`). Every prompt is
-    built before any scoring, so missing inputs stop the stage before compute."""
-    from tqdm.auto import tqdm
+class _Scorer:
+    """Scores of the test pairs under a prompt variant by one model (the base, or a merged run named by its adapter
+    id) at one precision, served from the ScoreCache when that exact scoring was done before."""
 
-    from personalign.generation import model_fingerprint
-    from personalign.hardware import resolve_precision
-    from personalign.models import load_base
-    from personalign.scoring import score_pairs
+    def __init__(self, base_dir, test: pd.DataFrame, prompts: dict[str, list[str]], batch_size: int, cache_root):
+        from personalign.generation import model_fingerprint
+        from personalign.models import load_base
 
-    precision = resolve_precision(precision, "cpu")  # scoring runs on the CPU (load_base below)
-    adapters_dir = Path(adapters_dir)
+        self.model, self.tokenizer, _ = load_base(base_dir, "cpu", "float32")
+        self.test, self.prompts, self.batch_size = test, prompts, batch_size
+        self.cache, self.base_id = ScoreCache(cache_root), model_fingerprint(base_dir)
+
+    def __call__(self, model, adapter_id: str, variant: str, precision: str) -> pd.DataFrame:
+        from personalign.scoring import score_pairs
+
+        pairs = self.test.assign(prompt=self.prompts[variant])
+        key = ScoreCache.key(self.base_id, adapter_id, pairs, {"batch_size": self.batch_size, "precision": precision})
+        scores = self.cache.get(key)
+        if scores is None:
+            scores = score_pairs(model, self.tokenizer, pairs, self.batch_size, autocast_bf16=precision == "bf16")
+            self.cache.put(key, scores)
+        return scores.reset_index(drop=True)
+
+
+def _check_adapters(adapters_dir: Path, runs: list[RunSpec]) -> None:
     for run in runs:
         if not (adapters_dir / run.name / "adapter").is_dir():
             raise ScoringInputError(f"run {run.name!r}: no trained adapter in {adapters_dir / run.name} (stage 3)")
+
+
+def implicit_margins(scores: pd.DataFrame, reference: pd.DataFrame) -> np.ndarray:
+    """log π/π_ref(y_w) − log π/π_ref(y_l) per pair of `scores` (the reference's rows matched by id)."""
+    ref = reference.set_index("id").loc[scores.id]
+    return (scores.chosen_logp.to_numpy() - ref.chosen_logp.to_numpy()) - (
+        scores.rejected_logp.to_numpy() - ref.rejected_logp.to_numpy())
+
+
+IMPLICIT_FLIP_LIMIT = 0.01  # share of implicit-reward decisions bf16 autocast may change before margins use fp32
+
+
+def implicit_precision_check(base_dir: str | Path, adapters_dir: str | Path, runs: list[RunSpec], test: pd.DataFrame,
+                             prefixes: pd.DataFrame, pair_personas: pd.DataFrame | None, prefix_seeds: list[int],
+                             batch_size: int, cache_root: str | Path) -> dict:
+    """The implicit-reward decisions of the first run with a reference model (not SFT), on the test pairs of its
+    first cell, under bf16 autocast and under fp32: policy ≈ reference, so the margin is a small difference of large
+    log-probs and bf16 rounding can flip its sign. Returns the run, cell, n, how many decisions differ, their share,
+    the largest margin change, and `implicit_precision`: fp32 when the share exceeds IMPLICIT_FLIP_LIMIT."""
+    adapters_dir = Path(adapters_dir)
+    run = next((r for r in runs if r.kind != "sft"), None)
+    if run is None:
+        return {"run": "", "condition": "", "n": 0, "differing": 0, "share": 0.0, "max_margin_change": 0.0,
+                "limit": IMPLICIT_FLIP_LIMIT, "implicit_precision": "fp32"}
+    _check_adapters(adapters_dir, [run])
+    condition = run_conditions(run, prefix_seeds, sensitivity=False)[0]
+    prompts = {condition.variant: variant_prompts(condition.variant, test, prefixes, pair_personas)}
+    scorer = _Scorer(base_dir, test, prompts, batch_size, cache_root)
+    run_dir = adapters_dir / run.name
+    policy, reference_model = merged_run(scorer.model, run_dir)
+    reference_model = scorer.model if reference_model is None else reference_model
+    reference_id = "" if reference_model is scorer.model else f"{directory_fingerprint(run_dir)}/reference"
+    margins = {precision: implicit_margins(scorer(policy, directory_fingerprint(run_dir), condition.variant, precision),
+                                           scorer(reference_model, reference_id, condition.variant, precision))
+               for precision in ("bf16", "fp32")}
+    differing = int(((margins["bf16"] > 0) != (margins["fp32"] > 0)).sum())
+    share = differing / len(test)
+    return {"run": run.name, "condition": condition.name, "n": len(test), "differing": differing,
+            "share": round(share, 6), "max_margin_change": round(float(np.abs(margins["bf16"] - margins["fp32"]).max()), 6),
+            "limit": IMPLICIT_FLIP_LIMIT, "implicit_precision": "fp32" if share > IMPLICIT_FLIP_LIMIT else "bf16"}
+
+
+def implicit_precision_sentence(check: dict) -> str:
+    """What `implicit_precision_check` found, in words, every number read from it."""
+    if not check["run"]:
+        return "No trained run has a reference model: there are no implicit-reward decisions to check."
+    return (f"On the {check['n']} test pairs of `{check['run']}` / `{check['condition']}`, bf16 autocast and fp32 "
+            f"disagree on {check['differing']} implicit-reward decisions ({check['share']:.1%}; largest change of a "
+            f"margin {check['max_margin_change']:.4f} nats). Above {check['limit']:.0%} the margins are computed in fp32, "
+            f"so every implicit-reward accuracy below uses **{check['implicit_precision']}**.")
+
+
+def score_systems(base_dir: str | Path, adapters_dir: str | Path, runs: list[RunSpec], test: pd.DataFrame,
+                  prefixes: pd.DataFrame, pair_personas: pd.DataFrame | None, base_prefixes: list[str],
+                  prefix_seeds: list[int], sensitivity: bool, batch_size: int, precision: str,
+                  cache_root: str | Path, log_prob_reduction: dict[str, str] | None = None,
+                  implicit_precision: str | None = None) -> pd.DataFrame:
+    """Per-example scores of the base model (every base condition) and of every run (its conditions). The base
+    model is loaded once; each run is its adapter merged into a copy of it in memory (`merged_run`). Reference-free
+    decisions use `precision` and each dataset's `log_prob_reduction` ({"default": "mean"} when None); implicit-reward
+    decisions use `implicit_precision` (default: `precision`; see `implicit_precision_check`), scoring policy and
+    reference again where it differs. Every prompt is built before any scoring, so missing inputs stop the stage
+    before compute."""
+    from tqdm.auto import tqdm
+
+    from personalign.hardware import resolve_precision
+
+    precision = resolve_precision(precision, "cpu")  # scoring runs on the CPU (_Scorer loads the base there)
+    adapters_dir = Path(adapters_dir)
+    _check_adapters(adapters_dir, runs)
+    reductions = row_reductions(test, log_prob_reduction or {"default": "mean"}, set(test.source))
+    implicit_precision = implicit_precision or precision
     conditions = {run.name: run_conditions(run, prefix_seeds, sensitivity) for run in runs}
     needed = {c.variant for cells in conditions.values() for c in cells}
     conditions["base"] = base_conditions(base_prefixes, set(prefixes.prefix_type), prefix_seeds, needed)
     prompts = {c.variant: variant_prompts(c.variant, test, prefixes, pair_personas)
                for cells in conditions.values() for c in cells}
-    settings = {"batch_size": batch_size, "precision": precision}
-    cache, base_id = ScoreCache(cache_root), model_fingerprint(base_dir)
-    model, tokenizer, _ = load_base(base_dir, "cpu", "float32")
+    scored = _Scorer(base_dir, test, prompts, batch_size, cache_root)
     bar = tqdm(total=sum(len(c) for c in conditions.values()), desc="score", unit="cell")
 
-    def scored(model, adapter_id: str, variant: str) -> pd.DataFrame:
-        pairs = test.assign(prompt=prompts[variant])
-        key = ScoreCache.key(base_id, adapter_id, pairs, settings)
-        scores = cache.get(key)
-        if scores is None:
-            scores = score_pairs(model, tokenizer, pairs, batch_size, autocast_bf16=precision == "bf16")
-            cache.put(key, scores)
-        return scores.reset_index(drop=True)
-
-    frames, base_scores = [], {}
+    frames = []
     for condition in conditions["base"]:
-        base_scores[condition.variant] = scored(model, "", condition.variant)
-        frames.append(examples_frame(condition, test, seen_users(None, test), base_scores[condition.variant], None))
+        frames.append(examples_frame(condition, test, seen_users(None, test),
+                                     scored(scored.model, "", condition.variant, precision), None, reductions))
         bar.update()
     for run in runs:
         run_dir = adapters_dir / run.name
         adapter_id = directory_fingerprint(run_dir)
-        policy, reference_model = merged_run(model, run_dir)
+        policy, reference_model = merged_run(scored.model, run_dir)
         for condition in conditions[run.name]:
-            scores = scored(policy, adapter_id, condition.variant)
-            if run.kind == "sft":
-                reference = None  # SFT has no reference model: implicit-reward accuracy does not apply
-            elif reference_model is None:
-                reference = base_scores[condition.variant]
-            else:
-                reference = scored(reference_model, f"{adapter_id}/reference", condition.variant)
-            frames.append(examples_frame(condition, test, seen_users(run, test), scores, reference))
+            scores = scored(policy, adapter_id, condition.variant, precision)
+            implicit = None  # SFT has no reference model: implicit-reward accuracy does not apply
+            if run.kind != "sft":
+                reference = (scored(scored.model, "", condition.variant, implicit_precision) if reference_model is None
+                             else scored(reference_model, f"{adapter_id}/reference", condition.variant,
+                                         implicit_precision))
+                policy_scores = scores if implicit_precision == precision else scored(
+                    policy, adapter_id, condition.variant, implicit_precision)
+                implicit = implicit_margins(policy_scores, reference)
+            frames.append(examples_frame(condition, test, seen_users(run, test), scores, implicit, reductions,
+                                         implicit_precision))
             bar.update()
         del policy, reference_model
     bar.close()
     return pd.concat(frames, ignore_index=True)
 
 
-def cells_table(cells: pd.DataFrame) -> pd.DataFrame:
+def cells_table(cells: pd.DataFrame, oracles: bool = False) -> pd.DataFrame:
     """The cells as a readable table: one row per system × condition; reference-free accuracy with its Wilson 95%
-    interval by question type (all users) and by seen/unseen users (all questions), and implicit-reward accuracy."""
+    interval by question type (all users) and by seen/unseen users (all questions), and implicit-reward accuracy.
+    The honest cells by default; with `oracles`, only the cells whose prompt sees the test label."""
+    cells = cells[cells.condition.str.endswith(ORACLE_SUFFIX) == oracles]
     def fmt(row) -> str:
         return f"{row.accuracy:.3f} [{row.ci_low:.2f}, {row.ci_high:.2f}] (n={row.n})"
 

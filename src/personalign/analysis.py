@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from personalign.persona_sources import PAPER_NAME
 from personalign.seeding import figure_rng
 from personalign.statistics import (
     bootstrap_ci,
@@ -615,13 +616,15 @@ def _wtl(text: str) -> np.ndarray:
 
 
 def whose_boat_vs_paper(boat: pd.DataFrame, paper: pd.DataFrame, dataset_names: dict[str, str]) -> pd.DataFrame:
-    """Each judged cell of this run beside the paper's cell of the same dataset, side and persona source (P_gold /
-    P_retr: the dataset's own personas or stage 2's) and the difference in ΔPQ; cells without a paper counterpart
-    are left out. Last, when any cell matched, the average over the matched cells only (on both sides), never the
-    paper's average over cells this run does not have."""
+    """Each judged cell of this run beside the paper's cell of the same dataset, side and persona source (the
+    paper's P_gold is our pair persona, its P_retr our retrieved one: the dataset's own or stage 2's) and the
+    difference in ΔPQ; cells without a paper counterpart are left out. Last, when any cell matched, the average over
+    the matched cells only (on both sides), never the paper's average over cells this run does not have."""
     rows = []
     for r in boat[(boat.missing.fillna("") == "") & (boat.setting != "average")].itertuples():
-        persona = r.source.removeprefix("dataset_")
+        persona = PAPER_NAME.get(r.source)
+        if persona is None:
+            continue
         match = paper[(paper.paper_dataset == dataset_names.get(r.dataset, "")) & (paper.side == r.side)
                       & (paper.persona == persona)]
         if match.empty:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from personalign import persona_sources
 from personalign.accuracy import seen_users
 from personalign.judge import (
     OTHER_SIDE, Judge, JudgeContext, WorldPersonas, combine_orders, order_verdicts, pair_context, world_context,
@@ -59,37 +60,22 @@ def evaluation_prompts(test: pd.DataFrame, per_type: int, rng: np.random.Generat
 
 
 def persona_texts(rows: pd.DataFrame, pair_personas: pd.DataFrame | None, side: str, source: str) -> list[str]:
-    """The persona of each evaluation row: the `chosen` or `rejected` side, inferred in stage 2 from the test pair
-    itself (`gold`, the Whose Boat P_gold) or retrieved from the nearest training prompt (`retr`); `dataset_gold` /
-    `dataset_retr` are the personas a real dataset ships in its records; `world` is the world's gold persona of the
-    row's user (chosen side only)."""
-    if source == "world":
-        if side != "chosen":
-            raise ComparisonInputError("persona source 'world' has a chosen side only")
-        texts = list(rows.chosen_persona_gold)
-    elif source.startswith("dataset_"):
-        texts = list(rows[f"{side}_persona_{source.removeprefix('dataset_')}"])
-    else:
-        if pair_personas is None:
-            raise ComparisonInputError(f"persona source {source!r} needs stage 2's pair personas")
-        column = f"{side}_persona" + ("_retr" if source == "retr" else "")
-        lookup = dict(zip(pair_personas.id, pair_personas[column]))
-        texts = [lookup.get(i, "") for i in rows.id]
-    missing = [i for i, t in zip(rows.id, texts) if not t.strip()]
-    if missing:
-        raise ComparisonInputError(f"no {side} persona ({source}) for test pair {missing[0]!r}")
-    return texts
+    """The persona of each evaluation row from one side and source (personalign.persona_sources)."""
+    try:
+        return persona_sources.persona_texts(rows, pair_personas, side, source)
+    except persona_sources.PersonaSourceError as exc:
+        raise ComparisonInputError(str(exc)) from exc
 
 
 def judge_contexts(rows: pd.DataFrame, pair_personas: pd.DataFrame | None, side: str, source: str,
                    world: WorldPersonas) -> list[JudgeContext]:
-    """The judge's context for each evaluation row, with the rivals DESIGN.md gives its persona. Source `world`:
+    """The judge's context for each evaluation row, with the rivals DESIGN.md gives its persona. Source `gold`:
     the user's world persona (`world_context`); a user without a gold text in the persona table has only the
     dataset's chosen persona, contrasted with its rejected one. Every other source: the persona inferred from one
     side of the pair, contrasted with the other side's persona of the same source (`pair_context`)."""
-    if source == "world":
+    if source == "gold":
         if side != "chosen":
-            raise ComparisonInputError("persona source 'world' has a chosen side only")
+            raise ComparisonInputError("persona source 'gold' has a chosen side only")
         contexts = []
         for row in rows.itertuples():
             if row.user_id in world:
@@ -153,7 +139,7 @@ def check_agreement_judge(judge, agreement) -> None:
 
 def whose_boat_cells(rows: pd.DataFrame, pair_personas: pd.DataFrame | None, whose_boat) -> list[WhoseBoatCell]:
     """Every (dataset, persona side, persona source) cell of the Whose Boat table; a cell whose personas the data
-    lacks (e.g. P_gold of a test split released without responses) is kept with `missing` set, never filled in."""
+    lacks (e.g. the pair persona of a test split released without responses) is kept with `missing` set, never filled in."""
     cells = []
     for dataset, runs in whose_boat.runs.items():
         mine = rows[rows.source == dataset].reset_index(drop=True)

@@ -8,6 +8,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from personalign.persona_sources import PT_TRAINING_SOURCES
 from personalign.world import AXIS_IDS
 
 
@@ -249,10 +250,12 @@ class TrainRun(_Section):
     def _kind_fields(self) -> TrainRun:
         if self.kind == "pm" and not self.user:
             raise ValueError("kind 'pm' needs a user")
-        if self.kind == "pt" and self.prefix not in ("gold", "inferred"):
-            raise ValueError(f"kind 'pt' needs prefix gold or inferred, got {self.prefix!r}")
-        if self.kind == "sft" and self.prefix not in ("none", "gold", "inferred"):
-            raise ValueError(f"kind 'sft' prefix must be none, gold or inferred (the PT persona), got {self.prefix!r}")
+        if self.kind == "pt" and self.prefix not in PT_TRAINING_SOURCES:
+            raise ValueError(f"kind 'pt' needs a persona source as prefix ({', '.join(PT_TRAINING_SOURCES)}), "
+                             f"got {self.prefix!r}")
+        if self.kind == "sft" and self.prefix not in ("none", *PT_TRAINING_SOURCES):
+            raise ValueError(f"kind 'sft' prefix must be none or a PT persona source "
+                             f"({', '.join(PT_TRAINING_SOURCES)}), got {self.prefix!r}")
         if self.kind == "mt" and self.prefix not in PREFIX_TYPES:
             raise ValueError(f"kind 'mt' prefix {self.prefix!r} is not a prefix type; allowed: {', '.join(PREFIX_TYPES)}")
         return self
@@ -268,7 +271,7 @@ class TrainParams(_Section):
 class AlignmentTaxParams(_Section):
     """Out-of-domain checks (WikiPersona §4.3): local files, each optional; a set without a file is skipped."""
 
-    runs: list[str] = Field(default_factory=lambda: ["dpo", "pt_gold", "mt_persona_f0"])
+    runs: list[str] = Field(default_factory=lambda: ["dpo", "pt_pair", "mt_persona_f0"])
     limit: int = Field(32, ge=1, le=1_000_000)
     beavertails: str = "../shared/data/persona_tailoring/BeaverTails"
     rewardbench: str = ""
@@ -286,7 +289,15 @@ class ScoreParams(_Section):
     sensitivity: bool = True
     batch_size: int = Field(16, ge=1, le=4096)
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the hardware runs it natively
+    log_prob_reduction: dict[str, Literal["mean", "sum"]] = Field(default_factory=lambda: {"default": "mean"})
     alignment_tax: AlignmentTaxParams = Field(default_factory=AlignmentTaxParams)
+
+    @field_validator("log_prob_reduction")
+    @classmethod
+    def _default_reduction(cls, reductions: dict[str, str]) -> dict[str, str]:
+        if "default" not in reductions:
+            raise ValueError("needs a `default` entry (mean | sum); other keys name datasets (records sources)")
+        return reductions
 
     @field_validator("base_prefixes")
     @classmethod
@@ -306,15 +317,15 @@ class WhoseBoatRuns(_Section):
 
 class WhoseBoatParams(_Section):
     """The Whose Boat layout: PT + P vs DPO + P ("I am ..."), per dataset (a records `source`: `builtin` for the
-    built-in world), persona side and persona source: `gold` / `retr` inferred in stage 2 (from the test pair /
-    the nearest training prompt), `dataset_gold` / `dataset_retr` the dataset's own columns, `world` the world's
-    persona of the user (chosen side only)."""
+    built-in world), persona side and persona source (personalign.persona_sources: `pair` / `retr` inferred in
+    stage 2 from the test pair / the nearest training prompt, `dataset_pair` / `dataset_retr` the dataset's own
+    columns, `gold` the world's gold persona of the user, chosen side only)."""
 
     runs: dict[str, WhoseBoatRuns] = Field(
-        default_factory=lambda: {"builtin": WhoseBoatRuns(dpo="dpo", pt="pt_gold")}, min_length=1)
+        default_factory=lambda: {"builtin": WhoseBoatRuns(dpo="dpo", pt="pt_pair")}, min_length=1)
     persona_sides: list[Literal["chosen", "rejected"]] = Field(default_factory=lambda: ["chosen", "rejected"])
-    persona_sources: list[Literal["gold", "retr", "dataset_gold", "dataset_retr", "world"]] = Field(
-        default_factory=lambda: ["gold", "retr"])
+    persona_sources: list[Literal["pair", "retr", "dataset_pair", "dataset_retr", "gold"]] = Field(
+        default_factory=lambda: ["pair", "retr"])
 
 
 class PrefixTableParams(_Section):

@@ -13,6 +13,20 @@ import torch.nn.functional as F
 
 from personalign.prompts import chat
 
+LOG_PROB_REDUCTIONS = ("mean", "sum")  # how a response's token log-probs are reduced before y_w and y_l are compared
+
+
+def prefers_chosen(chosen_logp, chosen_tokens, rejected_logp, rejected_tokens, reduction) -> np.ndarray:
+    """Per pair: does the model prefer y_w — mean token log-prob (WikiPersona Eq. 3) or summed log-prob (the papers'
+    choice for safety sets), `reduction` one value or one per pair."""
+    chosen_logp, rejected_logp = np.asarray(chosen_logp, float), np.asarray(rejected_logp, float)
+    reduction = np.broadcast_to(np.asarray(reduction), chosen_logp.shape)
+    unknown = set(np.unique(reduction)) - set(LOG_PROB_REDUCTIONS)
+    if unknown:
+        raise ValueError(f"log-prob reduction {sorted(unknown)[0]!r}; allowed: {', '.join(LOG_PROB_REDUCTIONS)}")
+    mean = chosen_logp / np.asarray(chosen_tokens) > rejected_logp / np.asarray(rejected_tokens)
+    return np.where(reduction == "sum", chosen_logp > rejected_logp, mean)
+
 
 def encode_pairs(tokenizer, pairs: pd.DataFrame) -> list[tuple[list[int], list[int], list[int]]]:
     """(prompt, chosen, rejected) token ids per pair: the prompt in the model's chat format, ending where the
@@ -73,10 +87,7 @@ def score_pairs(model, tokenizer, pairs: pd.DataFrame, batch_size: int = 16, sum
     model.train(was_training)
     chosen_tokens = np.array([len(c) for _, c, _ in encoded])
     rejected_tokens = np.array([len(r) for _, _, r in encoded])
-    if summed:
-        correct = chosen_sum > rejected_sum
-    else:
-        correct = chosen_sum / chosen_tokens > rejected_sum / rejected_tokens
+    correct = prefers_chosen(chosen_sum, chosen_tokens, rejected_sum, rejected_tokens, "sum" if summed else "mean")
     return pd.DataFrame({"id": list(pairs.id), "chosen_logp": chosen_sum, "chosen_tokens": chosen_tokens,
                          "rejected_logp": rejected_sum, "rejected_tokens": rejected_tokens, "correct": correct})
 

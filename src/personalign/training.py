@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from personalign.persona_sources import PT_TRAINING_SOURCES, PersonaSourceError, persona_texts
 from personalign.prompts import PT_TEMPLATE, chat, prefixed_prompt
 from personalign.seeding import stable_seed
 
 RUN_KINDS = ("dpo", "pt", "pm", "mt", "sft")
-PT_PERSONAS = ("gold", "inferred")
 
 
 class TrainingDataError(ValueError):
@@ -105,20 +105,13 @@ def training_pairs(
 
 
 def _pt_personas(run: RunSpec, train: pd.DataFrame, pair_personas: pd.DataFrame | None) -> list[str]:
-    """The chosen persona per pair: the gold persona, or the one inferred from the pair itself (stage 2)."""
-    if run.prefix == "gold":
-        personas = list(train.chosen_persona_gold)
-    elif run.prefix == "inferred":
-        if pair_personas is None:
-            raise TrainingDataError(f"run {run.name!r}: PT with inferred personas needs stage 2's pair personas")
-        lookup = dict(zip(pair_personas.id, pair_personas.chosen_persona))
-        personas = [lookup.get(i, "") for i in train.id]
-    else:
-        raise TrainingDataError(f"run {run.name!r}: PT persona {run.prefix!r}; allowed: {', '.join(PT_PERSONAS)}")
-    missing = [i for i, p in zip(train.id, personas) if not p]
-    if missing:
-        raise TrainingDataError(f"run {run.name!r}: no {run.prefix} persona for pair {missing[0]!r}")
-    return personas
+    """The chosen persona per pair from the run's persona source (`run.prefix`, one of PT_TRAINING_SOURCES)."""
+    if run.prefix not in PT_TRAINING_SOURCES:
+        raise TrainingDataError(f"run {run.name!r}: PT persona {run.prefix!r}; allowed: {', '.join(PT_TRAINING_SOURCES)}")
+    try:
+        return persona_texts(train, pair_personas, "chosen", run.prefix)
+    except PersonaSourceError as exc:
+        raise TrainingDataError(f"run {run.name!r}: {exc}") from exc
 
 
 def _user_prefixes(run: RunSpec, train: pd.DataFrame, prefixes: pd.DataFrame | None) -> list[str]:
