@@ -273,3 +273,14 @@ def test_the_simulated_judge_is_measured_against_an_hf_judge(tiny, embedder):
     table = cmp.judge_agreement(primary, secondary)
     assert list(table.n) == [3, 3]
     assert table.agreement.between(0, 1).all()
+
+
+def test_world_personas_read_from_the_persona_table_keep_every_user_and_axis(world, tmp_path):
+    """Stage 5 and stage 7 build the world from data/personas.jsonl (a DataFrame, whose `.axes` is pandas' own)."""
+    from personalign.build_data import persona_rows
+    from personalign.records import read_personas, write_personas
+
+    personas = [p for axis in world.values() for p in axis.personas]
+    write_personas(persona_rows(personas), tmp_path / "personas.jsonl")
+    table = WorldPersonas.from_table(read_personas(tmp_path / "personas.jsonl"))
+    assert sorted(table.users) == sorted((p.user_id, p.axes[0], p.gold) for p in personas)

@@ -149,8 +149,8 @@ class WorldPersonas:
     @classmethod
     def from_table(cls, personas) -> WorldPersonas:
         """From a persona table (columns user_id, axes, gold); users without a gold text are left out."""
-        return cls(tuple((u, axes[0] if len(axes) else "", g) for u, axes, g in
-                         zip(personas.user_id, personas.axes, personas.gold) if g.strip()))
+        return cls(tuple((u, axes[0] if len(axes) else "", g) for u, axes, g in  # ["axes"]: .axes is pandas'
+                         zip(personas["user_id"], personas["axes"], personas["gold"]) if g.strip()))
 
     def entry(self, user_id: str) -> tuple[str, str]:
         """The user's (axis, gold text); KeyError naming the user when the table has no gold text for them."""
