@@ -53,6 +53,7 @@ def test_the_same_seed_gives_the_same_users_and_archetype_scores_use_the_judge()
 
     candidates = [{"qid": "q", "prompt": "p", "split": "train", "question_type": "divergent",
                    "candidates": [{"text": "a"}, {"text": "bbb"}, {"text": "a"}, {"text": " "}]}]
-    personas = pd.DataFrame({"user_id": ["long", "short"], "gold": ["likes long", "likes short"]})
+    personas = pd.DataFrame({"user_id": ["long", "short"], "axes": [["length"], ["length"]],
+                             "gold": ["likes long", "likes short"]})
     table = archetype_scores(candidates, personas, LengthJudge())
     assert list(table.text) == ["a", "bbb"] and list(table.long) == [1.0, 3.0] and list(table.short) == [-1.0, -3.0]
