@@ -26,7 +26,8 @@ def synthetic_examples(seed: int = 0) -> pd.DataFrame:
     def add(system, condition, variant, seen_of):
         for u_index, user in enumerate(USERS):
             for j in range(8):
-                rows.append({"system": system, "condition": condition, "variant": variant, "id": f"{user}:{j}",
+                rows.append({"system": system, "condition": condition, "variant": variant, "sees_label": False,
+                             "id": f"{user}:{j}",
                              "user_id": user, "question_type": "personal" if j % 2 else "divergent",
                              "seen": seen_of(u_index, user), "correct": bool(rng.random() < 0.4 + 0.05 * u_index)})
 
@@ -185,8 +186,10 @@ def test_every_figure_states_its_claims_with_paired_tests():
     by = table.set_index("comparison")
     assert by.loc["base + tag vs base, no prefix", "direction"] == 0  # "prompting changes little"
     assert by.loc["MT + tag (unseen users) vs base, no prefix", "n"] == 2 * 8  # the held-out fold only
-    control = by.loc["mt_none_f0 vs base, no prefix, on its users' test pairs"]
+    control = by.loc["mt_none_f0 vs base, both no prefix, on its users' test pairs"]
     assert control.paper == "this pipeline" and control.n == 4 * 8  # seen users' held-out test pairs
+    tagged = by.loc["mt_tag_f0 vs base, both + tag, on its users' test pairs"]
+    assert tagged.claim.startswith("positive control") and tagged.n == 4 * 8
     assert table[table.family.str.contains("Fig. 16")].verdict.iloc[0].startswith("not tested (groups of different")
     shown = an.claims_markdown(claims[:2])
     assert "± half-width" in shown and "MDD" in shown and "WikiPersona Fig. 3" in shown

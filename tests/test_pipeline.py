@@ -244,7 +244,10 @@ def test_stage_4_scores_every_system_and_condition(smoke_runs):
     assert set(mt.condition) == {"seen_prefix", "shuffled_prefix", "no_prefix"}
     assert mt.seen.any() and not mt.seen.all()  # the held-out fold's users are unseen
     trained = examples[~examples.system.isin(["base", "sft_gold"])]
-    assert trained.implicit_correct.notna().all()
+    own = {"mt_tag_f0": "seen_prefix", "pt_pair": "pt_retr"}  # the prompt each run trained with; else no prefix
+    is_own = trained.condition == trained.system.map(own).fillna("no_prefix")
+    assert trained[is_own].implicit_correct.notna().all()  # implicit-reward accuracy on each run's own prompt only
+    assert trained[~is_own].implicit_correct.isna().all()
     assert examples[examples.system == "sft_gold"].implicit_correct.isna().all()  # SFT has no reference model
     metrics = json.loads(dvc("metrics", "show", "--json", cwd=repo).stdout)
     shown = {path for workspace in metrics.values() for path in workspace["data"]}

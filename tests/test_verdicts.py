@@ -77,3 +77,9 @@ def test_verdict_table_adjusts_within_a_family_only():
 def test_figure_generators_are_independent_of_each_other():
     assert figure_rng(7, "fig3").random() == figure_rng(7, "fig3").random()
     assert figure_rng(7, "fig3").random() != figure_rng(7, "fig4").random()
+
+
+def test_an_interval_excluding_zero_demoted_by_holm_says_so():
+    verdict = decide(0.02, 0.10, 0.12, 1, mdd=0.05)
+    assert verdict.startswith("inconclusive (interval excludes 0, but Holm-adjusted p 0.120")
+    assert verdict.endswith("smallest detectable difference 5.0 points)")

@@ -398,8 +398,9 @@ def score_systems(base_dir: str | Path, adapters_dir: str | Path, runs: list[Run
     """Per-example scores of the base model (every base condition) and of every run (its conditions). The base
     model is loaded once; each run is its adapter merged into a copy of it in memory (`merged_run`). Reference-free
     decisions use `precision` and each dataset's `log_prob_reduction` ({"default": "mean"} when None); implicit-reward
-    decisions use `implicit_precision` (default: `precision`; see `implicit_precision_check`), scoring policy and
-    reference again where it differs. Every prompt is built before any scoring, so missing inputs stop the stage
+    decisions, on each run's own cell only (the prompt it trained with: the one the cells table and metrics report),
+    use `implicit_precision` (default: `precision`; see `implicit_precision_check`), scoring policy and reference
+    again where it differs. Every prompt is built before any scoring, so missing inputs stop the stage
     before compute."""
     from tqdm.auto import tqdm
 
@@ -427,10 +428,10 @@ def score_systems(base_dir: str | Path, adapters_dir: str | Path, runs: list[Run
         run_dir = adapters_dir / run.name
         adapter_id = directory_fingerprint(run_dir)
         policy, reference_model = merged_run(scored.model, run_dir)
-        for condition in conditions[run.name]:
+        for index, condition in enumerate(conditions[run.name]):
             scores = scored(policy, adapter_id, condition.variant, precision)
-            implicit = None  # SFT has no reference model: implicit-reward accuracy does not apply
-            if run.kind != "sft":
+            implicit = None  # SFT has no reference model; other cells than the run's own prompt feed no figure
+            if run.kind != "sft" and index == 0:
                 reference = (scored(scored.model, "", condition.variant, implicit_precision) if reference_model is None
                              else scored(reference_model, f"{adapter_id}/reference", condition.variant,
                                          implicit_precision))

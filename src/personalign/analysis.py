@@ -467,19 +467,30 @@ def demographic_claims(table: pd.DataFrame) -> list[Claim]:
 
 def positive_control_claims(examples: pd.DataFrame, runs: dict[str, dict], seed: int,
                             n_resamples: int = 2000) -> list[Claim]:
-    """The pipeline's positive control: every run trained on all its users' pairs without a prefix at test time (DPO,
-    MT without prefix) vs the untrained base model, on the held-out test pairs of the users it trained on."""
+    """The pipeline's positive control: each DPO, MT and PT run under the prompt it is scored with (no prefix, its own
+    MT prefix, its PT persona cells, the label-seeing oracle among them, named as such) vs the untrained base model
+    under the same prompt, on the held-out test pairs of the users it trained on."""
     family = "positive control"
-    names = [n for n, r in runs.items() if r["kind"] == "dpo" or (r["kind"] == "mt" and r.get("prefix") == "none")]
+    claim = "positive control: training beats the untrained base on held-out pairs"
+    names = [n for n, r in runs.items() if r["kind"] in ("dpo", "mt", "pt")]
     if not names:
-        return [Claim(PIPELINE, family, "training beats the untrained base", "—", 1, None,
-                      missing="no DPO or no-prefix MT run in train.runs")]
-    base = _base(examples, "none")
-    return [paired_claim(family, "training beats the untrained base on held-out pairs",
-                         f"{name} vs base, no prefix, on its users' test pairs", 1,
-                         _cell(examples, (examples.system == name) & (examples.condition == "no_prefix")
-                               & examples.seen), base, seed, n_resamples, paper=PIPELINE)
-            for name in names]
+        return [Claim(PIPELINE, family, claim, "—", 1, None, missing="no DPO, MT or PT run in train.runs")]
+    claims = []
+    for name in names:
+        run = examples[(examples.system == name) & examples.seen]
+        if runs[name]["kind"] == "pt":
+            conditions = list(dict.fromkeys(run.condition))
+        else:
+            conditions = ["no_prefix" if runs[name].get("prefix", "none") == "none" else "seen_prefix"]
+        for condition in conditions:
+            own = _cell(run, run.condition == condition)
+            variant = own.variant.iloc[0] if len(own) else "none"
+            label = "no prefix" if variant == "none" else f"+ {variant.split('@')[0]}"
+            oracle = " (oracle: the persona was inferred from the test pair knowing y_w)" if \
+                len(own) and own.sees_label.iloc[0] else ""
+            claims.append(paired_claim(family, claim, f"{name} vs base, both {label}, on its users' test pairs{oracle}",
+                                       1, own, _base(examples, variant), seed, n_resamples, paper=PIPELINE))
+    return claims
 
 
 def whose_boat_claims(judgments: pd.DataFrame, boat: pd.DataFrame, seed: int, n_resamples: int = 2000) -> list[Claim]:

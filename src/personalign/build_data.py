@@ -140,9 +140,13 @@ def filter_candidates(questions: list[Question], judge: SimulatedJudge, params: 
 
 
 def label_pairs(
-    questions: list[Question], personas: list[Persona], judge: SimulatedJudge, folds: dict[str, int], seed: int
+    questions: list[Question], personas: list[Persona], judge: SimulatedJudge, folds: dict[str, int], seed: int,
+    rejected: str = "random",
 ) -> list[dict]:
-    """Tournament labels per (persona, question): y_w = winner, y_l = a seeded random non-winner."""
+    """Tournament labels per (persona, question): y_w = winner; y_l = a seeded random non-winner (`rejected`
+    "random", WikiPersona) or the candidate of lowest utility for the persona ("lowest": the strongest contrast)."""
+    if rejected not in ("random", "lowest"):
+        raise ValueError(f"build_data.rejected: {rejected!r}; allowed: random, lowest")
     by_axis: dict[str, list[Persona]] = {}
     for p in personas:
         by_axis.setdefault(p.axes[0], []).append(p)
@@ -161,6 +165,8 @@ def label_pairs(
                 lambda a, b: bool(utility[a] > utility[b]),
                 np.random.default_rng(stable_seed(seed, "tournament", persona.user_id, q.qid)),
             )
+            loser = result.loser if rejected == "random" else min(
+                (i for i in range(len(q.selected)) if i != result.winner), key=lambda i: utility[i])
             records.append(
                 {
                     "id": f"{persona.user_id}:{q.qid}",
@@ -171,7 +177,7 @@ def label_pairs(
                     "question_type": q.question_type,
                     "prompt": q.prompt,
                     "chosen": q.selected[result.winner],
-                    "rejected": q.selected[result.loser],
+                    "rejected": q.selected[loser],
                     "split": q.split,
                     "fold": folds[persona.user_id],
                     "chosen_persona_gold": persona.gold,

@@ -60,8 +60,8 @@ class BuildDataParams(_Section):
     datasets: dict[str, DatasetSpec] = Field(default_factory=dict)
     axes: list[str] = Field(default_factory=lambda: ["politics", "diet"], min_length=1)
     personas_per_axis: int = Field(5, ge=2, le=5)
-    divergent_train_per_axis: int = Field(5, ge=1, le=24)
-    divergent_test_per_axis: int = Field(5, ge=1, le=24)
+    divergent_train_per_axis: int = Field(16, ge=1, le=24)
+    divergent_test_per_axis: int = Field(8, ge=1, le=24)
     personal_train_per_persona: int = Field(5, ge=1, le=20)
     personal_test_per_persona: int = Field(5, ge=1, le=20)
     cot_per_question: int = Field(2, ge=1, le=10)
@@ -75,6 +75,7 @@ class BuildDataParams(_Section):
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     batch_size: int = Field(32, ge=1, le=1024)
     n_folds: int = Field(5, ge=2, le=50)
+    rejected: Literal["random", "lowest"] = "random"  # y_l: a seeded random non-winner (WikiPersona) | the lowest utility
 
     @field_validator("axes")
     @classmethod
@@ -208,7 +209,7 @@ class TrainDefaults(_Section):
     learning_rate: float = Field(5e-4, gt=0.0, le=1.0)
     epochs: int = Field(1, ge=1, le=100)
     batch_size: int = Field(4, ge=1, le=1024)
-    beta: float = Field(0.01, gt=0.0, le=10.0)
+    beta: float = Field(0.1, gt=0.0, le=10.0)
     lora_r: int = Field(8, ge=1, le=1024)
     lora_alpha: int = Field(32, ge=1, le=4096)
     lora_dropout: float = Field(0.1, ge=0.0, lt=1.0)

@@ -109,8 +109,10 @@ def decide(ci_low: float, ci_high: float, p_holm: float, direction: int, mdd: fl
     if any(math.isnan(v) for v in (ci_low, ci_high, p_holm)):
         return f"inconclusive ({detail})"
     sign = 1 if ci_low > 0 else -1 if ci_high < 0 else 0
-    if sign == 0 or p_holm >= ALPHA:
+    if sign == 0:
         return f"inconclusive ({detail})"
+    if p_holm >= ALPHA:  # the interval is not adjusted for the family's other claims; the p-value is
+        return f"inconclusive (interval excludes 0, but Holm-adjusted p {p_holm:.3f} ≥ {ALPHA} within the figure; {detail})"
     if direction == 0:
         return "contradicted"
     return "reproduced" if sign == direction else "contradicted"
