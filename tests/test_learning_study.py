@@ -27,6 +27,7 @@ def test_arms_are_the_defaults_with_their_own_keys_over_them(tmp_path):
     ("  a: {system: mt_vpl}\n", "arm 'a': system 'mt_vpl'"),
     ("  a: {system: dpo, lr: 0.1}\n", "arm 'a': unknown key 'lr'"),
     ("  a: {system: dpo, rejected: worst}\n", "arm 'a': rejected 'worst'"),
+    ("  a: {system: dpo, precision: fp16}\n", "arm 'a': precision 'fp16'"),
 ])
 def test_a_bad_arm_is_named_before_any_training(tmp_path, arm, message):
     with pytest.raises(ls.StudyError, match=message):
@@ -54,7 +55,7 @@ def test_smaller_training_sets_are_nested_in_larger_ones_and_every_user_gets_eac
         ls.divergent_subset(records(), 7, 7)
 
 
-def examples(arm: str, trained: float, rng: np.random.Generator, n_users: int = 6, per_user: int = 20) -> pd.DataFrame:
+def examples(arm: str, trained: float, rng: np.random.Generator, n_users: int = 12, per_user: int = 20) -> pd.DataFrame:
     users = np.repeat([f"u{i}" for i in range(n_users)], per_user)
     base = rng.random(users.size) < 0.5
     return pd.DataFrame({"arm": arm, "id": range(users.size), "user_id": users, "train_pairs": 40,
@@ -75,6 +76,6 @@ def test_the_summary_is_a_paired_difference_and_the_conclusion_names_where_it_be
     assert first.ci_low > 0 and first.detectable
     assert summary.set_index("name").loc["mt_2", "difference"] == 0 and not summary.set_index("name").loc["mt_2", "detectable"]
     text = ls.conclusion(summary, {"pairs_per_user": 8, "epochs": 3, "beta": 0.1, "learning_rate": 5e-4,
-                                   "rejected": "random"})
+                                   "rejected": "random", "precision": "auto"})
     assert "`mt_tag`, reference-free accuracy (paired vs the base): detectable from 8 divergent pairs per user" in text
     assert "`mt_8_b` (mt_tag, 8 pairs per user; beta 0.01 (reference 0.1))" in text

@@ -25,7 +25,7 @@ SYSTEMS = {  # system -> (run kind, training prefix or PT persona source, test p
     "pt": ("pt", "pair", "pt_retr"),  # PT on pair personas, tested with P_retr (the honest cell)
     "pt_oracle": ("pt", "pair", "pt_pair"),  # ... tested with the test pair's own pair persona: sees the label
 }
-LEVERS = ("pairs_per_user", "epochs", "beta", "learning_rate", "rejected")
+LEVERS = ("pairs_per_user", "epochs", "beta", "learning_rate", "rejected", "precision")
 
 
 @dataclass(frozen=True)
@@ -40,9 +40,13 @@ class Arm:
     beta: float
     learning_rate: float
     rejected: str = "random"  # y_l: the records' seeded random non-winner | lowest: the lowest-utility candidate
+    precision: str = "auto"  # training precision: auto (bf16 where native, as the pipeline) | bf16 | fp32
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        """A digest of the arm's settings (`precision` only when set: arms that leave it at auto keep their
+        cached results from before it was a lever)."""
+        fields = {k: v for k, v in asdict(self).items() if not (k == "precision" and v == "auto")}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
 class StudyError(ValueError):
@@ -66,6 +70,8 @@ def read_study(path: str | Path) -> tuple[dict, list[Arm]]:
             raise StudyError(f"{path}: arm {name!r}: system {merged.get('system')!r}; allowed: {', '.join(SYSTEMS)}")
         if merged.get("rejected", "random") not in ("random", "lowest"):
             raise StudyError(f"{path}: arm {name!r}: rejected {merged['rejected']!r}; allowed: random, lowest")
+        if merged.get("precision", "auto") not in ("auto", "bf16", "fp32"):
+            raise StudyError(f"{path}: arm {name!r}: precision {merged['precision']!r}; allowed: auto, bf16, fp32")
         try:
             arms.append(Arm(name=name, **merged))
         except TypeError as exc:
@@ -126,7 +132,7 @@ def arm_pairs(arm: Arm, records: pd.DataFrame, prefixes: pd.DataFrame, pair_pers
     from personalign.hardware import resolve_precision
     from personalign.models import pick_device
 
-    run = replace(run, precision=resolve_precision("auto", pick_device("auto")))
+    run = replace(run, precision=resolve_precision(arm.precision, pick_device("auto")))
     train = divergent_subset(records, arm.pairs_per_user, seed)
     pairs = training_pairs(run, train.assign(split="train"), prefixes, pair_personas)
     test = records[(records.split == "test") & (records.question_type == "divergent")]
@@ -188,9 +194,10 @@ def run_arm(arm: Arm, records: pd.DataFrame, prefixes: pd.DataFrame, pair_person
 
 def summarize(arms: list[Arm], examples: pd.DataFrame, seed: int, n_resamples: int) -> pd.DataFrame:
     """Per arm: its levers, the reference-free accuracy of trained and base with the paired difference (user-clustered
-    bootstrap CI, permutation p, MDD), and implicit-reward accuracy with its interval against chance (0.5)."""
+    bootstrap CI, permutation p, MDD), and implicit-reward accuracy with its interval against chance (0.5); p-values
+    Holm-adjusted over all the study's tests, and whether each difference is detectable."""
     from personalign.seeding import figure_rng
-    from personalign.verdicts import paired_difference
+    from personalign.verdicts import ALPHA, holm, paired_difference
 
     rows = []
     for arm in arms:
@@ -209,9 +216,16 @@ def summarize(arms: list[Arm], examples: pd.DataFrame, seed: int, n_resamples: i
             "difference": ref_free.estimate, "ci_low": ref_free.ci_low, "ci_high": ref_free.ci_high, "p": ref_free.p,
             "mdd": ref_free.mdd, "implicit_accuracy": ex.implicit_correct.mean(),
             "implicit_ci_low": implicit.ci_low + 0.5, "implicit_ci_high": implicit.ci_high + 0.5, "implicit_p": implicit.p,
-            "detectable": bool(ref_free.ci_low > 0 or ref_free.ci_high < 0),
-            "implicit_detectable": bool(implicit.ci_low > 0 or implicit.ci_high < 0)})
-    return pd.DataFrame(rows)
+            "implicit_mdd": implicit.mdd})
+    summary = pd.DataFrame(rows)
+    # One family: every arm's two tests. A difference is detectable when its interval excludes 0 and its
+    # Holm-adjusted p < 0.05, the rule of the pipeline's verdicts (personalign.verdicts.decide).
+    adjusted = holm(np.concatenate([summary.p.to_numpy(float), summary.implicit_p.to_numpy(float)]))
+    summary["p_holm"], summary["implicit_p_holm"] = adjusted[: len(summary)], adjusted[len(summary):]
+    summary["detectable"] = ((summary.ci_low > 0) | (summary.ci_high < 0)) & (summary.p_holm < ALPHA)
+    summary["implicit_detectable"] = (((summary.implicit_ci_low > 0.5) | (summary.implicit_ci_high < 0.5))
+                                      & (summary.implicit_p_holm < ALPHA))
+    return summary
 
 
 def conclusion(summary: pd.DataFrame, reference: dict) -> str:
@@ -222,17 +236,21 @@ def conclusion(summary: pd.DataFrame, reference: dict) -> str:
     def pts(v: float) -> str:
         return f"{v * 100:+.1f}"
 
+    def mdd(v: float) -> str:
+        return "no test pair changed its decision" if math.isnan(v) else \
+            f"smallest detectable difference at the largest size {v * 100:.1f} points"
+
     lines = []
     curve = summary[summary.apply(lambda r: all(r[k] == reference[k] for k in LEVERS if k != "pairs_per_user"), axis=1)]
     for system, rows in curve.groupby("system", sort=False):
         rows = rows.sort_values("pairs_per_user")
-        for column, label in (("detectable", "reference-free accuracy (paired vs the base)"),
-                              ("implicit_detectable", "implicit-reward accuracy (vs chance)")):
+        for column, label, mdd_column in (("detectable", "reference-free accuracy (paired vs the base)", "mdd"),
+                                          ("implicit_detectable", "implicit-reward accuracy (vs chance)", "implicit_mdd")):
             hit = rows[rows[column]]
             sizes = ", ".join(str(k) for k in rows.pairs_per_user)
             if hit.empty:
                 lines.append(f"- `{system}`, {label}: not detectable at any size tried ({sizes} divergent pairs per user; "
-                             f"smallest detectable difference at the largest size {rows.mdd.iloc[-1] * 100:.1f} points).")
+                             f"{mdd(rows[mdd_column].iloc[-1])}).")
             else:
                 first = hit.iloc[0]
                 value = (f"{pts(first.difference)} [{pts(first.ci_low)}, {pts(first.ci_high)}] points" if column == "detectable"
@@ -244,9 +262,13 @@ def conclusion(summary: pd.DataFrame, reference: dict) -> str:
         changed = ", ".join(f"{k} {getattr(row, k)} (reference {reference[k]})" for k in LEVERS
                             if k != "pairs_per_user" and getattr(row, k) != reference[k])
         lines.append(f"- `{row.name}` ({row.system}, {row.pairs_per_user} pairs per user; {changed}): reference-free "
-                     f"{pts(row.difference)} [{pts(row.ci_low)}, {pts(row.ci_high)}] points vs the base, implicit-reward "
-                     f"accuracy {row.implicit_accuracy:.2f} [{row.implicit_ci_low:.2f}, {row.implicit_ci_high:.2f}].")
-    return "\n".join(lines)
+                     f"{pts(row.difference)} [{pts(row.ci_low)}, {pts(row.ci_high)}] points vs the base (Holm p "
+                     f"{row.p_holm:.3f}, {'detectable' if row.detectable else 'not detectable'}), implicit-reward "
+                     f"accuracy {row.implicit_accuracy:.2f} [{row.implicit_ci_low:.2f}, {row.implicit_ci_high:.2f}] "
+                     f"(Holm p {row.implicit_p_holm:.3f}, {'detectable' if row.implicit_detectable else 'not detectable'}).")
+    return ("Detectable: the 95% interval (clustered by user) excludes 0 (for implicit-reward accuracy: 0.5, chance) "
+            f"and the Holm-adjusted p over all {2 * len(summary)} tests of the study is below 0.05.\n\n"
+            + "\n".join(lines))
 
 
 def curves_figure(summary: pd.DataFrame, reference: dict):
@@ -263,13 +285,14 @@ def curves_figure(summary: pd.DataFrame, reference: dict):
     for ax, (y, low, high, null, label, scale) in zip(axes, panels):
         for system, rows in summary[on_curve].groupby("system", sort=False):
             rows = rows.sort_values("pairs_per_user")
-            ax.errorbar(rows.pairs_per_user, rows[y] * scale, yerr=[(rows[y] - rows[low]) * scale, (rows[high] - rows[y]) * scale],
+            shift = 0.15 * (list(SYSTEMS).index(system) - 2)  # systems side by side at a shared size
+            ax.errorbar(rows.pairs_per_user + shift, rows[y] * scale, yerr=[(rows[y] - rows[low]) * scale, (rows[high] - rows[y]) * scale],
                         marker="o", capsize=3, label=system, color=colours[system])
         for row in summary[~on_curve].itertuples():
-            ax.errorbar(row.pairs_per_user + 0.3, getattr(row, y) * scale,
+            ax.errorbar(row.pairs_per_user + 0.6, getattr(row, y) * scale,
                         yerr=[[(getattr(row, y) - getattr(row, low)) * scale], [(getattr(row, high) - getattr(row, y)) * scale]],
                         marker="s", mfc="white", capsize=2, color=colours[row.system], alpha=0.8)
-            ax.annotate(row.name, (row.pairs_per_user + 0.5, getattr(row, y) * scale), fontsize=6)
+            ax.annotate(row.name, (row.pairs_per_user + 0.8, getattr(row, y) * scale), fontsize=6)
         ax.axhline(null * scale, color="grey", lw=0.8, ls="--")
         ax.set_xlabel("divergent training pairs per user")
         ax.set_ylabel(label)
@@ -321,9 +344,10 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     pd.concat(frames, ignore_index=True).to_csv(out / "learning_study_examples.csv", index=False)
     summary.to_csv(out / "learning_study.csv", index=False)
-    shown = summary[["name", "system", *LEVERS, "train_pairs", "test_pairs", "final_train_loss", "base_accuracy",
-                     "trained_accuracy", "difference", "ci_low", "ci_high", "mdd", "implicit_accuracy",
-                     "implicit_ci_low", "implicit_ci_high"]].round(3)
+    shown = summary[["name", "system", *LEVERS, "train_pairs", "test_pairs", "final_train_loss",
+                     "final_train_reward_accuracy", "base_accuracy", "trained_accuracy", "difference", "ci_low",
+                     "ci_high", "mdd", "p_holm", "implicit_accuracy", "implicit_ci_low", "implicit_ci_high",
+                     "implicit_p_holm"]].round(3)
     write_table(shown, out, "learning_study_table", "Learning study: held-out divergent test pairs per arm")
     (out / "conclusion.md").write_text(
         f"# Learning study: what the default world's systems learn\n\nReference arm `{arms[0].name}`: "
