@@ -123,16 +123,15 @@ def arm_pairs(arm: Arm, records: pd.DataFrame, prefixes: pd.DataFrame, pair_pers
               user: str = "") -> tuple:
     """(RunSpec, training pairs, test pairs with the arm's prompts) of one arm (`user`: the PM user)."""
     from personalign.accuracy import variant_prompts
+    from personalign.hardware import resolve_precision
+    from personalign.models import pick_device
     from personalign.training import RunSpec, training_pairs
 
     kind, prefix, variant = SYSTEMS[arm.system]
     run = RunSpec(name=f"{arm.name}{'-' + user if user else ''}", kind=kind, prefix=prefix, user=user,
                   learning_rate=arm.learning_rate, epochs=arm.epochs, batch_size=4, beta=arm.beta, max_length=544,
-                  save_steps=10**6, precision="auto", precompute_ref=True, seed=seed % 2**31)
-    from personalign.hardware import resolve_precision
-    from personalign.models import pick_device
-
-    run = replace(run, precision=resolve_precision(arm.precision, pick_device("auto")))
+                  save_steps=10**6, precision=resolve_precision(arm.precision, pick_device("auto")),
+                  precompute_ref=True, seed=seed % 2**31)
     train = divergent_subset(records, arm.pairs_per_user, seed)
     pairs = training_pairs(run, train.assign(split="train"), prefixes, pair_personas)
     test = records[(records.split == "test") & (records.question_type == "divergent")]
@@ -148,19 +147,13 @@ def _training_key(arm: Arm) -> str:
     return replace(arm, name="", system=f"{kind}:{prefix}").key()
 
 
-def score_examples(model, tokenizer, test: pd.DataFrame, batch_size: int) -> pd.DataFrame:
-    """fp32 log-probs and the reference-free decision (mean token log-prob) of every test pair."""
-    from personalign.scoring import score_pairs
-
-    return score_pairs(model, tokenizer, test, batch_size)
-
-
 def run_arm(arm: Arm, records: pd.DataFrame, prefixes: pd.DataFrame, pair_personas: pd.DataFrame | None,
             base_dir: Path, work: Path, seed: int, batch_size: int) -> pd.DataFrame:
     """Train the arm (one adapter, or one per user for PM) and score its test pairs and the base's, both in fp32
     (implicit margins are small differences of large log-probs). Per-example rows, cached under `work`."""
     from personalign.accuracy import implicit_margins, merged_run
     from personalign.models import load_base
+    from personalign.scoring import score_pairs
     from personalign.training import train_adapter, training_curve
 
     cached = work / "arms" / f"{arm.name}-{arm.key()}.csv"
@@ -177,8 +170,8 @@ def run_arm(arm: Arm, records: pd.DataFrame, prefixes: pd.DataFrame, pair_person
         curve = training_curve(run_dir / "log.jsonl")
         tail = curve.tail(max(1, len(curve) // 4))
         policy, _ = merged_run(base, run_dir)
-        trained = score_examples(policy, tokenizer, test, batch_size)
-        untrained = score_examples(base, tokenizer, test, batch_size)
+        trained = score_pairs(policy, tokenizer, test, batch_size)  # fp32, mean token log-prob decisions
+        untrained = score_pairs(base, tokenizer, test, batch_size)
         frames.append(pd.DataFrame({
             "arm": arm.name, "id": test.id, "user_id": test.user_id, "train_pairs": len(pairs),
             "trained_correct": trained.correct.astype(int), "base_correct": untrained.correct.astype(int),
