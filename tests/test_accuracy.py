@@ -212,8 +212,8 @@ def test_the_length_diagnostic_splits_accuracy_by_which_response_is_longer():
 
 def test_implicit_decisions_near_the_reference_are_measured_and_made_in_fp32(tiny, tmp_path):
     """Issue 14.13: with policy ≈ reference, bf16 autocast flips implicit-reward decisions; stage 4 measures the
-    share on a trained run and, above 1%, computes every implicit margin in fp32 while reference-free scores keep
-    the configured precision."""
+    share on a trained run and, above 1%, scores every cell in fp32 (issue 15: one precision for both decisions,
+    no cell scored twice); where score.precision resolves to fp32 nothing is checked."""
     from personalign import scoring
 
     model, tokenizer = tiny
@@ -221,15 +221,19 @@ def test_implicit_decisions_near_the_reference_are_measured_and_made_in_fp32(tin
     policy = save_random_adapter(model, tmp_path / "adapters" / "dpo" / "adapter", seed=0, scale=0.001)
     runs, test, prefixes = [RunSpec("dpo", "dpo")], make_test(), prefix_frame()
     check = acc.implicit_precision_check(base_dir, tmp_path / "adapters", runs, test, prefixes, None, [0], 4,
-                                         tmp_path / "cache")
+                                         tmp_path / "cache", "bf16")
     assert check["run"] == "dpo" and check["n"] == len(test) and check["differing"] > 0
-    assert check["share"] > acc.IMPLICIT_FLIP_LIMIT and check["implicit_precision"] == "fp32"
+    assert check["share"] > acc.IMPLICIT_FLIP_LIMIT and check["precision"] == "fp32"
     examples = acc.score_systems(base_dir, tmp_path / "adapters", runs, test, prefixes, None, ["none"], [0], True, 4,
-                                 "bf16", tmp_path / "cache", implicit_precision=check["implicit_precision"])
+                                 check["precision"], tmp_path / "cache")
     dpo = examples[examples.system == "dpo"].reset_index(drop=True)
-    fp32 = acc.implicit_margins(scoring.score_pairs(policy.merge_and_unload(), tokenizer, test, 4),
-                                scoring.score_pairs(model, tokenizer, test, 4))
+    policy_fp32 = scoring.score_pairs(policy.merge_and_unload(), tokenizer, test, 4)
+    base_fp32 = scoring.score_pairs(model, tokenizer, test, 4)
+    fp32 = acc.implicit_margins(policy_fp32, base_fp32)
     assert list(dpo.implicit_correct) == list(fp32 > 0) and set(dpo.implicit_precision) == {"fp32"}
-    bf16 = scoring.score_pairs(model, tokenizer, test, 4, autocast_bf16=True)
+    assert np.allclose(dpo.chosen_logp, policy_fp32.chosen_logp)  # reference-free decisions: the same fp32 scores
     base = examples[examples.system == "base"].reset_index(drop=True)
-    assert np.allclose(base.chosen_logp, bf16.chosen_logp)  # reference-free scores stay at the configured bf16
+    assert np.allclose(base.chosen_logp, base_fp32.chosen_logp)
+    skipped = acc.implicit_precision_check(base_dir, tmp_path / "adapters", runs, test, prefixes, None, [0], 4,
+                                           tmp_path / "cache", "fp32")
+    assert skipped["run"] == "" and skipped["precision"] == "fp32" and "no bf16" in acc.implicit_precision_sentence(skipped)

@@ -31,7 +31,7 @@ def test_params_yaml_matches_the_defaults():
     """Every key of params.yaml equals the code's default, except the list of training runs (empty in code)."""
     shipped = load_params(ROOT / "params.yaml")
     assert shipped.model_copy(update={"train": shipped.train.model_copy(update={"runs": {}})}) == parse_params({})
-    assert len(shipped.train.runs) == 10  # the default runs (sized by the learning study)
+    assert len(shipped.train.runs) == 7  # the default runs (sized by the learning study)
 
 
 @pytest.mark.parametrize(

@@ -68,3 +68,25 @@ def test_base_models_without_a_chat_template_get_a_plain_dialogue_with_bos(tiny)
     tokenizer.chat_template = None
     prompt = chat(tokenizer, "Be brief.", "Hi?", "Axis:")
     assert prompt == f"{tokenizer.bos_token or ''}Be brief.\n\nUser: Hi?\nAssistant: Axis:"
+
+
+def test_bf16_sampling_is_its_own_cache_entry_and_follows_the_machine(tiny, tmp_path, monkeypatch):
+    """Issue 15: with base.dtype auto, a CPU with native bf16 samples under bf16 autocast (~1.5x faster); the
+    precision is part of the cache key, so fp32 samples are never served to a bf16 run or back."""
+    from personalign import hardware
+    from personalign.models import sampling_precision
+
+    model, tokenizer = tiny
+    path = tmp_path / "cache.sqlite"
+    ps, sampling = prompts(tokenizer, 3), Sampling(max_new_tokens=6, temperature=0.0)
+    fp32 = HFGenerator(model, tokenizer, "tiny", GenerationCache(path), batch_size=3)
+    bf16 = HFGenerator(model, tokenizer, "tiny", GenerationCache(path), batch_size=3, precision="bf16")
+    assert (fp32.autocast_bf16, bf16.autocast_bf16) == (False, True) and fp32.model_id != bf16.model_id
+    fp32.generate(ps, sampling, [0, 0, 0])
+    bf16.generate(ps, sampling, [0, 0, 0])
+    assert len(GenerationCache(path)) == 6
+    monkeypatch.setattr(hardware, "cpu_flags", lambda cpuinfo="/proc/cpuinfo": {"avx512_bf16"})
+    assert sampling_precision("auto", "cpu") == "bf16"
+    assert sampling_precision("float32", "cpu") == sampling_precision("auto", "cuda") == "fp32"
+    monkeypatch.setattr(hardware, "cpu_flags", lambda cpuinfo="/proc/cpuinfo": {"avx2"})
+    assert sampling_precision("auto", "cpu") == "fp32"

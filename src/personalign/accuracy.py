@@ -347,21 +347,26 @@ def implicit_margins(scores: pd.DataFrame, reference: pd.DataFrame) -> np.ndarra
         scores.rejected_logp.to_numpy() - ref.rejected_logp.to_numpy())
 
 
-IMPLICIT_FLIP_LIMIT = 0.01  # share of implicit-reward decisions bf16 autocast may change before margins use fp32
+IMPLICIT_FLIP_LIMIT = 0.01  # share of implicit-reward decisions bf16 autocast may change before scoring uses fp32
 
 
 def implicit_precision_check(base_dir: str | Path, adapters_dir: str | Path, runs: list[RunSpec], test: pd.DataFrame,
                              prefixes: pd.DataFrame, pair_personas: pd.DataFrame | None, prefix_seeds: list[int],
-                             batch_size: int, cache_root: str | Path) -> dict:
-    """The implicit-reward decisions of the first run with a reference model (not SFT), on the test pairs of its
-    first cell, under bf16 autocast and under fp32: policy ≈ reference, so the margin is a small difference of large
-    log-probs and bf16 rounding can flip its sign. Returns the run, cell, n, how many decisions differ, their share,
-    the largest margin change, and `implicit_precision`: fp32 when the share exceeds IMPLICIT_FLIP_LIMIT."""
+                             batch_size: int, cache_root: str | Path, precision: str = "auto") -> dict:
+    """The precision stage 4 scores in. `precision` (score.precision) resolves to fp32 here: fp32, nothing checked.
+    Resolves to bf16: the implicit-reward decisions of the first run with a reference model (not SFT), on the test
+    pairs of its first cell, under bf16 autocast and under fp32 — policy ≈ reference, so the margin is a small
+    difference of large log-probs and bf16 rounding can flip its sign. Returns the run, cell, n, how many decisions
+    differ, their share, the largest margin change, and `precision`: fp32 when the share exceeds IMPLICIT_FLIP_LIMIT
+    (then every cell is scored in fp32: the reference scores an implicit decision needs are the base's cells, so
+    one precision costs no more than two, and paired comparisons compare like with like), else bf16."""
+    from personalign.hardware import resolve_precision
+
     adapters_dir = Path(adapters_dir)
     run = next((r for r in runs if r.kind != "sft"), None)
-    if run is None:
+    if run is None or resolve_precision(precision, "cpu") == "fp32":
         return {"run": "", "condition": "", "n": 0, "differing": 0, "share": 0.0, "max_margin_change": 0.0,
-                "limit": IMPLICIT_FLIP_LIMIT, "implicit_precision": "fp32"}
+                "limit": IMPLICIT_FLIP_LIMIT, "precision": resolve_precision(precision, "cpu")}
     _check_adapters(adapters_dir, [run])
     condition = run_conditions(run, prefix_seeds, sensitivity=False)[0]
     prompts = {condition.variant: variant_prompts(condition.variant, test, prefixes, pair_personas)}
@@ -377,30 +382,31 @@ def implicit_precision_check(base_dir: str | Path, adapters_dir: str | Path, run
     share = differing / len(test)
     return {"run": run.name, "condition": condition.name, "n": len(test), "differing": differing,
             "share": round(share, 6), "max_margin_change": round(float(np.abs(margins["bf16"] - margins["fp32"]).max()), 6),
-            "limit": IMPLICIT_FLIP_LIMIT, "implicit_precision": "fp32" if share > IMPLICIT_FLIP_LIMIT else "bf16"}
+            "limit": IMPLICIT_FLIP_LIMIT, "precision": "fp32" if share > IMPLICIT_FLIP_LIMIT else "bf16"}
 
 
 def implicit_precision_sentence(check: dict) -> str:
     """What `implicit_precision_check` found, in words, every number read from it."""
     if not check["run"]:
-        return "No trained run has a reference model: there are no implicit-reward decisions to check."
+        return (f"Every cell is scored in **{check['precision']}** (`score.precision` on this machine); there is no "
+                "bf16 rounding of implicit-reward margins to check.")
     return (f"On the {check['n']} test pairs of `{check['run']}` / `{check['condition']}`, bf16 autocast and fp32 "
             f"disagree on {check['differing']} implicit-reward decisions ({check['share']:.1%}; largest change of a "
-            f"margin {check['max_margin_change']:.4f} nats). Above {check['limit']:.0%} the margins are computed in fp32, "
-            f"so every implicit-reward accuracy below uses **{check['implicit_precision']}**.")
+            f"margin {check['max_margin_change']:.4f} nats). Above {check['limit']:.0%} every cell is scored in fp32 "
+            f"(one precision for reference-free and implicit-reward decisions alike), so every accuracy below uses "
+            f"**{check['precision']}**.")
 
 
 def score_systems(base_dir: str | Path, adapters_dir: str | Path, runs: list[RunSpec], test: pd.DataFrame,
                   prefixes: pd.DataFrame, pair_personas: pd.DataFrame | None, base_prefixes: list[str],
                   prefix_seeds: list[int], sensitivity: bool, batch_size: int, precision: str,
-                  cache_root: str | Path, log_prob_reduction: dict[str, str] | None = None,
-                  implicit_precision: str | None = None) -> pd.DataFrame:
-    """Per-example scores of the base model (every base condition) and of every run (its conditions). The base
-    model is loaded once; each run is its adapter merged into a copy of it in memory (`merged_run`). Reference-free
-    decisions use `precision` and each dataset's `log_prob_reduction` ({"default": "mean"} when None); implicit-reward
-    decisions, on each run's own cell only (the prompt it trained with: the one the cells table and metrics report),
-    use `implicit_precision` (default: `precision`; see `implicit_precision_check`), scoring policy and reference
-    again where it differs. Every prompt is built before any scoring, so missing inputs stop the stage
+                  cache_root: str | Path, log_prob_reduction: dict[str, str] | None = None) -> pd.DataFrame:
+    """Per-example scores of the base model (every base condition) and of every run (its conditions), all at
+    `precision` (see `implicit_precision_check`). The base model is loaded once; each run is its adapter merged into
+    a copy of it in memory (`merged_run`). Reference-free decisions use each dataset's `log_prob_reduction`
+    ({"default": "mean"} when None); implicit-reward decisions are made on each run's own cell only (the prompt it
+    trained with: the one the cells table and metrics report), against the base's cell under the same prompt (or
+    the run's merged SFT model). Every prompt is built before any scoring, so missing inputs stop the stage
     before compute."""
     from tqdm.auto import tqdm
 
@@ -410,7 +416,6 @@ def score_systems(base_dir: str | Path, adapters_dir: str | Path, runs: list[Run
     adapters_dir = Path(adapters_dir)
     _check_adapters(adapters_dir, runs)
     reductions = row_reductions(test, log_prob_reduction or {"default": "mean"}, set(test.source))
-    implicit_precision = implicit_precision or precision
     conditions = {run.name: run_conditions(run, prefix_seeds, sensitivity) for run in runs}
     needed = {c.variant for cells in conditions.values() for c in cells}
     conditions["base"] = base_conditions(base_prefixes, set(prefixes.prefix_type), prefix_seeds, needed)
@@ -432,14 +437,11 @@ def score_systems(base_dir: str | Path, adapters_dir: str | Path, runs: list[Run
             scores = scored(policy, adapter_id, condition.variant, precision)
             implicit = None  # SFT has no reference model; other cells than the run's own prompt feed no figure
             if run.kind != "sft" and index == 0:
-                reference = (scored(scored.model, "", condition.variant, implicit_precision) if reference_model is None
-                             else scored(reference_model, f"{adapter_id}/reference", condition.variant,
-                                         implicit_precision))
-                policy_scores = scores if implicit_precision == precision else scored(
-                    policy, adapter_id, condition.variant, implicit_precision)
-                implicit = implicit_margins(policy_scores, reference)
+                reference = (scored(scored.model, "", condition.variant, precision) if reference_model is None
+                             else scored(reference_model, f"{adapter_id}/reference", condition.variant, precision))
+                implicit = implicit_margins(scores, reference)
             frames.append(examples_frame(condition, test, seen_users(run, test), scores, implicit, reductions,
-                                         implicit_precision))
+                                         precision))
             bar.update()
         del policy, reference_model
     bar.close()

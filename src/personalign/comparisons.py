@@ -335,13 +335,14 @@ def formatted(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 
 def generate_responses(base_dir: str, adapters_dir: str, requests: list[tuple[System, str, list[str], list[int]]],
-                       sampling, batch_size: int, cache_path: str) -> dict[tuple[str, str], list[str]]:
+                       sampling, batch_size: int, cache_path: str,
+                       precision: str = "fp32") -> dict[tuple[str, str], list[str]]:
     """Responses for each request (system, setting, user messages, seeds), keyed by (system name, setting). The base
     model is loaded once; each run's adapter is merged into a copy of it (an unmerged LoRA slows every decoding step
     down several times), an SFT-then-DPO run's SFT adapter first. Generations are cached like every other
     generation, keyed by the base model and the adapter's files. With vLLM installed and a GPU present, each model
     (a merged one saved to a temporary directory first) is sampled by vLLM with the same sampling parameters and
-    seeds, one engine at a time; otherwise by the hf backend on the CPU."""
+    seeds, one engine at a time; otherwise by the hf backend on the CPU, in `precision` (`models.sampling_precision`)."""
     import copy
     import tempfile
     from pathlib import Path
@@ -386,7 +387,7 @@ def generate_responses(base_dir: str, adapters_dir: str, requests: list[tuple[Sy
                 finally:
                     generator.close()
         else:
-            texts = HFGenerator(model, tokenizer, model_id, cache, batch_size).generate(
+            texts = HFGenerator(model, tokenizer, model_id, cache, batch_size, precision).generate(
                 prompts, sampling, seeds, desc=model_name)
         for system, setting, ps, _ in mine:
             out[(system.name, setting)], texts = texts[: len(ps)], texts[len(ps):]

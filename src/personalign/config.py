@@ -287,7 +287,7 @@ class ScoreParams(_Section):
 
     base_prefixes: list[str] = Field(
         default_factory=lambda: ["none", "tag", "name", "few_shot", "persona", "persona_strong", "gold"])
-    sensitivity: bool = True
+    sensitivity: bool = False
     batch_size: int = Field(16, ge=1, le=4096)
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the hardware runs it natively
     log_prob_reduction: dict[str, Literal["mean", "sum"]] = Field(default_factory=lambda: {"default": "mean"})

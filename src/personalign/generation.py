@@ -138,8 +138,14 @@ class HFGenerator(CachedGenerator):
 
     backend = "hf"
 
-    def __init__(self, model, tokenizer, model_id: str, cache: GenerationCache | None = None, batch_size: int = 32):
-        super().__init__(model_id, cache, batch_size)
+    def __init__(self, model, tokenizer, model_id: str, cache: GenerationCache | None = None, batch_size: int = 32,
+                 precision: str = "fp32"):
+        """`precision` "bf16" samples an fp32 model under bf16 autocast (`models.sampling_precision`); it is part of
+        the cache key, so a cache never serves one precision's samples to the other."""
+        import torch
+
+        self.autocast_bf16 = precision == "bf16" and next(model.parameters()).dtype == torch.float32
+        super().__init__(model_id + ("|bf16-autocast" if self.autocast_bf16 else ""), cache, batch_size)
         self.model = model
         self.tokenizer = tokenizer
 
@@ -156,7 +162,7 @@ class HFGenerator(CachedGenerator):
         past = None
         attention = torch.ones((len(rows), 0), dtype=torch.long, device=device)
         if shared:
-            with torch.inference_mode():
+            with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
                 past = self.model(torch.tensor([rows[0][:shared]], device=device), use_cache=True).past_key_values
             past.batch_repeat_interleave(len(rows))
             attention = torch.ones((len(rows), shared), dtype=torch.long, device=device)
@@ -170,7 +176,7 @@ class HFGenerator(CachedGenerator):
         eos = self.tokenizer.eos_token_id
         finished = torch.zeros(len(rows), dtype=torch.bool)
         out_tokens = []
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
             for _ in range(sampling.max_new_tokens):
                 positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, -step_ids.shape[1] :]
                 result = self.model(
@@ -358,7 +364,8 @@ def open_generator(spec, cache: GenerationCache | None, device: str = "auto", dt
         return None
     if spec.backend == "openai":
         return OpenAIGenerator(spec.model, spec.base_url, spec.api_key_env, cache, spec.timeout_s, spec.max_retries)
-    from personalign.models import load_base
+    from personalign.models import load_base, sampling_precision
 
-    model, tokenizer, _ = load_base(spec.model, device, dtype)
-    return HFGenerator(model, tokenizer, f"{spec.model}@{model_fingerprint(spec.model)}", cache, spec.batch_size)
+    model, tokenizer, dev = load_base(spec.model, device, dtype)
+    return HFGenerator(model, tokenizer, f"{spec.model}@{model_fingerprint(spec.model)}", cache, spec.batch_size,
+                       sampling_precision(dtype, dev))
