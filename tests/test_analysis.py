@@ -258,6 +258,28 @@ def test_figures_and_claims_draw_their_own_generators():
     assert (with_gold.loc[tag.comparison, ["ci_low", "ci_high", "p"]].tolist() == [tag.ci_low, tag.ci_high, tag.p])
 
 
+def test_mt_prefix_claims_pair_each_fold_with_its_own_no_prefix_run():
+    """Issue 15: MT + quality prefix vs MT without prefix on divergent questions, seen and unseen users, each prefix
+    run paired with the no-prefix run of its fold; tag is not a quality prefix; folds pool."""
+    examples = synthetic_examples()
+    assert verdict_table(an.multitask_prefix_claims(examples, RUNS, 0, 200)).verdict.iloc[0].startswith("not tested")
+    gold = examples[examples.system == "mt_tag_f0"].assign(system="mt_gold_f0", correct=True)
+    runs = RUNS | {"mt_gold_f0": {"kind": "mt", "prefix": "gold", "held_out_fold": 0}}
+    table = verdict_table(an.multitask_prefix_claims(pd.concat([examples, gold]), runs, 0, 200))
+    assert list(table.comparison) == ["MT + gold vs MT, no prefix: divergent, seen users",
+                                      "MT + gold vs MT, no prefix: divergent, unseen users"]
+    none = examples[(examples.system == "mt_none_f0") & (examples.question_type == "divergent")]
+    assert table.n.tolist() == [int(none.seen.sum()), int((~none.seen).sum())]
+    assert table.estimate.tolist() == pytest.approx([1 - none[none.seen].correct.mean(),
+                                                     1 - none[~none.seen].correct.mean()])
+    folds = pd.concat([examples, gold, gold.assign(system="mt_gold_f1", seen=~gold.seen),
+                       examples[examples.system == "mt_none_f0"].assign(system="mt_none_f1", seen=lambda t: ~t.seen)])
+    runs |= {"mt_gold_f1": {"kind": "mt", "prefix": "gold", "held_out_fold": 1},
+             "mt_none_f1": {"kind": "mt", "prefix": "none", "held_out_fold": 1}}
+    pooled = verdict_table(an.multitask_prefix_claims(folds, runs, 0, 200))
+    assert pooled.n.tolist() == [len(none), len(none)]  # every divergent pair once seen, once unseen
+
+
 def test_the_verdict_table_collects_every_stages_claims(tmp_path):
     examples = synthetic_examples()
     own = verdict_table(an.prompting_claims(examples, 0, 200))

@@ -409,6 +409,38 @@ def multitask_claims(examples: pd.DataFrame, runs: dict[str, dict], seed: int, n
             for prefix in [p for p in PREFIX_ORDER if p in set(prefix_of.values())]]
 
 
+QUALITY_PREFIXES = ("few_shot", "persona", "persona_strong", "gold")  # the paper's "quality inferred preference"
+
+
+def multitask_prefix_claims(examples: pd.DataFrame, runs: dict[str, dict], seed: int,
+                            n_resamples: int = 2000) -> list[Claim]:
+    """Fig. 5's headline: on divergent questions, MT with a quality prefix (QUALITY_PREFIXES) beats MT without a
+    prefix, for seen users and for unseen users. Each MT + prefix run is paired with the no-prefix MT run of its fold
+    on the same test pairs; the folds' pairs are pooled (with k folds every user is unseen by one fold's runs and
+    seen by the others')."""
+    family = "WikiPersona Fig. 5 (MT + prefix vs MT, divergent)"
+    claim = "MT with a quality prefix beats MT without one on divergent questions"
+    none_of_fold = {r.get("held_out_fold"): n for n, r in runs.items() if r["kind"] == "mt" and r.get("prefix", "none") == "none"}
+    quality = {n: r for n, r in runs.items() if r["kind"] == "mt" and r.get("prefix", "none") in QUALITY_PREFIXES
+               and r.get("held_out_fold") in none_of_fold}
+    if not quality:
+        return _absent(family, claim, "no MT run with a quality prefix has a no-prefix MT run of the same fold")
+    divergent = examples.question_type == "divergent"
+    claims = []
+    for prefix in [p for p in PREFIX_ORDER if p in {r.get("prefix") for r in quality.values()}]:
+        for seen, users in ((True, "seen users"), (False, "unseen users")):
+            sides = {"a": [], "b": []}
+            for name, run in ((n, r) for n, r in quality.items() if r.get("prefix") == prefix):
+                fold = run.get("held_out_fold")
+                for side, system, condition in (("a", name, "seen_prefix"), ("b", none_of_fold[fold], "no_prefix")):
+                    sides[side].append(_cell(examples, (examples.system == system) & (examples.condition == condition)
+                                             & divergent & (examples.seen == seen)).assign(fold=str(fold)))
+            claims.append(paired_claim(family, claim, f"MT + {prefix} vs MT, no prefix: divergent, {users}", 1,
+                                       pd.concat(sides["a"]), pd.concat(sides["b"]), seed, n_resamples,
+                                       on=("id", "fold")))
+    return claims
+
+
 def equity_claims(examples: pd.DataFrame, runs: dict[str, dict], seed: int, n_resamples: int = 2000) -> list[Claim]:
     """Fig. 6 ("better prefixes give more equitable improvements", i.e. not only users the base model already serves
     well gain): per MT prefix type, MT on the unseen users whose base accuracy without a prefix is at or below the
