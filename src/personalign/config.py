@@ -73,7 +73,7 @@ class BuildDataParams(_Section):
     min_response_words: int = Field(5, ge=1, le=200)
     temperature: float = Field(0.9, gt=0.0, le=2.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
-    batch_size: int = Field(32, ge=1, le=1024)
+    batch_size: int = Field(64, ge=1, le=1024)
     n_folds: int = Field(5, ge=2, le=50)
     rejected: Literal["random", "lowest"] = "random"  # y_l: a seeded random non-winner (WikiPersona) | the lowest utility
 
@@ -173,7 +173,7 @@ class PrefixesParams(_Section):
     pair_persona_max_new_tokens: int = Field(40, ge=8, le=512)
     temperature: float = Field(0.7, ge=0.0, le=2.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
-    batch_size: int = Field(16, ge=1, le=1024)
+    batch_size: int = Field(64, ge=1, le=1024)
     inference_check_data: dict[str, str] = Field(
         default_factory=lambda: {"inference-BeaverTails": "../shared/data/persona_tailoring/inference-BeaverTails"})
     inference_check_limit: int = Field(100, ge=0, le=100000)
@@ -353,7 +353,7 @@ class GenerateJudgeParams(_Section):
     max_new_tokens: int = Field(64, ge=1, le=4096)
     temperature: float = Field(1.0, ge=0.0, le=5.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    batch_size: int = Field(16, ge=1, le=4096)
+    batch_size: int = Field(64, ge=1, le=4096)
     qualitative_examples: int = Field(3, ge=0, le=100)
     whose_boat: WhoseBoatParams = Field(default_factory=WhoseBoatParams)
     prefix_table: PrefixTableParams = Field(default_factory=PrefixTableParams)
