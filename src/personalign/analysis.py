@@ -420,9 +420,10 @@ def multitask_prefix_claims(examples: pd.DataFrame, runs: dict[str, dict], seed:
     seen by the others')."""
     family = "WikiPersona Fig. 5 (MT + prefix vs MT, divergent)"
     claim = "MT with a quality prefix beats MT without one on divergent questions"
-    none_of_fold = {r.get("held_out_fold"): n for n, r in runs.items() if r["kind"] == "mt" and r.get("prefix", "none") == "none"}
-    quality = {n: r for n, r in runs.items() if r["kind"] == "mt" and r.get("prefix", "none") in QUALITY_PREFIXES
-               and r.get("held_out_fold") in none_of_fold}
+    prefix_of = _mt_prefixes(runs)
+    none_of_fold = {runs[n].get("held_out_fold"): n for n, p in prefix_of.items() if p == "none"}
+    quality = {n: runs[n] for n, p in prefix_of.items()
+               if p in QUALITY_PREFIXES and runs[n].get("held_out_fold") in none_of_fold}
     if not quality:
         return _absent(family, claim, "no MT run with a quality prefix has a no-prefix MT run of the same fold")
     divergent = examples.question_type == "divergent"

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from personalign.hardware import PRECISIONS
+
 SYSTEMS = {  # system -> (run kind, training prefix or PT persona source, test prompt variant)
     "dpo": ("dpo", "none", "none"),
     "mt_tag": ("mt", "tag", "tag"),
@@ -70,8 +72,8 @@ def read_study(path: str | Path) -> tuple[dict, list[Arm]]:
             raise StudyError(f"{path}: arm {name!r}: system {merged.get('system')!r}; allowed: {', '.join(SYSTEMS)}")
         if merged.get("rejected", "random") not in ("random", "lowest"):
             raise StudyError(f"{path}: arm {name!r}: rejected {merged['rejected']!r}; allowed: random, lowest")
-        if merged.get("precision", "auto") not in ("auto", "bf16", "fp32"):
-            raise StudyError(f"{path}: arm {name!r}: precision {merged['precision']!r}; allowed: auto, bf16, fp32")
+        if merged.get("precision", "auto") not in PRECISIONS:
+            raise StudyError(f"{path}: arm {name!r}: precision {merged['precision']!r}; allowed: {', '.join(PRECISIONS)}")
         try:
             arms.append(Arm(name=name, **merged))
         except TypeError as exc:
