@@ -237,3 +237,36 @@ def test_implicit_decisions_near_the_reference_are_measured_and_made_in_fp32(tin
     skipped = acc.implicit_precision_check(base_dir, tmp_path / "adapters", runs, test, prefixes, None, [0], 4,
                                            tmp_path / "cache", "fp32")
     assert skipped["run"] == "" and skipped["precision"] == "fp32" and "no bf16" in acc.implicit_precision_sentence(skipped)
+
+
+def test_a_vpl_run_is_scored_with_each_users_soft_prefix_against_the_base_without_one(tiny, tmp_path):
+    import torch
+
+    from personalign import scoring
+    from personalign.soft_prefix import PREFIXES_FILE, save_prefixes
+
+    model, tokenizer = tiny
+    base_dir = save_base(model, tokenizer, tmp_path / "base")
+    run = RunSpec("mt_vpl", "mt", prefix="vpl", held_out_fold=0)
+    policy = save_random_adapter(model, tmp_path / "adapters" / run.name / "adapter", seed=3)
+    hidden = model.get_input_embeddings().weight.shape[1]
+    soft = torch.randn(len(USERS), 1, hidden, generator=torch.Generator().manual_seed(2)) * 0.1
+    save_prefixes(tmp_path / "adapters" / run.name / PREFIXES_FILE, USERS, soft)
+    assert [c.variant for c in acc.run_conditions(run, [0], True)] == ["vpl@0", "shuffled_vpl@0", "none"]
+    assert acc.variant_prompts("vpl@0", make_test(), prefix_frame(), None) == list(make_test().prompt)
+    test = make_test()
+    examples = acc.score_systems(base_dir, tmp_path / "adapters", [run], test, prefix_frame(), None, ["none"], [0],
+                                 True, 4, "fp32", tmp_path / "cache")
+    assert set(zip(examples.system, examples.condition)) == {
+        ("base", "none"), ("mt_vpl", "seen_prefix"), ("mt_vpl", "shuffled_prefix"), ("mt_vpl", "no_prefix")}
+    merged = policy.merge_and_unload()
+    own = scoring.score_pairs(merged, tokenizer, test, 4, soft_prefixes=dict(zip(USERS, soft)))
+    bare = scoring.score_pairs(merged, tokenizer, test, 4)
+    cells = {c: examples[(examples.system == "mt_vpl") & (examples.condition == c)].reset_index(drop=True)
+             for c in ("seen_prefix", "shuffled_prefix", "no_prefix")}
+    assert np.allclose(cells["seen_prefix"].chosen_logp, own.chosen_logp, atol=1e-4)
+    assert np.allclose(cells["no_prefix"].chosen_logp, bare.chosen_logp, atol=1e-4)
+    assert not np.allclose(cells["shuffled_prefix"].chosen_logp, own.chosen_logp, atol=1e-4)
+    reference = scoring.score_pairs(model, tokenizer, test, 4)  # the base on the prompt alone
+    margins = acc.implicit_margins(own, reference)
+    assert list(cells["seen_prefix"].implicit_correct) == list(margins > 0)

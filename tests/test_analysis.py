@@ -310,3 +310,19 @@ def test_the_paper_comparison_averages_only_the_cells_both_have():
     average = versus.loc["average of these 2 cells"]
     assert average["paper ΔPQ"] == pytest.approx((21.3 + 21.3) / 2) and average["ours ΔPQ"] == 15.0
     assert average["paper Person. W/T/L"] == "48.9/27.6/23.5" and average.n == 20
+
+
+def test_soft_prefix_claims_compare_mt_vpl_with_mt_without_a_prefix_per_question_type():
+    """WikiPersona §4.1: vpl helps on personal questions (+1), not on divergent ones (0), against the no-prefix MT
+    run of the same fold on the same test pairs."""
+    examples = synthetic_examples()
+    absent = verdict_table(an.soft_prefix_claims(examples, RUNS, 0, 200))
+    assert len(absent) == 1 and absent.verdict.iloc[0].startswith("not tested")
+    vpl = examples[examples.system == "mt_tag_f0"].assign(system="mt_vpl_f0", correct=True)
+    runs = RUNS | {"mt_vpl_f0": {"kind": "mt", "prefix": "vpl", "held_out_fold": 0}}
+    table = verdict_table(an.soft_prefix_claims(pd.concat([examples, vpl]), runs, 0, 200))
+    assert list(table.comparison) == ["MT + vpl vs MT, no prefix: personal", "MT + vpl vs MT, no prefix: divergent"]
+    none = examples[examples.system == "mt_none_f0"]
+    for row, question_type in zip(table.itertuples(), ("personal", "divergent")):
+        part = none[none.question_type == question_type]
+        assert row.n == len(part) and row.estimate == pytest.approx(1 - part.correct.mean())

@@ -190,6 +190,8 @@ def test_table3_is_judged_on_the_users_the_mt_run_did_not_train_on():
     assert set(unseen.id) == set(rows[rows.fold == 0].id)
     with pytest.raises(cmp.ComparisonInputError, match="'mt_all' \\(held_out_fold: None\\) trained on every"):
         cmp.unseen_user_rows(rows, RunSpec("mt_all", "mt", prefix="persona"))
+    with pytest.raises(cmp.ComparisonInputError, match="'mt_vpl_f0' has the soft prefix 'vpl'; stage 5 samples"):
+        cmp.unseen_user_rows(rows, RunSpec("mt_vpl_f0", "mt", prefix="vpl", held_out_fold=0))
 
 
 class ShorterIsBetter:

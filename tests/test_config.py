@@ -53,6 +53,7 @@ def test_params_yaml_matches_the_defaults():
             "need diversity_k <= quality_keep <= candidates_per_question",
         ),
         ({"build_data": {"axes": []}}, "build_data.axes: list should have at least 1 item"),
+        ({"score": {"base_prefixes": ["none", "vpl"]}}, "'vpl' is a soft prefix an MT run learns; the base model has none"),
         ([1, 2], "p.yaml: the file must be a mapping of sections"),
     ],
 )
@@ -124,6 +125,7 @@ def test_a_run_name_used_twice_is_refused(tmp_path):
         ({"kind": "pm"}, "train.runs.r: kind 'pm' needs a user"),
         ({"kind": "pt", "prefix": "tag"}, "kind 'pt' needs a persona source as prefix (gold, pair, dataset_pair), got 'tag'"),
         ({"kind": "mt", "prefix": "gpt4"}, "kind 'mt' prefix 'gpt4' is not a prefix type; allowed: none, tag"),
+        ({"kind": "mt", "prefix": "gpt4"}, "persona_strong, gold, vpl"),
         ({"kind": "ppo"}, "train.runs.r.kind = 'ppo' is not allowed; allowed values: 'dpo', 'pt', 'pm', 'mt' or 'sft'"),
     ],
 )

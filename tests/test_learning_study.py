@@ -24,7 +24,7 @@ def test_arms_are_the_defaults_with_their_own_keys_over_them(tmp_path):
 
 
 @pytest.mark.parametrize("arm, message", [
-    ("  a: {system: mt_vpl}\n", "arm 'a': system 'mt_vpl'"),
+    ("  a: {system: mt_name}\n", "arm 'a': system 'mt_name'"),
     ("  a: {system: dpo, lr: 0.1}\n", "arm 'a': unknown key 'lr'"),
     ("  a: {system: dpo, rejected: worst}\n", "arm 'a': rejected 'worst'"),
     ("  a: {system: dpo, precision: fp16}\n", "arm 'a': precision 'fp16'"),

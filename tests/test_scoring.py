@@ -98,3 +98,35 @@ def test_pairs_sharing_a_user_prefix_match_the_slow_reference(tiny):
         rejected, n_rejected = reference_mean_logp(model, tokenizer, pair.prompt, pair.rejected)
         assert row.chosen_logp / n_chosen == pytest.approx(chosen / n_chosen, abs=1e-5)
         assert row.rejected_logp / n_rejected == pytest.approx(rejected / n_rejected, abs=1e-5)
+
+
+def reference_soft_logp(model, tokenizer, soft, prompt: str, response: str) -> float:
+    """One full forward over soft prefix + prompt + response; the response tokens' summed log-prob."""
+    head = tokenizer(chat(tokenizer, None, prompt), add_special_tokens=False)["input_ids"]
+    tail = tokenizer(response, add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([head + tail])
+    with torch.no_grad():
+        embeds = torch.cat([soft.unsqueeze(0), model.get_input_embeddings()(ids)], dim=1)
+        logps = F.log_softmax(model(inputs_embeds=embeds).logits[0, :-1].double(), dim=-1)
+    lead = soft.shape[0]
+    rows = torch.arange(lead + len(head) - 1, lead + len(head) + len(tail) - 1)
+    return float(logps[rows, torch.tensor(tail)].sum())
+
+
+def test_soft_prefixes_per_user_match_the_slow_reference(tiny):
+    model, tokenizer = tiny
+    pairs = random_pairs(12, seed=8).assign(user_id=[f"u{i % 3}" for i in range(12)])
+    hidden = model.get_input_embeddings().weight.shape[1]
+    gen = torch.Generator().manual_seed(1)
+    soft = {f"u{i}": torch.randn(2, hidden, generator=gen) * 0.1 for i in range(3)}
+    scores = score_pairs(model, tokenizer, pairs, batch_size=3, soft_prefixes=soft)
+    assert list(scores.id) == list(pairs.id)
+    for row, pair in zip(scores.itertuples(), pairs.itertuples()):
+        assert row.chosen_logp == pytest.approx(reference_soft_logp(model, tokenizer, soft[pair.user_id], pair.prompt,
+                                                                    pair.chosen), abs=1e-4)
+        assert row.rejected_logp == pytest.approx(reference_soft_logp(model, tokenizer, soft[pair.user_id],
+                                                                      pair.prompt, pair.rejected), abs=1e-4)
+    plain = score_pairs(model, tokenizer, pairs, batch_size=3)
+    assert not np.allclose(plain.chosen_logp, scores.chosen_logp)
+    with pytest.raises(ValueError, match="user 'u2' has no soft prefix"):
+        score_pairs(model, tokenizer, pairs, batch_size=3, soft_prefixes={k: soft[k] for k in ("u0", "u1")})

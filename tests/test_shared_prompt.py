@@ -47,3 +47,41 @@ def test_gradients_flow_through_the_shared_prompt(tiny):
     embedding_grad = model.get_input_embeddings().weight.grad
     assert embedding_grad[[5, 6, 7]].abs().sum() > 0  # prompt tokens get gradient through the cached keys/values
     model.zero_grad()
+
+
+def _soft_reference(model, soft, prompt, completion):
+    """Log-prob of `completion` after input embeddings `soft` and `prompt`, in one plain forward."""
+    ids = torch.tensor([prompt + completion])
+    embeds = torch.cat([soft.unsqueeze(0), model.get_input_embeddings()(ids)], dim=1)
+    logps = F.log_softmax(model(inputs_embeds=embeds).logits[0, :-1].float(), dim=-1)
+    lead = soft.shape[0]
+    targets = ids[0, len(prompt):]
+    rows = torch.arange(lead + len(prompt) - 1, lead + len(prompt) + len(completion) - 1)
+    return logps[rows, targets].sum()
+
+
+def test_soft_prefix_logps_match_a_plain_forward_after_the_embeddings(tiny):
+    model = tiny[0].eval()
+    hidden = model.get_input_embeddings().weight.shape[1]
+    soft = torch.randn(3, 2, hidden, generator=torch.Generator().manual_seed(0)) * 0.1
+    prompts = [[5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15, 16]]
+    chosen = [[20, 21, 22], [23, 24, 25, 26, 27], [28]]
+    rejected = [[30], [31, 32], [33, 34, 35, 36, 37, 38]]
+    with torch.no_grad():
+        got_chosen, got_rejected = completion_logps(model, *_batch(prompts, chosen, rejected), soft)
+        want_chosen = torch.stack([_soft_reference(model, s, p, c) for s, p, c in zip(soft, prompts, chosen)])
+        want_rejected = torch.stack([_soft_reference(model, s, p, r) for s, p, r in zip(soft, prompts, rejected)])
+        plain, _ = completion_logps(model, *_batch(prompts, chosen, rejected))
+    torch.testing.assert_close(got_chosen, want_chosen, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(got_rejected, want_rejected, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(got_chosen, plain)  # the prefix reaches the completions
+
+
+def test_gradients_reach_the_soft_prefix(tiny):
+    model = tiny[0].train()
+    hidden = model.get_input_embeddings().weight.shape[1]
+    soft = torch.zeros(1, 1, hidden, requires_grad=True)
+    chosen, rejected = completion_logps(model, *_batch([[5, 6, 7]], [[8, 9]], [[10]]), soft)
+    (chosen - rejected).sum().backward()
+    assert soft.grad.abs().sum() > 0
+    model.zero_grad()

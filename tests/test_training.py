@@ -243,3 +243,45 @@ def test_launcher_commands(tmp_path):
                                                            "--num_processes", "4"]
     with pytest.raises(TrainingDataError, match="accelerate_config 'nope.yaml' is not a file"):
         launcher_command("dpo", 2, "nope.yaml")
+
+
+def test_a_vpl_run_learns_a_soft_prefix_for_every_user_and_resumes_to_the_same_one(records, base_dir, embedder,
+                                                                                   tmp_path, monkeypatch):
+    import torch
+    from transformers import Trainer
+
+    from personalign.soft_prefix import PREFIXES_FILE, load_prefixes, pair_pools
+
+    run = RunSpec("mt_vpl", "mt", prefix="vpl", held_out_fold=1, epochs=2, batch_size=4, learning_rate=1e-3,
+                  max_length=64, save_steps=1, vpl_tokens=2, vpl_context=2, vpl_pool=3)
+    pairs = training_pairs(run, records)
+    assert set(pairs.user_id) == {"ana", "ben"} and set(pairs.prompt) <= set(records.prompt)  # no text prefix
+    pools = pair_pools(records, run.vpl_pool, run.seed, embedder.encode)
+    assert pools.users == ["ana", "ben", "cy"] and pools.mask.sum(1).tolist() == [3, 3, 3]
+    with pytest.raises(TrainingDataError, match="needs the users' pair pools"):
+        train_adapter(run, pairs, base_dir, tmp_path / "no_pools")
+    train_adapter(run, pairs, base_dir, tmp_path / "straight", pools=pools)
+    log = [json.loads(line) for line in (tmp_path / "straight" / "log.jsonl").read_text().splitlines()]
+    assert all(r["soft_prefix/kl"] >= 0 for r in log)
+    straight = load_prefixes(tmp_path / "straight" / PREFIXES_FILE)
+    assert sorted(straight) == ["ana", "ben", "cy"]  # cy's fold was held out: its prefix comes from its own pairs
+    assert straight["cy"].shape == (2, 32) and not torch.allclose(straight["ana"], straight["cy"])
+
+    real_step = Trainer.training_step
+
+    def crash_after_step_3(self, *args, **kwargs):
+        if self.state.global_step == 3:
+            raise KeyboardInterrupt("killed")
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "training_step", crash_after_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        train_adapter(run, pairs, base_dir, tmp_path / "resumed", pools=pools)
+    monkeypatch.setattr(Trainer, "training_step", real_step)
+    summary = train_adapter(run, pairs, base_dir, tmp_path / "resumed", pools=pools)
+    assert summary["resumed_from"].endswith("checkpoint-3")
+    resumed = load_prefixes(tmp_path / "resumed" / PREFIXES_FILE)
+    for user in straight:
+        torch.testing.assert_close(straight[user], resumed[user], rtol=1e-4, atol=1e-6)
+    for name, value in adapter_state(tmp_path / "straight").items():
+        torch.testing.assert_close(value, adapter_state(tmp_path / "resumed")[name], rtol=1e-4, atol=1e-6)

@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from personalign.config import MT_PREFIX_TYPES, SOFT_PREFIX_TYPES
 from personalign.persona_sources import PERSONA_SOURCES, SEES_LABEL, TESTED_WITH, PersonaSourceError, persona_texts
 from personalign.prompts import PT_TEMPLATE, prefixed_prompt
+from personalign.seeding import stable_seed
 from personalign.statistics import wilson_interval
 from personalign.training import RunSpec
 
@@ -65,6 +67,8 @@ def variant_prompts(variant: str, test: pd.DataFrame, prefixes: pd.DataFrame,
             raise ScoringInputError(f"prompt variant {variant!r}: {exc}") from exc
         return [PT_TEMPLATE.format(x=x, persona=p) for x, p in zip(test.prompt, personas)]
     prefix_type, _, seed = variant.partition("@")
+    if prefix_type.removeprefix("shuffled_") in SOFT_PREFIX_TYPES:
+        return list(test.prompt)  # the prefix is input embeddings of the run (`cell_soft_prefixes`), not a text
     table = prefixes[(prefixes.prefix_type == prefix_type) & (prefixes.seed == int(seed or 0))]
     lookup = dict(zip(table.user_id, table.text))
     missing = sorted(set(test.user_id) - set(lookup))
@@ -95,10 +99,33 @@ def run_conditions(run: RunSpec, prefix_seeds: list[int], sensitivity: bool) -> 
     return cells
 
 
+def is_soft(variant: str) -> bool:
+    """Whether a prompt variant carries a soft prefix (a trained run's input embeddings) rather than a text."""
+    return variant.split("@")[0].removeprefix("shuffled_") in SOFT_PREFIX_TYPES
+
+
+def cell_soft_prefixes(run: RunSpec, run_dir: Path, variant: str) -> dict | None:
+    """The soft prefixes a run's cell places before its prompts: none for text variants; for a vpl run's own cell
+    each user's prefix from stage 3, for its shuffled cell another user's (a seeded derangement)."""
+    from personalign.prefixes import derangement
+    from personalign.soft_prefix import PREFIXES_FILE, load_prefixes
+
+    if not is_soft(variant):
+        return None
+    table = load_prefixes(run_dir / PREFIXES_FILE)
+    if variant.startswith("shuffled_"):
+        users = sorted(table)
+        donors = derangement(len(users), np.random.default_rng(stable_seed(run.seed, "shuffled", variant)))
+        table = {user: table[users[j]] for user, j in zip(users, donors)}
+    return table
+
+
 def base_conditions(prefix_types: list[str], available: set[str], prefix_seeds: list[int],
                     needed: set[str]) -> list[Condition]:
     """The prompting baseline: the base model under each listed prefix type stage 2 computed (every seed of seeded
-    types), plus every other variant a trained run is scored on (the reference for its implicit-reward accuracy)."""
+    types), plus every other text variant a trained run is scored on (the reference for its implicit-reward
+    accuracy; a soft-prefix cell's reference is the base on the prompt alone, `none`)."""
+    needed = {v for v in needed if not is_soft(v)}
     variants = []
     for prefix_type in prefix_types:
         if prefix_type == "none":
@@ -322,14 +349,16 @@ class _Scorer:
         self.test, self.prompts, self.batch_size = test, prompts, batch_size
         self.cache, self.base_id = ScoreCache(cache_root), model_fingerprint(base_dir)
 
-    def __call__(self, model, adapter_id: str, variant: str, precision: str) -> pd.DataFrame:
+    def __call__(self, model, adapter_id: str, variant: str, precision: str, soft: dict | None = None) -> pd.DataFrame:
         from personalign.scoring import score_pairs
 
         pairs = self.test.assign(prompt=self.prompts[variant])
-        key = ScoreCache.key(self.base_id, adapter_id, pairs, {"batch_size": self.batch_size, "precision": precision})
+        settings = {"batch_size": self.batch_size, "precision": precision} | ({"soft_prefix": variant} if soft else {})
+        key = ScoreCache.key(self.base_id, adapter_id, pairs, settings)
         scores = self.cache.get(key)
         if scores is None:
-            scores = score_pairs(model, self.tokenizer, pairs, self.batch_size, autocast_bf16=precision == "bf16")
+            scores = score_pairs(model, self.tokenizer, pairs, self.batch_size, autocast_bf16=precision == "bf16",
+                                 soft_prefixes=soft)
             self.cache.put(key, scores)
         return scores.reset_index(drop=True)
 
@@ -364,9 +393,10 @@ def implicit_precision_check(base_dir: str | Path, adapters_dir: str | Path, run
 
     adapters_dir = Path(adapters_dir)
     run = next((r for r in runs if r.kind != "sft"), None)
-    if run is None or resolve_precision(precision, "cpu") == "fp32":
+    resolved = resolve_precision(precision, "cpu")
+    if run is None or resolved == "fp32":
         return {"run": "", "condition": "", "n": 0, "differing": 0, "share": 0.0, "max_margin_change": 0.0,
-                "limit": IMPLICIT_FLIP_LIMIT, "precision": resolve_precision(precision, "cpu")}
+                "limit": IMPLICIT_FLIP_LIMIT, "precision": resolved}
     _check_adapters(adapters_dir, [run])
     condition = run_conditions(run, prefix_seeds, sensitivity=False)[0]
     prompts = {condition.variant: variant_prompts(condition.variant, test, prefixes, pair_personas)}
@@ -375,7 +405,9 @@ def implicit_precision_check(base_dir: str | Path, adapters_dir: str | Path, run
     policy, reference_model = merged_run(scorer.model, run_dir)
     reference_model = scorer.model if reference_model is None else reference_model
     reference_id = "" if reference_model is scorer.model else f"{directory_fingerprint(run_dir)}/reference"
-    margins = {precision: implicit_margins(scorer(policy, directory_fingerprint(run_dir), condition.variant, precision),
+    soft = cell_soft_prefixes(run, run_dir, condition.variant)
+    margins = {precision: implicit_margins(scorer(policy, directory_fingerprint(run_dir), condition.variant, precision,
+                                                  soft),
                                            scorer(reference_model, reference_id, condition.variant, precision))
                for precision in ("bf16", "fp32")}
     differing = int(((margins["bf16"] > 0) != (margins["fp32"] > 0)).sum())
@@ -434,7 +466,8 @@ def score_systems(base_dir: str | Path, adapters_dir: str | Path, runs: list[Run
         adapter_id = directory_fingerprint(run_dir)
         policy, reference_model = merged_run(scored.model, run_dir)
         for index, condition in enumerate(conditions[run.name]):
-            scores = scored(policy, adapter_id, condition.variant, precision)
+            scores = scored(policy, adapter_id, condition.variant, precision,
+                            cell_soft_prefixes(run, run_dir, condition.variant))
             implicit = None  # SFT has no reference model; other cells than the run's own prompt feed no figure
             if run.kind != "sft" and index == 0:
                 reference = (scored(scored.model, "", condition.variant, precision) if reference_model is None
@@ -502,8 +535,7 @@ def prefix_figure(examples: pd.DataFrame, runs: list[RunSpec]):
                    | (examples.system.map(mt_prefix) == "none")]
     own = own.assign(prefix=own.system.map(mt_prefix), who=np.where(own.seen, "MT, seen users", "MT, unseen users"))
     data = pd.concat([base, own], ignore_index=True)
-    order = [p for p in ("none", "tag", "name", "few_shot", "persona", "persona_strong", "gold")
-             if p in set(data.prefix)]
+    order = [p for p in MT_PREFIX_TYPES if p in set(data.prefix)]
     who = [w for w in ("base (prompting)", "MT, seen users", "MT, unseen users") if w in set(data.who)]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharey=True)
     for ax, question_type in zip(axes, ("personal", "divergent")):

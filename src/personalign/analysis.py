@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from personalign.config import MT_PREFIX_TYPES, PREFIX_TYPES
 from personalign.persona_sources import PAPER_NAME
 from personalign.seeding import figure_rng
 from personalign.statistics import (
@@ -25,7 +26,6 @@ from personalign.statistics import (
 from personalign.verdicts import COLUMNS, Claim, formatted_verdicts, paired_difference, verdict_table
 from personalign.win_rates import outcome_agreement
 
-PREFIX_ORDER = ("none", "tag", "name", "few_shot", "persona", "persona_strong", "gold")
 QUESTION_TYPES = ("personal", "divergent")
 
 
@@ -80,10 +80,10 @@ def prompting_baseline(examples: pd.DataFrame, seed: int,
     import matplotlib.pyplot as plt
 
     rng = figure_rng(seed, "fig3_prompting")
-    base = examples[(examples.system == "base") & examples.variant.isin([f"{p}@0" for p in PREFIX_ORDER] + ["none"])]
+    base = examples[(examples.system == "base") & examples.variant.isin([f"{p}@0" for p in PREFIX_TYPES] + ["none"])]
     base = base.assign(prefix=base.variant.str.split("@").str[0])
     table = cell_means(base, ["prefix", "question_type"], rng, n_resamples)
-    order = [p for p in PREFIX_ORDER if p in set(table.prefix)]
+    order = [p for p in PREFIX_TYPES if p in set(table.prefix)]
     fig, ax = plt.subplots(figsize=(6, 3.2))
     _bars(ax, table.rename(columns={"question_type": "questions"}), "prefix", "questions", order, list(QUESTION_TYPES))
     ax.set_xlabel("prefix type (prompting, no training)")
@@ -166,7 +166,7 @@ def multitask_models(examples: pd.DataFrame, runs: dict[str, dict], seed: int,
     table = cell_means(mt, ["prefix", "question_type", "users"], rng, n_resamples)
     base = examples[(examples.system == "base") & (examples.variant == "none")]
     base_table = cell_means(base, ["question_type"], rng, n_resamples)
-    order = [p for p in PREFIX_ORDER if p in set(table.prefix)]
+    order = [p for p in MT_PREFIX_TYPES if p in set(table.prefix)]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharey=True)
     for ax, question_type in zip(axes, QUESTION_TYPES):
         _bars(ax, table[table.question_type == question_type], "prefix", "users", order, ["seen users", "unseen users"])
@@ -192,7 +192,7 @@ def equity(by_user: pd.DataFrame, runs: dict[str, dict]) -> tuple[pd.DataFrame, 
     unseen = by_user[by_user.system.isin(list(prefix_of)) & ~by_user.seen
                      & ((by_user.condition == "seen_prefix") | (by_user.system.map(prefix_of) == "none"))]
     points = unseen.assign(prefix=unseen.system.map(prefix_of), base=unseen.user_id.map(base))
-    prefixes = [p for p in PREFIX_ORDER if p in set(points.prefix)]
+    prefixes = [p for p in MT_PREFIX_TYPES if p in set(points.prefix)]
     if not prefixes:
         return pd.DataFrame(), _nothing("no multitask model with a held-out fold in train.runs")
     stats, grid = [], np.linspace(0, 1, 21)
@@ -234,7 +234,7 @@ def sensitivity(examples: pd.DataFrame, runs: dict[str, dict], seed: int,
     table = cell_means(data, ["prefix", "cell"], rng, n_resamples)
     order = [f"{c}, {s}" for c in ("own prefix", "new seed", "shuffled", "no prefix") for s in ("seen", "unseen")
              if f"{c}, {s}" in set(table.cell)]
-    prefixes = [p for p in PREFIX_ORDER if p in set(table.prefix)]
+    prefixes = [p for p in MT_PREFIX_TYPES if p in set(table.prefix)]
     fig, ax = plt.subplots(figsize=(9, 3.2))
     _bars(ax, table, "cell", "prefix", order, prefixes)
     ax.set_ylabel("reference-free accuracy")
@@ -327,7 +327,7 @@ def prompting_claims(examples: pd.DataFrame, seed: int, n_resamples: int = 2000)
     """Fig. 3, on every test pair, base model only: the gold persona prefix beats every other prompt (+1), and each
     other prefix changes accuracy little against no prefix (0)."""
     family = "WikiPersona Fig. 3 (prompting)"
-    variants = {p: ("none" if p == "none" else f"{p}@0") for p in PREFIX_ORDER}
+    variants = {p: ("none" if p == "none" else f"{p}@0") for p in PREFIX_TYPES}
     present = [p for p, v in variants.items() if (examples[examples.system == "base"].variant == v).any()]
     if "none" not in present:
         return _absent(family, "prompting changes accuracy minimally", "the base model was not scored without a prefix")
@@ -406,10 +406,30 @@ def multitask_claims(examples: pd.DataFrame, runs: dict[str, dict], seed: int, n
                          _cell(examples, examples.system.isin([n for n, p in prefix_of.items() if p == prefix])
                                & (examples.condition == "seen_prefix") & ~examples.seen),
                          base, seed, n_resamples)
-            for prefix in [p for p in PREFIX_ORDER if p in set(prefix_of.values())]]
+            for prefix in [p for p in MT_PREFIX_TYPES if p in set(prefix_of.values())]]
 
 
 QUALITY_PREFIXES = ("few_shot", "persona", "persona_strong", "gold")  # the paper's "quality inferred preference"
+
+
+def _mt_with_vs_without(examples: pd.DataFrame, runs: dict[str, dict], prefix: str, rows: pd.Series,
+                        seen: bool | None) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """The scores of every MT run with `prefix` (its own prefix) and of the no-prefix MT run of the same fold on the
+    same test pairs (`rows`; seen or unseen users, None: both), the folds pooled and keyed by (id, fold); None when
+    no `prefix` run has a no-prefix run of its fold."""
+    prefix_of = _mt_prefixes(runs)
+    none_of_fold = {runs[n].get("held_out_fold"): n for n, p in prefix_of.items() if p == "none"}
+    paired = [n for n, p in prefix_of.items() if p == prefix and runs[n].get("held_out_fold") in none_of_fold]
+    if not paired:
+        return None
+    users = rows if seen is None else rows & (examples.seen == seen)
+    sides = {"a": [], "b": []}
+    for name in paired:
+        fold = runs[name].get("held_out_fold")
+        for side, system, condition in (("a", name, "seen_prefix"), ("b", none_of_fold[fold], "no_prefix")):
+            sides[side].append(_cell(examples, (examples.system == system) & (examples.condition == condition)
+                                     & users).assign(fold=str(fold)))
+    return pd.concat(sides["a"]), pd.concat(sides["b"])
 
 
 def multitask_prefix_claims(examples: pd.DataFrame, runs: dict[str, dict], seed: int,
@@ -420,25 +440,31 @@ def multitask_prefix_claims(examples: pd.DataFrame, runs: dict[str, dict], seed:
     seen by the others')."""
     family = "WikiPersona Fig. 5 (MT + prefix vs MT, divergent)"
     claim = "MT with a quality prefix beats MT without one on divergent questions"
-    prefix_of = _mt_prefixes(runs)
-    none_of_fold = {runs[n].get("held_out_fold"): n for n, p in prefix_of.items() if p == "none"}
-    quality = {n: runs[n] for n, p in prefix_of.items()
-               if p in QUALITY_PREFIXES and runs[n].get("held_out_fold") in none_of_fold}
-    if not quality:
-        return _absent(family, claim, "no MT run with a quality prefix has a no-prefix MT run of the same fold")
     divergent = examples.question_type == "divergent"
     claims = []
-    for prefix in [p for p in PREFIX_ORDER if p in {r.get("prefix") for r in quality.values()}]:
+    for prefix in [p for p in QUALITY_PREFIXES if p in set(_mt_prefixes(runs).values())]:
         for seen, users in ((True, "seen users"), (False, "unseen users")):
-            sides = {"a": [], "b": []}
-            for name, run in ((n, r) for n, r in quality.items() if r.get("prefix") == prefix):
-                fold = run.get("held_out_fold")
-                for side, system, condition in (("a", name, "seen_prefix"), ("b", none_of_fold[fold], "no_prefix")):
-                    sides[side].append(_cell(examples, (examples.system == system) & (examples.condition == condition)
-                                             & divergent & (examples.seen == seen)).assign(fold=str(fold)))
-            claims.append(paired_claim(family, claim, f"MT + {prefix} vs MT, no prefix: divergent, {users}", 1,
-                                       pd.concat(sides["a"]), pd.concat(sides["b"]), seed, n_resamples,
-                                       on=("id", "fold")))
+            sides = _mt_with_vs_without(examples, runs, prefix, divergent, seen)
+            if sides is not None:
+                claims.append(paired_claim(family, claim, f"MT + {prefix} vs MT, no prefix: divergent, {users}", 1,
+                                           *sides, seed, n_resamples, on=("id", "fold")))
+    return claims or _absent(family, claim, "no MT run with a quality prefix has a no-prefix MT run of the same fold")
+
+
+def soft_prefix_claims(examples: pd.DataFrame, runs: dict[str, dict], seed: int, n_resamples: int = 2000) -> list[Claim]:
+    """§4.1 "soft embedding fails to capture contrast": MT with the vpl prefix beats MT without a prefix on personal
+    questions (+1) but not on divergent ones (0), each run against the no-prefix MT run of its fold, seen and unseen
+    users pooled."""
+    family = "WikiPersona §4.1 (vpl soft prefix vs MT)"
+    claims = []
+    for question_type, direction in (("personal", 1), ("divergent", 0)):
+        sides = _mt_with_vs_without(examples, runs, "vpl", examples.question_type == question_type, None)
+        if sides is None:
+            return _absent(family, "a soft prefix helps on personal questions, not on divergent ones",
+                           "no vpl MT run has a no-prefix MT run of the same fold")
+        claims.append(paired_claim(family, "a soft prefix helps on personal questions, not on divergent ones",
+                                   f"MT + vpl vs MT, no prefix: {question_type}", direction, *sides, seed,
+                                   n_resamples, on=("id", "fold")))
     return claims
 
 
@@ -453,7 +479,7 @@ def equity_claims(examples: pd.DataFrame, runs: dict[str, dict], seed: int, n_re
     base = _base(examples, "none")
     per_user = base.groupby("user_id").score.mean()
     claims = []
-    for prefix in [p for p in PREFIX_ORDER if p in set(prefix_of.values())]:
+    for prefix in [p for p in MT_PREFIX_TYPES if p in set(prefix_of.values())]:
         condition = "no_prefix" if prefix == "none" else "seen_prefix"
         mt = _cell(examples, examples.system.isin([n for n, p in prefix_of.items() if p == prefix])
                    & (examples.condition == condition) & ~examples.seen)
@@ -477,7 +503,7 @@ def sensitivity_claims(examples: pd.DataFrame, runs: dict[str, dict], seed: int,
     claims = []
     for question_type, direction, claim in (("divergent", 1, "a wrong prefix hurts on divergent questions"),
                                             ("personal", 0, "a wrong prefix changes little on personal questions")):
-        for prefix in [p for p in PREFIX_ORDER if p in set(prefix_of.values())]:
+        for prefix in [p for p in MT_PREFIX_TYPES if p in set(prefix_of.values())]:
             mine = examples.system.isin([n for n, p in prefix_of.items() if p == prefix]) & (
                 examples.question_type == question_type)
             claims.append(paired_claim(family, claim, f"MT + {prefix}: own vs shuffled prefix, {question_type}",

@@ -177,14 +177,16 @@ def _train(args, params: Params) -> int:
     import json
     import os
 
-    from personalign.training import TrainingDataError, resolve_run, run_inputs, train_adapter, work_dir_for
+    from personalign.training import (
+        TrainingDataError, resolve_run, run_inputs, soft_prefix_pools, train_adapter, work_dir_for,
+    )
 
     try:
         run = resolve_run(args.run_name, params.train, params.base.seed)
         pairs, sft_pairs = run_inputs(run)
         out = args.out or Path("models/adapters") / run.name
         summary = train_adapter(run, pairs, "models/base", out, work_dir_for(run, pairs, ".cache/personalign/train"),
-                                sft_pairs)
+                                sft_pairs, soft_prefix_pools(run, params.base.embedding_model))
     except TrainingDataError as exc:
         print(f"personalign: {exc}", file=sys.stderr)
         return 2

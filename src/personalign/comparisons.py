@@ -13,6 +13,7 @@ import pandas as pd
 
 from personalign import persona_sources
 from personalign.accuracy import seen_users
+from personalign.config import SOFT_PREFIX_TYPES
 from personalign.judge import (
     OTHER_SIDE, Judge, JudgeContext, WorldPersonas, combine_orders, order_verdicts, pair_context, world_context,
 )
@@ -157,7 +158,10 @@ def whose_boat_cells(rows: pd.DataFrame, pair_personas: pd.DataFrame | None, who
 def unseen_user_rows(rows: pd.DataFrame, run: RunSpec) -> pd.DataFrame:
     """The evaluation rows of the users `run` did not train on (an MT run: its held-out fold's users), as stage 4
     decides seen / unseen: WikiPersona Table 3 compares "MT (persona not trained)". ComparisonInputError when the
-    run trained on every evaluation user."""
+    run trained on every evaluation user or has a soft prefix (stage 5 samples from text prompts only)."""
+    if run.prefix in SOFT_PREFIX_TYPES:
+        raise ComparisonInputError(f"generate_judge.prefix_table.mt_run = {run.name!r} has the soft prefix "
+                                   f"{run.prefix!r}; stage 5 samples from runs with a text prefix only")
     unseen = rows[~seen_users(run, rows)].reset_index(drop=True)
     if unseen.empty:
         raise ComparisonInputError(

@@ -224,9 +224,17 @@ class TrainDefaults(_Section):
     qlora: Literal["auto"] | bool = "auto"  # auto: when CUDA + bitsandbytes are present; true: required; false
     num_processes: int = Field(1, ge=1, le=1024)
     accelerate_config: str = ""
+    vpl_tokens: int = Field(1, ge=1, le=64)  # the vpl prefix: soft tokens before the prompt (App. K: one)
+    vpl_latent_dim: int = Field(8, ge=1, le=1024)
+    vpl_hidden: int = Field(64, ge=1, le=8192)
+    vpl_context: int = Field(8, ge=1, le=1024)  # pairs drawn per training forward (App. K: N = 8)
+    vpl_pool: int = Field(16, ge=1, le=4096)  # each user's pairs the prefix reads (App. K: K = 16)
+    vpl_kl_weight: float = Field(0.01, ge=0.0, le=100.0)
 
 
-PREFIX_TYPES = ("none", "tag", "name", "few_shot", "persona", "persona_strong", "gold")
+PREFIX_TYPES = ("none", "tag", "name", "few_shot", "persona", "persona_strong", "gold")  # text prefixes (stage 2)
+SOFT_PREFIX_TYPES = ("vpl",)  # input embeddings an MT run learns, not a text (personalign.soft_prefix)
+MT_PREFIX_TYPES = (*PREFIX_TYPES, *SOFT_PREFIX_TYPES)
 
 
 class TrainRun(_Section):
@@ -257,8 +265,8 @@ class TrainRun(_Section):
         if self.kind == "sft" and self.prefix not in ("none", *PT_TRAINING_SOURCES):
             raise ValueError(f"kind 'sft' prefix must be none or a PT persona source "
                              f"({', '.join(PT_TRAINING_SOURCES)}), got {self.prefix!r}")
-        if self.kind == "mt" and self.prefix not in PREFIX_TYPES:
-            raise ValueError(f"kind 'mt' prefix {self.prefix!r} is not a prefix type; allowed: {', '.join(PREFIX_TYPES)}")
+        if self.kind == "mt" and self.prefix not in MT_PREFIX_TYPES:
+            raise ValueError(f"kind 'mt' prefix {self.prefix!r} is not a prefix type; allowed: {', '.join(MT_PREFIX_TYPES)}")
         return self
 
 
@@ -304,6 +312,10 @@ class ScoreParams(_Section):
     @classmethod
     def _known_prefixes(cls, types: list[str]) -> list[str]:
         unknown = [t for t in types if t not in PREFIX_TYPES]
+        soft = [t for t in unknown if t in SOFT_PREFIX_TYPES]
+        if soft:
+            raise ValueError(f"{soft[0]!r} is a soft prefix an MT run learns; the base model has none (allowed: "
+                             f"{', '.join(PREFIX_TYPES)})")
         if unknown:
             raise ValueError(f"unknown prefix type {unknown[0]!r}; allowed: {', '.join(PREFIX_TYPES)}")
         return types

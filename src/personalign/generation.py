@@ -157,13 +157,25 @@ class HFGenerator(CachedGenerator):
         import torch
 
         device = self.model.device
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
+            out_tokens = self._sample(requests, sampling, seeds, device)
+        eos = self.tokenizer.eos_token_id
+        texts = []
+        for row in torch.stack(out_tokens, dim=1).tolist():
+            cut = row.index(eos) if eos in row else len(row)
+            texts.append(self.tokenizer.decode(row[:cut], skip_special_tokens=True).strip())
+        return texts
+
+    def _sample(self, requests: list[str], sampling: Sampling, seeds: list[int], device) -> list:
+        """The new tokens of each row, one tensor per step (the caller holds inference mode and autocast)."""
+        import torch
+
         rows = [self.tokenizer(r, add_special_tokens=False)["input_ids"] for r in requests]
         shared = _common_prefix_length(rows)
         past = None
         attention = torch.ones((len(rows), 0), dtype=torch.long, device=device)
         if shared:
-            with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
-                past = self.model(torch.tensor([rows[0][:shared]], device=device), use_cache=True).past_key_values
+            past = self.model(torch.tensor([rows[0][:shared]], device=device), use_cache=True).past_key_values
             past.batch_repeat_interleave(len(rows))
             attention = torch.ones((len(rows), shared), dtype=torch.long, device=device)
         longest = max(len(r) - shared for r in rows)
@@ -176,27 +188,22 @@ class HFGenerator(CachedGenerator):
         eos = self.tokenizer.eos_token_id
         finished = torch.zeros(len(rows), dtype=torch.bool)
         out_tokens = []
-        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
-            for _ in range(sampling.max_new_tokens):
-                positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, -step_ids.shape[1] :]
-                result = self.model(
-                    input_ids=step_ids, attention_mask=attention, position_ids=positions,
-                    past_key_values=past, use_cache=True, logits_to_keep=1,
-                )
-                past = result.past_key_values
-                next_ids = _pick(result.logits[:, -1, :].float().cpu(), sampling, rngs)
-                next_ids[finished] = eos
-                out_tokens.append(next_ids)
-                finished |= next_ids == eos
-                if bool(finished.all()):
-                    break
-                step_ids = next_ids[:, None].to(device)
-                attention = torch.cat([attention, torch.ones_like(step_ids)], dim=1)
-        texts = []
-        for row in torch.stack(out_tokens, dim=1).tolist():
-            cut = row.index(eos) if eos in row else len(row)
-            texts.append(self.tokenizer.decode(row[:cut], skip_special_tokens=True).strip())
-        return texts
+        for _ in range(sampling.max_new_tokens):
+            positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, -step_ids.shape[1] :]
+            result = self.model(
+                input_ids=step_ids, attention_mask=attention, position_ids=positions,
+                past_key_values=past, use_cache=True, logits_to_keep=1,
+            )
+            past = result.past_key_values
+            next_ids = _pick(result.logits[:, -1, :].float().cpu(), sampling, rngs)
+            next_ids[finished] = eos
+            out_tokens.append(next_ids)
+            finished |= next_ids == eos
+            if bool(finished.all()):
+                break
+            step_ids = next_ids[:, None].to(device)
+            attention = torch.cat([attention, torch.ones_like(step_ids)], dim=1)
+        return out_tokens
 
 
 class OpenAIGenerator(CachedGenerator):

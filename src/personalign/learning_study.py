@@ -23,6 +23,7 @@ SYSTEMS = {  # system -> (run kind, training prefix or PT persona source, test p
     "dpo": ("dpo", "none", "none"),
     "mt_tag": ("mt", "tag", "tag"),
     "mt_gold": ("mt", "gold", "gold"),
+    "mt_vpl": ("mt", "vpl", "vpl"),  # the soft prefix, read from the arm's own training pairs of each user
     "pm": ("pm", "none", "none"),
     "pt": ("pt", "pair", "pt_retr"),  # PT on pair personas, tested with P_retr (the honest cell)
     "pt_oracle": ("pt", "pair", "pt_pair"),  # ... tested with the test pair's own pair persona: sees the label
@@ -150,12 +151,14 @@ def _training_key(arm: Arm) -> str:
 
 
 def run_arm(arm: Arm, records: pd.DataFrame, prefixes: pd.DataFrame, pair_personas: pd.DataFrame | None,
-            base_dir: Path, work: Path, seed: int, batch_size: int) -> pd.DataFrame:
+            base_dir: Path, work: Path, seed: int, batch_size: int, embed=None) -> pd.DataFrame:
     """Train the arm (one adapter, or one per user for PM) and score its test pairs and the base's, both in fp32
-    (implicit margins are small differences of large log-probs). Per-example rows, cached under `work`."""
-    from personalign.accuracy import implicit_margins, merged_run
+    (implicit margins are small differences of large log-probs). Per-example rows, cached under `work`. A soft-prefix
+    arm (mt_vpl) reads each user's pool from the arm's own training pairs, embedded with `embed`."""
+    from personalign.accuracy import cell_soft_prefixes, implicit_margins, merged_run
     from personalign.models import load_base
     from personalign.scoring import score_pairs
+    from personalign.soft_prefix import pair_pools
     from personalign.training import train_adapter, training_curve
 
     cached = work / "arms" / f"{arm.name}-{arm.key()}.csv"
@@ -167,12 +170,18 @@ def run_arm(arm: Arm, records: pd.DataFrame, prefixes: pd.DataFrame, pair_person
     for user in users:
         run, pairs, test = arm_pairs(arm, records, prefixes, pair_personas, seed, user)
         run_dir = work / "adapters" / _training_key(arm) / (user or "all")
+        soft_variant = SYSTEMS[arm.system][2]
         if not (run_dir / "adapter").is_dir():
-            train_adapter(run, pairs, base_dir, run_dir)
+            pools = None
+            if run.prefix == "vpl":
+                own = divergent_subset(records, arm.pairs_per_user, seed).assign(split="train")
+                pools = pair_pools(own, run.vpl_pool, run.seed, embed)
+            train_adapter(run, pairs, base_dir, run_dir, pools=pools)
         curve = training_curve(run_dir / "log.jsonl")
         tail = curve.tail(max(1, len(curve) // 4))
         policy, _ = merged_run(base, run_dir)
-        trained = score_pairs(policy, tokenizer, test, batch_size)  # fp32, mean token log-prob decisions
+        trained = score_pairs(policy, tokenizer, test, batch_size,  # fp32, mean token log-prob decisions
+                              soft_prefixes=cell_soft_prefixes(run, run_dir, soft_variant))
         untrained = score_pairs(base, tokenizer, test, batch_size)
         frames.append(pd.DataFrame({
             "arm": arm.name, "id": test.id, "user_id": test.user_id, "train_pairs": len(pairs),
@@ -301,6 +310,7 @@ def main(argv: list[str] | None = None) -> None:
     from tqdm.auto import tqdm
 
     from personalign.config import JudgeParams
+    from personalign.embeddings import Embedder
     from personalign.figures import apply_style, save_figure
     from personalign.hardware import fingerprint
     from personalign.prefixes import fixed_prefixes
@@ -331,8 +341,9 @@ def main(argv: list[str] | None = None) -> None:
                                           JudgeParams(**settings.get("judge", {})), seed)
     for arm in arms:  # every arm's data is assembled before any training: a bad size stops the study here
         divergent_subset(records, arm.pairs_per_user, seed)
+    embedder = Embedder(settings.get("embedding_model", "all-minilm-l6-v2"))
     frames = [run_arm(arm, tables[arm.rejected], prefixes, pair_personas, base_dir, work, seed,
-                      int(settings.get("batch_size", 16)))
+                      int(settings.get("batch_size", 16)), embedder.encode)
               for arm in tqdm(arms, desc="learning study", unit="arm")]
     summary = summarize(arms, pd.concat(frames, ignore_index=True), seed, int(settings.get("n_resamples", 2000)))
     reference = {k: v for k, v in asdict(arms[0]).items() if k in LEVERS}

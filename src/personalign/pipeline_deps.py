@@ -41,7 +41,7 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
                    *JUDGE_LABEL_KEYS),
     "infer_personas": ("base.seed", "base.model", "base.device", "base.dtype", "base.embedding_model", "prefixes",
                        "generators", "judge"),
-    "train": ("base.seed", "train.defaults", "train.runs.${key}"),
+    "train": ("base.seed", "base.embedding_model", "train.defaults", "train.runs.${key}"),
     "score": ("base.seed", "base.device", "prefixes.seeds", "train.defaults", "train.runs", "score"),
     "generate_judge": ("base.seed", "base.device", "base.dtype", "base.embedding_model", "judge", "train.runs",
                        "generate_judge"),

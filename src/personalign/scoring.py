@@ -68,22 +68,37 @@ def prefix_batches(prompts: list[list[int]], batch_size: int) -> list[tuple[list
     return batches
 
 
+def _user_groups(pairs: pd.DataFrame, soft_prefixes: dict | None) -> list[tuple[str | None, np.ndarray]]:
+    """Row groups that may share a batch: all rows, or with soft prefixes one group per user (its prefix)."""
+    if soft_prefixes is None:
+        return [(None, np.arange(len(pairs)))]
+    users = pairs.user_id.to_numpy()
+    missing = sorted(set(users) - set(soft_prefixes))
+    if missing:
+        raise ValueError(f"user {missing[0]!r} has no soft prefix")
+    return [(user, np.flatnonzero(users == user)) for user in sorted(set(users))]
+
+
 @torch.inference_mode()
 def score_pairs(model, tokenizer, pairs: pd.DataFrame, batch_size: int = 16, summed: bool = False,
-                autocast_bf16: bool = False) -> pd.DataFrame:
+                autocast_bf16: bool = False, soft_prefixes: dict | None = None) -> pd.DataFrame:
     """Per pair: summed log-probs and token counts of y_w and y_l, and whether the pair is scored correct (mean token
     log-prob by default, summed log-prob with `summed`), in the input order. `model` may be a PeftModel with the
-    adapter to score active."""
+    adapter to score active. `soft_prefixes` (user id → (n, hidden) input embeddings, a vpl run's) go before each
+    pair's prompt."""
     encoded = encode_pairs(tokenizer, pairs)
     device = next(model.parameters()).device
     chosen_sum, rejected_sum = np.zeros(len(pairs)), np.zeros(len(pairs))
     was_training = model.training
     model.eval()
-    for index, shared in prefix_batches([p for p, _, _ in encoded], batch_size):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast_bf16):
-            sums = completions_logps(model, [encoded[i][0] for i in index],
-                                     [[encoded[i][1], encoded[i][2]] for i in index], shared)
-        chosen_sum[index], rejected_sum[index] = [s[0] for s in sums], [s[1] for s in sums]
+    for user, rows in _user_groups(pairs, soft_prefixes):
+        soft = None if user is None else soft_prefixes[user]
+        for members, shared in prefix_batches([encoded[i][0] for i in rows], batch_size):
+            index = rows[members]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast_bf16):
+                sums = completions_logps(model, [encoded[i][0] for i in index],
+                                         [[encoded[i][1], encoded[i][2]] for i in index], shared, soft)
+            chosen_sum[index], rejected_sum[index] = [s[0] for s in sums], [s[1] for s in sums]
     model.train(was_training)
     chosen_tokens = np.array([len(c) for _, c, _ in encoded])
     rejected_tokens = np.array([len(r) for _, _, r in encoded])
@@ -94,28 +109,35 @@ def score_pairs(model, tokenizer, pairs: pd.DataFrame, batch_size: int = 16, sum
 
 @torch.inference_mode()
 def completions_logps(model, prompts: list[list[int]], completions: list[list[list[int]]],
-                      shared: int = 0) -> list[np.ndarray]:
-    """Summed log-probs of any number of completions per prompt (token ids), as one batch. The first `shared` tokens,
-    the same in every prompt, run through `model` once; the rest of each prompt once, left-padded after them; each
-    completion attends to its prompt's KV cache, right-padded, positions continuing after it. Returns one array per
-    prompt, in the order of its completions."""
+                      shared: int = 0, soft: torch.Tensor | None = None) -> list[np.ndarray]:
+    """Summed log-probs of any number of completions per prompt (token ids), as one batch. `soft` (n, hidden): input
+    embeddings before every prompt (a soft prefix). The soft prefix and the first `shared` tokens, the same in every
+    prompt, run through `model` once; the rest of each prompt once, left-padded after them; each completion attends
+    to its prompt's KV cache, right-padded, positions continuing after it. Returns one array per prompt, in the order
+    of its completions."""
     device = next(model.parameters()).device
     if any(len(p) <= shared for p in prompts) or any(not c for group in completions for c in group):
         raise ValueError("an empty prompt or completion cannot be scored")
     past = None
-    if shared:
+    lead = shared if soft is None else shared + soft.shape[0]  # positions in the once-run part
+    if soft is not None:
+        embeds = model.get_input_embeddings()(torch.tensor([prompts[0][:shared]], dtype=torch.long, device=device))
+        embeds = torch.cat([soft.to(device=device, dtype=embeds.dtype).unsqueeze(0), embeds], dim=1)
+        past = model(inputs_embeds=embeds, use_cache=True, logits_to_keep=1).past_key_values
+        past.batch_repeat_interleave(len(prompts))
+    elif shared:
         past = model(input_ids=torch.tensor([prompts[0][:shared]], device=device), use_cache=True,
                      logits_to_keep=1).past_key_values
         past.batch_repeat_interleave(len(prompts))
     rests = [p[shared:] for p in prompts]
     width = max(map(len, rests))
     rest_ids = torch.zeros((len(rests), width), dtype=torch.long)
-    prompt_mask = torch.ones((len(rests), shared + width), dtype=torch.long)
+    prompt_mask = torch.ones((len(rests), lead + width), dtype=torch.long)
     rest_pos = torch.zeros((len(rests), width), dtype=torch.long)
     for i, rest in enumerate(rests):
         rest_ids[i, width - len(rest):] = torch.tensor(rest)
-        prompt_mask[i, shared: shared + width - len(rest)] = 0
-        rest_pos[i, width - len(rest):] = torch.arange(shared, shared + len(rest))
+        prompt_mask[i, lead: lead + width - len(rest)] = 0
+        rest_pos[i, width - len(rest):] = torch.arange(lead, lead + len(rest))
     prompt_mask = prompt_mask.to(device)
     out = model(input_ids=rest_ids.to(device), attention_mask=prompt_mask, position_ids=rest_pos.to(device),
                 past_key_values=past, use_cache=True, logits_to_keep=1)
@@ -131,7 +153,7 @@ def completions_logps(model, prompts: list[list[int]], completions: list[list[li
         completion_ids[i, : len(row)] = torch.tensor(row)
         valid[i, : len(row)] = True
     completion_ids, valid = completion_ids.to(device), valid.to(device)
-    prompt_len = torch.tensor(list(map(len, prompts)), device=device)
+    prompt_len = torch.tensor(list(map(len, prompts)), device=device) + (lead - shared)
     positions = prompt_len[owner].unsqueeze(1) + torch.arange(span, device=device)
     mask = torch.cat([prompt_mask[owner], valid.long()], dim=1)
     logits = model(input_ids=completion_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,

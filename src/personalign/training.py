@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from personalign.config import SOFT_PREFIX_TYPES
 from personalign.persona_sources import PT_TRAINING_SOURCES, PersonaSourceError, persona_texts
 from personalign.prompts import PT_TEMPLATE, chat, prefixed_prompt
 from personalign.seeding import stable_seed
@@ -59,6 +60,12 @@ class RunSpec:
     precompute_ref: bool = False  # reference log-probs computed once before training instead of every step
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, one more forward
     qlora: str | bool = "auto"  # auto: 4-bit base when CUDA and bitsandbytes are present | True: required | False
+    vpl_tokens: int = 1  # the vpl prefix (personalign.soft_prefix): input embeddings it places before the prompt
+    vpl_latent_dim: int = 8  # dimension of the user latent z
+    vpl_hidden: int = 64  # width of the pair encoder
+    vpl_context: int = 8  # pairs drawn from the user's pool at each training forward (App. K: N = 8)
+    vpl_pool: int = 16  # the user's training pairs the prefix is computed from (App. K: K = 16)
+    vpl_kl_weight: float = 0.01  # weight of KL(q(z | pairs) || N(0, I)) beside the DPO loss
 
 
 def training_pairs(
@@ -96,7 +103,7 @@ def training_pairs(
     prompts = list(train.prompt)
     if run.kind == "pt" or (run.kind == "sft" and run.prefix != "none"):
         prompts = [PT_TEMPLATE.format(x=x, persona=p) for x, p in zip(prompts, _pt_personas(run, train, pair_personas))]
-    elif run.kind == "mt" and run.prefix != "none":
+    elif run.kind == "mt" and run.prefix not in ("none", *SOFT_PREFIX_TYPES):  # a soft prefix is no text
         prompts = [prefixed_prompt(run.prefix, p, x) for x, p in zip(prompts, _user_prefixes(run, train, prefixes))]
     return pd.DataFrame(
         {"id": list(train.id), "user_id": list(train.user_id), "prompt": prompts,
@@ -140,14 +147,17 @@ def check_lengths(run: RunSpec, pairs: pd.DataFrame, tokenizer) -> None:
             )
 
 
-def conversational_dataset(pairs: pd.DataFrame):
-    """The pairs as trl's conversational preference dataset (prompt, chosen, rejected as chat messages)."""
+def conversational_dataset(pairs: pd.DataFrame, users: list[str] | None = None):
+    """The pairs as trl's conversational preference dataset (prompt, chosen, rejected as chat messages); with `users`
+    (a soft prefix's pool order), each pair's `user_index` in it."""
     from datasets import Dataset
 
+    index = {user: i for i, user in enumerate(users or [])}
     return Dataset.from_list(
         [
             {"prompt": [{"role": "user", "content": r.prompt}], "chosen": [{"role": "assistant", "content": r.chosen}],
              "rejected": [{"role": "assistant", "content": r.rejected}]}
+            | ({"user_index": index[r.user_id]} if users is not None else {})
             for r in pairs.itertuples()
         ]
     )
@@ -209,6 +219,20 @@ def run_inputs(run: RunSpec, data_dir: str | Path = "data") -> tuple[pd.DataFram
     if sft.empty:
         return pairs, None
     return pairs, training_pairs(run, sft.assign(split="train"), tables["prefixes"], tables["pair_personas"])
+
+
+def soft_prefix_pools(run: RunSpec, embedding_model: str, data_dir: str | Path = "data"):
+    """For a run with a soft prefix (vpl), the pair pools it reads (personalign.soft_prefix.pair_pools): every user
+    with training pairs in stage 1's records, seen by the run or not, embedded with base.embedding_model; None for
+    other runs."""
+    if not (run.kind == "mt" and run.prefix in SOFT_PREFIX_TYPES):
+        return None
+    from personalign.embeddings import Embedder
+    from personalign.records import read_records
+    from personalign.soft_prefix import pair_pools
+
+    records = read_records(Path(data_dir) / "records.jsonl")
+    return pair_pools(records, run.vpl_pool, run.seed, Embedder(embedding_model).encode)
 
 
 def training_curve(log_path: str | Path) -> pd.DataFrame:
@@ -300,7 +324,7 @@ def _keep_freed_memory_in_the_heap() -> None:
 class _JsonlLog:
     """The run's training log, one JSON line per logging step and phase; survives a kill, trimmed on resume."""
 
-    KEYS = {"loss", "learning_rate", "grad_norm", "epoch", "mean_token_accuracy"}
+    KEYS = {"loss", "learning_rate", "grad_norm", "epoch", "mean_token_accuracy", "soft_prefix/kl"}
 
     def __init__(self, path: Path):
         self.path = path
@@ -347,8 +371,9 @@ def _on_disk(dataset, path: Path):
 
 
 def _fit(phase: str, run: RunSpec, model, tokenizer, dataset, work_dir: Path, log: _JsonlLog, device: str,
-         epochs: int, learning_rate: float):
-    """One trl training phase (`sft` or `dpo`), resumed from its last checkpoint in work_dir if there is one."""
+         epochs: int, learning_rate: float, soft_prefix=None):
+    """One trl training phase (`sft` or `dpo`), resumed from its last checkpoint in work_dir if there is one; a DPO
+    phase with `soft_prefix` (a VPLPrefix) trains it with the adapter."""
     from transformers import set_seed
     from trl import DPOConfig, SFTConfig, SFTTrainer
 
@@ -372,22 +397,60 @@ def _fit(phase: str, run: RunSpec, model, tokenizer, dataset, work_dir: Path, lo
         trainer = shared_prompt_trainer_class()(model=model, args=args, train_dataset=dataset,
                                                 processing_class=tokenizer, peft_config=lora_config(run),
                                                 callbacks=[log.callback(phase)])
+        if soft_prefix is not None:
+            _attach_soft_prefix(trainer, run, soft_prefix, resume)
     result = trainer.train(resume_from_checkpoint=resume)
     return trainer, result, resume
 
 
+def _attach_soft_prefix(trainer, run: RunSpec, soft_prefix, resume: str | None) -> None:
+    """Make the trainer place the soft prefix and optimise it with the adapter (a submodule of the model, so its
+    parameters reach the optimizer); its state is saved with each checkpoint and restored on resume."""
+    import torch
+    from transformers import TrainerCallback
+
+    if not trainer._shared():
+        raise TrainingDataError(f"run {run.name!r}: the {run.prefix!r} prefix trains in one process, without "
+                                "gradient checkpointing (set train.defaults.num_processes: 1, gradient_checkpointing: false)")
+    trainer.soft_prefix, trainer.kl_weight = soft_prefix, run.vpl_kl_weight
+    trainer.model.add_module("soft_prefix", soft_prefix)
+    if resume:
+        soft_prefix.restore(torch.load(Path(resume) / "soft_prefix.pt", weights_only=False))
+
+    class SaveSoftPrefix(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                target = Path(args.output_dir) / f"checkpoint-{state.global_step}" / "soft_prefix.pt"
+                torch.save(soft_prefix.checkpoint_state(), target)
+
+    trainer.add_callback(SaveSoftPrefix())
+
+
+def new_soft_prefix(run: RunSpec, model, pools):
+    """The run's VPLPrefix for `model`, its map starting at the model's mean input embedding and spread."""
+    from personalign.soft_prefix import VPLPrefix
+
+    embeddings = model.get_input_embeddings().weight.detach().float()
+    return VPLPrefix(pools, embeddings.shape[1], run.vpl_tokens, run.vpl_latent_dim, run.vpl_hidden, run.vpl_context,
+                     embeddings.mean(0), float(embeddings.std()), stable_seed(run.seed, "vpl"))
+
+
 def train_adapter(
     run: RunSpec, pairs: pd.DataFrame, base_dir: str | Path, out_dir: str | Path, work_dir: str | Path | None = None,
-    sft_pairs: pd.DataFrame | None = None,
+    sft_pairs: pd.DataFrame | None = None, pools=None,
 ) -> dict:
     """Train the run's LoRA adapter (DPO, or SFT for kind `sft`; with `sft_epochs`, SFT on `sft_pairs` — default: the
     run's own pairs — merged into the base before DPO), resuming from the last checkpoint in `work_dir`.
     Writes out_dir/adapter (PEFT format), out_dir/sft_adapter (SFT-then-DPO only; see `load_trained`),
-    out_dir/run.json (the resolved spec) and out_dir/log.jsonl; the checkpoints are removed once the run is done."""
+    out_dir/run.json (the resolved spec) and out_dir/log.jsonl; the checkpoints are removed once the run is done.
+    A `vpl` run needs `pools` (`soft_prefix_pools`) and also writes every pooled user's soft prefix (soft_prefix.PREFIXES_FILE)."""
     _keep_freed_memory_in_the_heap()
     out_dir = Path(out_dir)
     work_dir = Path(work_dir) if work_dir is not None else out_dir / "work"
     work_dir.mkdir(parents=True, exist_ok=True)
+    soft = run.kind == "mt" and run.prefix in SOFT_PREFIX_TYPES
+    if soft and pools is None:
+        raise TrainingDataError(f"run {run.name!r}: the {run.prefix!r} prefix needs the users' pair pools (soft_prefix_pools)")
     model, tokenizer, device = load_for_training(base_dir, run)
     check_lengths(run, pairs, tokenizer)
     log = _JsonlLog(work_dir / "log.jsonl")
@@ -399,8 +462,10 @@ def train_adapter(
         if run.sft_epochs:
             model = _sft_then_merge(run, model, tokenizer, pairs if sft_pairs is None else sft_pairs, work_dir, log,
                                     device)
-        trainer, result, resume = _fit("dpo", run, model, tokenizer, conversational_dataset(pairs), work_dir / "dpo",
-                                       log, device, run.epochs, run.learning_rate)
+        soft_prefix = new_soft_prefix(run, model, pools) if soft else None
+        trainer, result, resume = _fit("dpo", run, model, tokenizer,
+                                       conversational_dataset(pairs, pools.users if soft else None), work_dir / "dpo",
+                                       log, device, run.epochs, run.learning_rate, soft_prefix)
     seconds = time.perf_counter() - started
     trainer.save_model(str(out_dir / "adapter"))
     if trainer.accelerator.is_main_process:
@@ -408,6 +473,10 @@ def train_adapter(
         if run.sft_epochs and run.kind != "sft":
             shutil.copytree(work_dir / "sft_adapter", out_dir / "sft_adapter", dirs_exist_ok=True)
         (out_dir / "run.json").write_text(json.dumps(asdict(run), indent=2, sort_keys=True) + "\n")
+        if soft:
+            from personalign.soft_prefix import PREFIXES_FILE, save_prefixes
+
+            save_prefixes(out_dir / PREFIXES_FILE, soft_prefix.users, soft_prefix.prefixes())
         shutil.copy(log.path, out_dir / "log.jsonl")
     trainer.accelerator.wait_for_everyone()
     if trainer.accelerator.is_main_process:

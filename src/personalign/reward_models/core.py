@@ -41,13 +41,6 @@ def response_features(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, y, x * y], dim=-1)
 
 
-def pair_features(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """[x, a-b, x*(a-b)] of a prompt and two responses (ordered: `a` first), rescaled like response_features."""
-    scale = x.shape[-1] ** 0.5
-    x, d = x * scale, (a - b) * scale
-    return torch.cat([x, d, x * d], dim=-1)
-
-
 class RewardHead(nn.Module):
     """r(x, y[, c]) = MLP([x, y, x*y, c]) + c . P[x, y, x*y]: an MLP over the pair features, optionally conditioned on
     a user vector c (one-hot id, learned user embedding or latent z) concatenated to its input. With

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from personalign.reward_models.core import build, check_fitted, draw_seed, pair_features, tensors
+from personalign.preference_encoder import pair_features
+from personalign.reward_models.core import build, check_fitted, draw_seed, tensors
 from personalign.reward_models.data import PreferenceData, UnseenUserError
 from personalign.reward_models.episodes import eligible_users, episode_batch, evaluation_context
 from personalign.seeding import stable_seed

@@ -10,16 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from personalign.reward_models.core import (
-    RewardHead,
-    bt_loss,
-    build,
-    check_fitted,
-    draw_seed,
-    pair_features,
-    tensors,
-    torch_generator,
-)
+from personalign.preference_encoder import PreferenceEncoder, gaussian_kl, pair_features
+from personalign.reward_models.core import RewardHead, bt_loss, build, check_fitted, draw_seed, tensors, torch_generator
 from personalign.reward_models.data import PreferenceData
 from personalign.reward_models.episodes import eligible_users, episode_batch, evaluation_context
 
@@ -27,18 +19,8 @@ from personalign.reward_models.episodes import eligible_users, episode_batch, ev
 class _VPLNet(nn.Module):
     def __init__(self, dim: int, hidden: int, latent_dim: int, encoder_hidden: int, interaction: bool):
         super().__init__()
-        self.encoder = nn.Sequential(nn.Linear(3 * dim, encoder_hidden), nn.GELU(),
-                                     nn.Linear(encoder_hidden, encoder_hidden), nn.GELU())
-        self.stats = nn.Linear(encoder_hidden, 2 * latent_dim)
+        self.posterior = PreferenceEncoder(3 * dim, encoder_hidden, latent_dim)
         self.head = RewardHead(dim, hidden, cond_dim=latent_dim, interaction=interaction)
-
-    def posterior(self, feats: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean, log-variance) of q(z | context) from context pair features (U, K, F) with mask (U, K): the
-        encoded pairs are mean-pooled over the real entries."""
-        h = self.encoder(feats) * mask.unsqueeze(-1)
-        pooled = h.sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
-        mu, logvar = self.stats(pooled).chunk(2, dim=-1)
-        return mu, logvar.clamp(-8.0, 8.0)
 
 
 class VPL:
@@ -87,8 +69,7 @@ class VPL:
             zt = z.unsqueeze(1).expand(-1, t_idx.shape[1], -1)[t_mask]
             rows = t_idx[t_mask]
             nll = bt_loss(self.net_.head.margin(x[rows], yw[rows], yl[rows], zt))
-            kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1).mean()
-            loss = nll + self.beta * kl
+            loss = nll + self.beta * gaussian_kl(mu, logvar)
             opt.zero_grad()
             loss.backward()
             opt.step()
