@@ -80,3 +80,41 @@ def test_unreachable_endpoint_fails_with_a_clear_message(monkeypatch):
 def test_a_partial_assistant_turn_is_refused(server):
     with pytest.raises(ValueError, match="cannot continue a partial assistant turn"):
         client(server).generate([ChatPrompt("x", prefix="Axis:")], SAMPLING, [1])
+
+
+def test_a_redirect_to_another_host_is_refused_and_never_carries_the_key(monkeypatch):
+    """Issue 16.3: two servers on 127.0.0.1; the first answers 302 to the second. The client must not follow it."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    monkeypatch.setenv("PERSONALIGN_TEST_KEY", KEY)
+    with StubServer() as other:
+        class Redirect(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                self.send_response(302)
+                self.send_header("Location", other.base_url + "/chat/completions")
+                self.end_headers()
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            generator = OpenAIGenerator("stub-model", f"http://127.0.0.1:{server.server_address[1]}/v1",
+                                        "PERSONALIGN_TEST_KEY", None, 2.0, 1, backoff_s=0.01)
+            with pytest.raises(GenerationError, match="answered HTTP 302 \\(a redirect: not followed"):
+                generator.generate(PROMPTS[:1], SAMPLING, [1])
+        finally:
+            server.shutdown()
+            server.server_close()
+        assert other.requests == [] and other.auth_headers == []
+
+
+def test_an_unset_key_variable_stops_before_any_request(monkeypatch):
+    monkeypatch.delenv("PERSONALIGN_UNSET_KEY", raising=False)
+    with StubServer() as server:
+        with pytest.raises(GenerationError, match="variable PERSONALIGN_UNSET_KEY holding the API key is not set"):
+            OpenAIGenerator("stub-model", server.base_url, "PERSONALIGN_UNSET_KEY")
+        texts = OpenAIGenerator("stub-model", server.base_url, "").generate(PROMPTS[:1], SAMPLING, [1])
+        assert texts and server.auth_headers == [None]  # "": an endpoint without a key, no header sent

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -14,6 +15,28 @@ from personalign.world import AXIS_IDS
 
 class ParamsError(ValueError):
     """A user error in a params file; the message names the file, the key and what is allowed."""
+
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # run, dataset and user names
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")  # api_key_env: the name of a variable, never a key
+
+
+def safe_name(what: str, name: Any) -> str:
+    """`name` when it is safe to place in a DVC stage name, a command line and a folder name; else ValueError."""
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
+        raise ValueError(f"{what} {name!r} must be 1-64 letters, digits, '_' or '-', starting with a letter or digit "
+                         "(it becomes a DVC stage name, a command-line argument and a folder name)")
+    return name
+
+
+def env_var_name(name: str) -> str:
+    """`name` when it looks like an environment variable's name ("": an endpoint without a key); a pasted key is
+    refused without repeating it."""
+    if name and not ENV_NAME.fullmatch(name):
+        raise ValueError("must be the NAME of an environment variable holding the key (letters, digits and _, not "
+                         "starting with a digit, e.g. OPENAI_API_KEY), never the key itself; the value given is not "
+                         "shown here")
+    return name
 
 
 class _Section(BaseModel):
@@ -32,6 +55,14 @@ class BaseParams(_Section):
 
 
 DATASET_FORMATS = ("persona_tailoring", "wikipersona", "psoups", "personal_llm_dpo", "tldr", "personal_llm")
+
+
+def dataset_names(datasets: dict) -> dict:
+    """A `datasets` mapping whose names (the records' `source`) are lowercase safe names other than `builtin`."""
+    bad = [n for n in datasets if not SAFE_NAME.fullmatch(n) or n != n.lower() or "-" in n or n == "builtin"]
+    if bad:
+        raise ValueError(f"dataset name {bad[0]!r} must be lowercase letters, digits and _ (and not 'builtin')")
+    return datasets
 
 
 class DatasetSpec(_Section):
@@ -90,10 +121,7 @@ class BuildDataParams(_Section):
     @field_validator("datasets")
     @classmethod
     def _dataset_names(cls, datasets: dict[str, DatasetSpec]) -> dict[str, DatasetSpec]:
-        bad = [n for n in datasets if not n.replace("_", "").isalnum() or n != n.lower() or n == "builtin"]
-        if bad:
-            raise ValueError(f"dataset name {bad[0]!r} must be lowercase letters, digits and _ (and not 'builtin')")
-        return datasets
+        return dataset_names(datasets)
 
     @model_validator(mode="after")
     def _sizes_fit(self) -> BuildDataParams:
@@ -125,6 +153,11 @@ class JudgeParams(_Section):
     max_retries: int = Field(5, ge=0, le=20)
     max_new_tokens: int = Field(256, ge=8, le=8192)
 
+    @field_validator("api_key_env")
+    @classmethod
+    def _variable_name(cls, name: str) -> str:
+        return env_var_name(name)
+
     @model_validator(mode="after")
     def _complete(self) -> JudgeParams:
         if self.backend == "hf" and not self.model:
@@ -147,6 +180,11 @@ class GeneratorParams(_Section):
     timeout_s: float = Field(60.0, gt=0.0, le=3600.0)
     max_retries: int = Field(5, ge=0, le=20)
     batch_size: int = Field(8, ge=1, le=1024)
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _variable_name(cls, name: str) -> str:
+        return env_var_name(name)
 
     @model_validator(mode="after")
     def _complete(self) -> GeneratorParams:
@@ -255,6 +293,11 @@ class TrainRun(_Section):
     max_length: int | None = Field(None, ge=16, le=32768)
     sft_epochs: int | None = Field(None, ge=0, le=100)
 
+    @field_validator("user")
+    @classmethod
+    def _safe_user(cls, user: str) -> str:
+        return safe_name("user", user) if user else user
+
     @model_validator(mode="after")
     def _kind_fields(self) -> TrainRun:
         if self.kind == "pm" and not self.user:
@@ -275,6 +318,13 @@ class TrainParams(_Section):
 
     defaults: TrainDefaults = Field(default_factory=TrainDefaults)
     runs: dict[str, TrainRun] = Field(default_factory=dict)
+
+    @field_validator("runs", mode="before")
+    @classmethod
+    def _safe_run_names(cls, runs: Any) -> Any:
+        for name in runs if isinstance(runs, dict) else ():
+            safe_name("run name", name)
+        return runs
 
 
 class AlignmentTaxParams(_Section):
@@ -398,11 +448,16 @@ class RewardModelsParams(_Section):
     train_on: list[Literal["simulated_users", "records"]] = Field(default_factory=lambda: ["simulated_users", "records"])
     models: list[Literal[REWARD_MODEL_NAMES]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: list(REWARD_MODEL_NAMES), min_length=1)
-    train_sizes: list[int] = Field(default_factory=lambda: [10, 30, 100, 300], min_length=1)
+    train_sizes: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [10, 30, 100, 300], min_length=1)
     new_users: int = Field(2, ge=0, le=100)
-    new_user_pairs: list[int] = Field(default_factory=lambda: [30, 100, 300])
+    new_user_pairs: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [30, 100, 300])
     rewardbench: str = ""  # personalization tax: a RewardBench-format file (prompt, chosen, rejected, subset, id)
     n_resamples: int = Field(1000, ge=100, le=1_000_000)
+
+    @field_validator("datasets")
+    @classmethod
+    def _dataset_names(cls, datasets: dict[str, DatasetSpec]) -> dict[str, DatasetSpec]:
+        return dataset_names(datasets)
 
 
 class Params(_Section):
@@ -419,6 +474,34 @@ class Params(_Section):
     analysis: AnalysisParams = Field(default_factory=AnalysisParams)
     reward_models: RewardModelsParams = Field(default_factory=RewardModelsParams)
 
+    @model_validator(mode="after")
+    def _consistent(self) -> Params:
+        """Settings of one section that another section's values make meaningless, refused before any compute."""
+        runs = self.train.runs
+        for name, run in runs.items():
+            if (self.build_data.source == "builtin" and run.held_out_fold is not None
+                    and run.held_out_fold >= self.build_data.n_folds):
+                raise ValueError(f"train.runs.{name}.held_out_fold = {run.held_out_fold} but build_data.n_folds = "
+                                 f"{self.build_data.n_folds} (folds 0..{self.build_data.n_folds - 1}): the run would "
+                                 "train on every user and have no unseen ones")
+        named = [(f"score.alignment_tax.runs[{i}]", r) for i, r in enumerate(self.score.alignment_tax.runs)]
+        named += [(f"generate_judge.whose_boat.runs.{d}.{k}", getattr(r, k))
+                  for d, r in self.generate_judge.whose_boat.runs.items() for k in ("dpo", "pt")]
+        if self.generate_judge.prefix_table.mt_run:
+            named.append(("generate_judge.prefix_table.mt_run", self.generate_judge.prefix_table.mt_run))
+        for key, name in named if runs else ():  # no runs at all: nothing is trained, scored or judged
+            if name not in runs:
+                raise ValueError(f"{key} = {name!r} is not in train.runs; defined runs: {', '.join(runs) or 'none'}")
+        if self.build_data.source == "builtin":
+            from personalign.world import demographic_attributes
+
+            known = demographic_attributes()
+            unknown = [a for a in self.analysis.demographic_attributes if a not in known]
+            if unknown:
+                raise ValueError(f"analysis.demographic_attributes: unknown attribute {unknown[0]!r}; the built-in "
+                                 f"world's personas have: {', '.join(known)}")
+        return self
+
 
 SECTIONS: dict[str, type[_Section]] = {
     name: field.annotation for name, field in Params.model_fields.items()  # type: ignore[misc]
@@ -429,20 +512,34 @@ def _allowed_keys(model: type[BaseModel]) -> str:
     return ", ".join(model.model_fields)
 
 
+def _section_at(path: list[str]) -> type[BaseModel]:
+    """The model of the section at a key path; a mapping of sections (train.runs, build_data.datasets) is stepped
+    through by its entry's key."""
+    model: type[BaseModel] = Params
+    parts = list(path)
+    while parts and parts[0] in model.model_fields:
+        annotation = model.model_fields[parts[0]].annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model, parts = annotation, parts[1:]
+        elif get_origin(annotation) is dict and issubclass(get_args(annotation)[1], BaseModel) and len(parts) > 1:
+            model, parts = get_args(annotation)[1], parts[2:]
+        else:
+            break
+    return model
+
+
 def _describe(error: dict[str, Any], source: str) -> str:
     loc = [str(p) for p in error["loc"]]
     key = ".".join(loc) if loc else "(top level)"
     kind = error["type"]
     if kind == "extra_forbidden":
-        parent: type[BaseModel] = Params
-        for part in loc[:-1]:
-            annotation = parent.model_fields[part].annotation if part in parent.model_fields else None
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                parent = annotation
+        parent = _section_at(loc[:-1])
         where = f"section {'.'.join(loc[:-1])!r}" if len(loc) > 1 else "the top level"
         return f"{source}: unknown key {key!r}; allowed keys in {where}: {_allowed_keys(parent)}"
     ctx = error.get("ctx", {})
     got = error.get("input")
+    if not loc and kind == "value_error":  # a check across sections names its keys itself
+        return f"{source}: {error['msg'].removeprefix('Value error, ')}"
     if kind == "literal_error":
         return f"{source}: {key} = {got!r} is not allowed; allowed values: {ctx.get('expected')}"
     if kind in {"greater_than_equal", "greater_than", "less_than_equal", "less_than"}:
@@ -489,9 +586,17 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if not path.is_file():
         raise ParamsError(f"{path}: no such params file")
     try:
-        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ParamsError(f"{path}: not UTF-8 text (byte {exc.start} cannot be decoded)") from None
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except ParamsError as exc:
         raise ParamsError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML ({exc})") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ParamsError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+    if raw is None:  # nothing but comments and blank lines: DVC would refuse it too
+        raise ParamsError(f"{path}: the file is empty; it needs at least one section ({', '.join(SECTIONS)})")
     return parse_params(raw, source=str(path))

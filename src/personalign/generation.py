@@ -6,6 +6,8 @@ import hashlib
 import json
 import os
 import sqlite3
+import urllib.error
+import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -210,7 +212,9 @@ class OpenAIGenerator(CachedGenerator):
     """Any OpenAI-compatible chat-completions endpoint (OpenAI, a vLLM or llama.cpp server). The key is read from
     the environment variable `api_key_env` at request time and is never part of a cache key, log or message.
     Timeouts, connection errors, malformed JSON and HTTP 429/5xx are retried with exponential backoff up to
-    `max_retries` times; then, or at once on any other HTTP error, GenerationError names the endpoint and status."""
+    `max_retries` times; then, or at once on any other HTTP error, GenerationError names the endpoint and status.
+    `api_key_env` "" is an endpoint without a key; a named variable that is not set stops here, before any request.
+    Redirects are never followed, so the key is only ever sent to `base_url`'s host."""
 
     backend = "openai"
 
@@ -218,6 +222,10 @@ class OpenAIGenerator(CachedGenerator):
         self, model: str, base_url: str, api_key_env: str, cache: GenerationCache | None = None,
         timeout_s: float = 60.0, max_retries: int = 5, backoff_s: float = 1.0,
     ):
+        if api_key_env and not os.environ.get(api_key_env):
+            raise GenerationError(f"openai backend ({base_url}): the environment variable {api_key_env} holding the "
+                                  "API key is not set; export it, or set api_key_env: \"\" for an endpoint "
+                                  "without a key")
         super().__init__(model, cache, batch_size=1)
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.api_key_env = api_key_env
@@ -238,30 +246,28 @@ class OpenAIGenerator(CachedGenerator):
 
     def _post(self, messages: list[dict], sampling: Sampling, seed: int) -> str:
         import time
-        import urllib.error
-        import urllib.request
 
         payload = {
             "model": self.model_id, "messages": messages, "max_tokens": sampling.max_new_tokens,
             "temperature": sampling.temperature, "top_p": sampling.top_p, "seed": seed,
         }
         headers = {"Content-Type": "application/json"}
-        key = os.environ.get(self.api_key_env, "")
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
+        if self.api_key_env:
+            headers["Authorization"] = f"Bearer {os.environ.get(self.api_key_env, '')}"
         last = ""
         for attempt in range(self.max_retries + 1):
             if attempt:
                 time.sleep(min(self.backoff_s * 2 ** (attempt - 1), 30.0))
             request = urllib.request.Request(self.url, json.dumps(payload).encode(), headers, method="POST")
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                with _NO_REDIRECTS.open(request, timeout=self.timeout_s) as response:
                     body = response.read()
             except urllib.error.HTTPError as exc:
                 last = f"HTTP {exc.code}"
                 if exc.code == 429 or exc.code >= 500:
                     continue
-                raise GenerationError(f"openai backend: {self.url} answered {last}; not retried") from None
+                moved = " (a redirect: not followed, so the key never leaves this host)" if 300 <= exc.code < 400 else ""
+                raise GenerationError(f"openai backend: {self.url} answered {last}{moved}; not retried") from None
             except (TimeoutError, ConnectionError, urllib.error.URLError) as exc:
                 last = "timeout" if "timed out" in str(exc) else f"connection error ({type(exc).__name__})"
                 continue
@@ -277,6 +283,17 @@ class OpenAIGenerator(CachedGenerator):
             f"openai backend: {self.url} failed after {self.max_retries + 1} tries (last: {last}); "
             "everything generated so far is cached"
         )
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is answered as the HTTP error it is, never followed (urllib would resend the Authorization
+    header to wherever `Location` points)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects)
 
 
 def vllm_available() -> bool:

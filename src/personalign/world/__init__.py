@@ -168,3 +168,8 @@ def _check_unique(world: dict[str, Axis]) -> None:
 def all_personas(world: dict[str, Axis]) -> list[Persona]:
     """Every persona of the world, in axis then category order."""
     return [p for axis in world.values() for p in axis.personas]
+
+
+def demographic_attributes() -> tuple[str, ...]:
+    """The demographic attributes the world's personas carry (sorted), e.g. for `analysis.demographic_attributes`."""
+    return tuple(sorted({k for p in all_personas(load_world()) for k in p.demographics}))
