@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from personalign.cli import main
 
@@ -35,3 +36,62 @@ def test_a_bad_params_file_stops_validate_with_one_message(path, capsys, tmp_pat
     assert expected_message(path) in message
     assert all(line.startswith(f"{path}: ") for line in message.splitlines())  # one line per error, each naming the file
     assert list(tmp_path.iterdir()) == []
+
+
+DATA_CASES = yaml.safe_load((CORPUS / "data" / "cases.yaml").read_text())
+TESTS = Path(__file__).parent
+
+
+def validate_dataset(spec: dict, tmp_path: Path, capsys) -> tuple[int, str]:
+    """`personalign validate` on a params file whose only dataset is `spec`; (exit code, stderr)."""
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"build_data": {"source": "datasets", "datasets": {"bad": spec}}}))
+    capsys.readouterr()  # drop what building the case printed
+    code = main(["validate", str(params)])
+    out, err = capsys.readouterr()
+    assert out == "" and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing computed or written
+    return code, err
+
+
+def test_the_data_corpus_is_large_enough():
+    assert len(DATA_CASES) + len(ARROW_DAMAGE) >= 30
+
+
+@pytest.mark.parametrize("name", sorted(DATA_CASES))
+def test_a_malformed_data_file_stops_validate_with_the_file_row_and_field(name, tmp_path, capsys):
+    case = DATA_CASES[name]
+    spec = {"format": case["format"], "path": str(TESTS / case["path"])}
+    if "persona_table" in case:
+        spec["persona_table"] = str(TESTS / case["persona_table"])
+    code, err = validate_dataset(spec, tmp_path, capsys)
+    assert code == 2 and err.startswith("personalign: invalid data\n")
+    for part in case["expect"]:
+        assert part in err
+
+
+ARROW_DAMAGE = {"truncated": "OSError", "missing_state": "FileNotFoundError"}
+
+
+@pytest.mark.parametrize("damage", sorted(ARROW_DAMAGE))
+def test_a_damaged_arrow_dataset_stops_validate(damage, tmp_path, capsys):
+    """A persona-tailoring `save_to_disk` directory (built from the loader fixture), then damaged: an Arrow file cut
+    in half, or its state file removed."""
+    import json
+
+    from datasets import Dataset, DatasetDict
+
+    splits = json.loads((TESTS / "fixtures/loaders/persona_tailoring/valid.json").read_text())
+    target = tmp_path / "data" / "bt"
+    DatasetDict({name: Dataset.from_list(rows) for name, rows in splits.items()}).save_to_disk(str(target))
+    split = sorted(splits)[0]
+    arrow = next(target.glob(f"{split}/*.arrow"))
+    if damage == "truncated":
+        arrow.write_bytes(arrow.read_bytes()[: arrow.stat().st_size // 2])
+    else:
+        (target / split / "state.json").unlink()
+    work = tmp_path / "work"
+    work.mkdir()
+    code, err = validate_dataset({"format": "persona_tailoring", "path": str(target)}, work, capsys)
+    assert code == 2 and err.startswith("personalign: invalid data\n") and str(target) in err
+    assert ARROW_DAMAGE[damage] in err

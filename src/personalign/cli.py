@@ -51,6 +51,16 @@ def check_params(path: str | Path) -> Params:
     return params
 
 
+def check_data(params: Params) -> None:
+    """Read every configured real dataset of stage 1 (`build_data.source: datasets`) as the stage would, so that a
+    malformed file stops before compute with the file, row and field (DatasetError)."""
+    if params.build_data.source != "datasets":
+        return
+    from personalign.loaders.configured import load_datasets
+
+    load_datasets(params.build_data.datasets, params.build_data.n_folds, params.base.seed)
+
+
 def run_stage(stage: str, params: Params, notebooks: Path, rendered: Path, item: str | None = None,
               params_file: str | Path = "params.yaml") -> Path:
     """Execute the stage's notebook with its params sections injected; the executed copy lands in `rendered`
@@ -115,6 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as exc:
         print(f"personalign: invalid parameters\n{exc}", file=sys.stderr)
         return 2
+    if args.command == "validate" or (args.command == "run" and args.stage == "build_data"):
+        from personalign.loaders.common import DatasetError
+
+        try:
+            check_data(params)
+        except DatasetError as exc:
+            print(f"personalign: invalid data\n{exc}", file=sys.stderr)
+            return 2
     if args.command == "validate":
         print(f"{args.params}: ok")
         return 0

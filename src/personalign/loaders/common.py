@@ -40,20 +40,19 @@ def read_table(path: str | Path) -> list[dict]:
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         rows = []
-        with path.open(encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise DatasetError(f"{path}: line {n}: not valid JSON ({exc.msg})") from None
-                if not isinstance(rows[-1], dict):
-                    raise DatasetError(f"{path}: line {n}: expected a JSON object, got {type(rows[-1]).__name__}")
+        for n, line in enumerate(_utf8_lines(path), 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise DatasetError(f"{path}: line {n}: not valid JSON ({exc.msg})") from None
+            if not isinstance(rows[-1], dict):
+                raise DatasetError(f"{path}: line {n}: expected a JSON object, got {type(rows[-1]).__name__}")
         return rows
     if suffix == ".json":
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads("\n".join(_utf8_lines(path)))
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
         if not isinstance(data, list):
@@ -63,9 +62,16 @@ def read_table(path: str | Path) -> list[dict]:
                 raise DatasetError(f"{path}: row {i}: expected a JSON object, got {type(row).__name__}")
         return data
     if suffix == ".parquet":
-        return pd.read_parquet(path).to_dict("records")
+        try:
+            return pd.read_parquet(path).to_dict("records")
+        except (OSError, ValueError) as exc:  # pyarrow: truncated file, bad magic bytes, corrupt pages
+            raise DatasetError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
     if suffix == ".csv":
-        return pd.read_csv(path, keep_default_na=False).to_dict("records")
+        _utf8_lines(path)
+        try:
+            return pd.read_csv(path, keep_default_na=False).to_dict("records")
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise DatasetError(f"{path}: not a well-formed CSV ({str(exc).strip()})") from None
     raise DatasetError(f"{path}: unsupported file type {suffix!r}; expected one of {', '.join(TABLE_SUFFIXES)}")
 
 
@@ -125,6 +131,17 @@ SPLIT_ALIASES = {"train": "train", "test": "test", "val": "val", "valid": "val",
                  "valid2": "val"}
 
 
+def _utf8_lines(path: Path) -> list[str]:
+    """The file's lines as text; a line that is not UTF-8 is an error naming the file and the line."""
+    lines = path.read_bytes().split(b"\n")
+    for n, line in enumerate(lines, 1):
+        try:
+            lines[n - 1] = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DatasetError(f"{path}: line {n}: not UTF-8 text (byte {exc.start + 1} of the line)") from None
+    return lines
+
+
 def labelled_rows(path: str | Path) -> list[tuple[str, dict]]:
     """The rows of one table file (`read_table`), each with the label that error messages use for it: 'FILE: line N'
     (1-based) for JSONL, 'FILE: row I' (0-based) otherwise; a file without rows is an error."""
@@ -133,8 +150,7 @@ def labelled_rows(path: str | Path) -> list[tuple[str, dict]]:
     if not rows:
         raise DatasetError(f"{path}: no rows")
     if path.suffix.lower() == ".jsonl":
-        with path.open(encoding="utf-8") as fh:
-            labels = [f"{path}: line {n}" for n, line in enumerate(fh, 1) if line.strip()]
+        labels = [f"{path}: line {n}" for n, line in enumerate(_utf8_lines(path), 1) if line.strip()]
     else:
         labels = [f"{path}: row {i}" for i in range(len(rows))]
     return list(zip(labels, rows))

@@ -20,16 +20,24 @@ CANONICAL_SPLIT = {"sft_train": "sft_train", "sft_val": "sft_val", "dpo_train": 
 LABELLED = ("chosen", "rejected", "chosen_persona_gold", "rejected_persona_gold")  # empty together in unlabelled tests
 
 
+def _from_disk(path: Path):
+    """`datasets.load_from_disk`, its failures (no dataset there, truncated or corrupt Arrow files) as DatasetError."""
+    from datasets import load_from_disk
+
+    try:
+        return load_from_disk(str(path))
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: not a `save_to_disk` dataset directory, or an unreadable one "
+                           f"({type(exc).__name__}: {exc})") from None
+
+
 def _open(path: str | Path, hub_id: str = ""):
     """The DatasetDict at `path`, or from the hub by `hub_id` when the path is absent and an id is given."""
-    from datasets import load_dataset, load_from_disk
+    from datasets import load_dataset
 
     path = Path(path)
     if path.exists():
-        try:
-            return load_from_disk(str(path))
-        except (FileNotFoundError, ValueError) as exc:
-            raise DatasetError(f"{path}: not a `save_to_disk` dataset directory ({exc})") from None
+        return _from_disk(path)
     if hub_id:
         return load_dataset(hub_id)
     raise DatasetError(f"{path}: no such dataset directory (and no hub id configured)")
@@ -97,15 +105,10 @@ def load_persona_tailoring(name: str, path: str | Path, sizes: dict[str, int], r
 
 def load_persona_inference(path: str | Path, limit: int | None = None) -> pd.DataFrame:
     """The Whose Boat persona-inference set (columns prompt, chosen, rejected) as pairs with ids `pi-0000`..."""
-    from datasets import load_from_disk
-
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path}: no such dataset directory")
-    try:
-        data = load_from_disk(str(path))
-    except (FileNotFoundError, ValueError) as exc:
-        raise DatasetError(f"{path}: not a `save_to_disk` dataset directory ({exc})") from None
+    data = _from_disk(path)
     split = data["train"] if hasattr(data, "keys") else data
     frame = split.to_pandas()
     for column in ("prompt", "chosen", "rejected"):
