@@ -285,3 +285,29 @@ def test_a_vpl_run_learns_a_soft_prefix_for_every_user_and_resumes_to_the_same_o
         torch.testing.assert_close(straight[user], resumed[user], rtol=1e-4, atol=1e-6)
     for name, value in adapter_state(tmp_path / "straight").items():
         torch.testing.assert_close(value, adapter_state(tmp_path / "resumed")[name], rtol=1e-4, atol=1e-6)
+
+
+def test_a_torn_checkpoint_is_skipped_and_the_one_before_it_resumed(tmp_path):
+    from personalign.training import _last_checkpoint
+
+    for step, files in ((2, ["trainer_state.json", "soft_prefix.pt"]), (4, ["trainer_state.json"]), (6, ["adapter_model.safetensors"])):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        for name in files:
+            (folder / name).write_text("{}")
+    assert _last_checkpoint(tmp_path).endswith("checkpoint-4")  # checkpoint-6 was killed before trainer_state.json
+    assert _last_checkpoint(tmp_path, ("soft_prefix.pt",)).endswith("checkpoint-2")
+    assert _last_checkpoint(tmp_path / "absent") is None
+
+
+def test_a_run_trained_by_another_process_is_refused_naming_it(records, base_dir, tmp_path):
+    import os
+
+    from personalign.locks import LockedError, exclusive
+
+    run = RunSpec("dpo", "dpo", epochs=1, batch_size=4, max_length=64)
+    work = tmp_path / "work"
+    with exclusive(work / ".lock", "run 'dpo'"):
+        with pytest.raises(LockedError, match=f"run 'dpo' is in use by process {os.getpid()}"):
+            train_adapter(run, training_pairs(run, records), base_dir, tmp_path / "dpo", work)
+    assert not (tmp_path / "dpo").exists()  # nothing was trained or written

@@ -4,10 +4,12 @@ reference is the base model with the adapter disabled, never a second copy."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import importlib.util
 import json
+import os
 import shutil
 import sys
 import time
@@ -18,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from personalign.config import SOFT_PREFIX_TYPES
+from personalign.locks import exclusive
 from personalign.persona_sources import PT_TRAINING_SOURCES, PersonaSourceError, persona_texts
 from personalign.prompts import PT_TEMPLATE, chat, prefixed_prompt
 from personalign.seeding import stable_seed
@@ -181,9 +184,16 @@ def sft_dataset(pairs: pd.DataFrame):
     )
 
 
-def _last_checkpoint(directory: Path) -> str | None:
-    checkpoints = sorted(directory.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    return str(checkpoints[-1]) if checkpoints else None
+CHECKPOINT_LAST_FILES = ("trainer_state.json",)  # what the Trainer writes last: without it a checkpoint is torn
+
+
+def _last_checkpoint(directory: Path, needs: tuple[str, ...] = ()) -> str | None:
+    """The newest complete checkpoint in `directory`: one a kill interrupted while it was written (no
+    trainer_state.json, or a file in `needs` missing) is skipped, so the one before it is resumed from."""
+    checkpoints = sorted((p for p in directory.glob("checkpoint-*") if p.name.split("-")[1].isdigit()),
+                         key=lambda p: int(p.name.split("-")[1]))
+    complete = [p for p in checkpoints if all((p / f).is_file() for f in (*CHECKPOINT_LAST_FILES, *needs))]
+    return str(complete[-1]) if complete else None
 
 
 def resolve_run(name: str, train, base_seed: int) -> RunSpec:
@@ -379,7 +389,7 @@ def _fit(phase: str, run: RunSpec, model, tokenizer, dataset, work_dir: Path, lo
 
     from personalign.shared_prompt import shared_prompt_trainer_class
 
-    resume = _last_checkpoint(work_dir)
+    resume = _last_checkpoint(work_dir, ("soft_prefix.pt",) if soft_prefix is not None else ())
     log.trim(phase, int(resume.rsplit("-", 1)[1]) if resume else 0)
     common = dict(
         output_dir=str(work_dir), per_device_train_batch_size=run.batch_size, num_train_epochs=epochs,
@@ -443,14 +453,24 @@ def train_adapter(
     run's own pairs — merged into the base before DPO), resuming from the last checkpoint in `work_dir`.
     Writes out_dir/adapter (PEFT format), out_dir/sft_adapter (SFT-then-DPO only; see `load_trained`),
     out_dir/run.json (the resolved spec) and out_dir/log.jsonl; the checkpoints are removed once the run is done.
-    A `vpl` run needs `pools` (`soft_prefix_pools`) and also writes every pooled user's soft prefix (soft_prefix.PREFIXES_FILE)."""
+    A `vpl` run needs `pools` (`soft_prefix_pools`) and also writes every pooled user's soft prefix
+    (soft_prefix.PREFIXES_FILE). One process trains a run at a time: another one stops with LockedError."""
     _keep_freed_memory_in_the_heap()
     out_dir = Path(out_dir)
     work_dir = Path(work_dir) if work_dir is not None else out_dir / "work"
     work_dir.mkdir(parents=True, exist_ok=True)
+    first = int(os.environ.get("RANK", "0")) == 0  # one lock per launch: the other ranks share rank 0's work dir
+    with exclusive(work_dir / ".lock", f"run {run.name!r}") if first else contextlib.nullcontext():
+        return _train_locked(run, pairs, base_dir, out_dir, work_dir, sft_pairs, pools)
+
+
+def _train_locked(run: RunSpec, pairs: pd.DataFrame, base_dir, out_dir: Path, work_dir: Path,
+                  sft_pairs: pd.DataFrame | None, pools) -> dict:
+    """`train_adapter` once its work dir is this process's."""
     soft = run.kind == "mt" and run.prefix in SOFT_PREFIX_TYPES
     if soft and pools is None:
-        raise TrainingDataError(f"run {run.name!r}: the {run.prefix!r} prefix needs the users' pair pools (soft_prefix_pools)")
+        raise TrainingDataError(f"run {run.name!r}: the {run.prefix!r} prefix needs the users' pair pools "
+                                "(soft_prefix_pools)")
     model, tokenizer, device = load_for_training(base_dir, run)
     check_lengths(run, pairs, tokenizer)
     log = _JsonlLog(work_dir / "log.jsonl")
