@@ -394,3 +394,55 @@ def test_openai_judgments_survive_a_kill_and_the_key_stays_out_of_the_cache(serv
     assert set(server.auth_headers) == {f"Bearer {KEY}"}
     stored = b"".join(f.read_bytes() for f in tmp_path.iterdir())
     assert stored and KEY.encode() not in stored
+
+# --- stage 1 with an LLM judge (issue 16.2) -----------------------------------------------------------------------
+
+DISHES = ["Lentil soup with cumin and lemon.", "A ribeye steak with butter.", "Grilled salmon with rice.",
+          "Chickpea curry with spinach."]
+
+
+def _tournament_inputs(world):
+    from personalign.build_data import Question
+
+    personas = list(world["diet"].personas[:2])
+    question = Question("diet:d0", "divergent", "What should I cook tonight?", "diet", None, "train", selected=DISHES)
+    return [question], personas, {p.user_id: 0 for p in personas}
+
+
+def test_stage_1_tournaments_ask_an_openai_judge_each_match(server, world):
+    from personalign.build_data import label_pairs
+
+    questions, personas, folds = _tournament_inputs(world)
+    server.replies = [f'{{"{LABEL_KEY_G4}": {"true" if i % 3 else "false"}}}' for i in range(6)]
+    records = label_pairs(questions, personas, openai_judge(server), folds, seed=0)
+    assert [r["user_id"] for r in records] == [p.user_id for p in personas]
+    assert all(r["chosen"] in DISHES and r["rejected"] in DISHES and r["chosen"] != r["rejected"] for r in records)
+    assert len(server.requests) == 2 * (len(DISHES) - 1)  # a single-elimination tournament per persona
+    with pytest.raises(ValueError, match="rejected: lowest needs the simulated judge"):
+        label_pairs(questions, personas, openai_judge(server), folds, seed=0, rejected="lowest")
+
+
+def test_stage_1_tournaments_run_with_the_hf_judge(tiny, tmp_path, world):
+    from personalign.build_data import label_pairs
+    from tiny_checkpoints import save_base
+
+    questions, personas, folds = _tournament_inputs(world)
+    base_dir = save_base(*tiny, tmp_path / "judge")
+    judge = make_judge(JudgeParams(backend="hf", model=str(base_dir)), None, 0, device="cpu")
+    records = label_pairs(questions, personas, judge, folds, seed=0)
+    assert len(records) == 2 and all(r["chosen"] != r["rejected"] for r in records)
+    assert records == label_pairs(questions, personas, judge, folds, seed=0)  # deterministic
+
+
+def test_the_quality_filter_needs_no_judge(embedder):
+    from personalign.build_data import Question, filter_candidates
+    from personalign.config import BuildDataParams
+
+    texts = ["Lentil soup with cumin and lemon, simmered slowly.", "A ribeye steak with butter and thyme tonight.",
+             "Grilled salmon with rice and a green salad.", "Chickpea curry with spinach and warm naan bread.",
+             "Soup soup soup soup soup soup soup.", "ok"]
+    question = Question("diet:d0", "divergent", "What should I cook tonight?", "diet", None, "train",
+                        candidates=[{"text": t} for t in texts])
+    filter_candidates([question], embedder, BuildDataParams(quality_keep=4, diversity_k=3), seed=0)
+    assert len(question.selected) == 3 and set(question.selected) <= set(texts[:5])
+    assert question.funnel["dropped_short"] == 1

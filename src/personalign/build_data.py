@@ -14,7 +14,8 @@ from tqdm import tqdm
 from personalign.candidates import CotPlan, diverse_subset, parse_cot, quality_range_span, strip_artifacts
 from personalign.config import BuildDataParams
 from personalign.generation import ChatPrompt, Generator, Sampling
-from personalign.judge import SimulatedJudge, WorldPersonas, world_context
+from personalign.embeddings import Embedder
+from personalign.judge import Judge, SimulatedJudge, WorldPersonas, quality_utility, world_context
 from personalign.prompts import COT_SYSTEM, cot_header
 from personalign.seeding import stable_seed
 from personalign.splits import split_questions, stratified_folds
@@ -111,8 +112,9 @@ def add_candidates(questions: list[Question], generator: Generator, params: Buil
         q.funnel["generated"] += 1
 
 
-def filter_candidates(questions: list[Question], judge: SimulatedJudge, params: BuildDataParams, seed: int) -> None:
-    """Drop too-short and duplicate candidates, keep the tightest quality span, then pick diverse ones."""
+def filter_candidates(questions: list[Question], embedder: Embedder, params: BuildDataParams, seed: int) -> None:
+    """Drop too-short and duplicate candidates, keep the tightest span of quality (`judge.quality_utility`), then
+    pick diverse ones (k-means on the embeddings)."""
     for q in tqdm(questions, desc="filter", unit="question", mininterval=2):
         seen: set[str] = set()
         pool = []
@@ -124,7 +126,7 @@ def filter_candidates(questions: list[Question], judge: SimulatedJudge, params: 
             else:
                 seen.add(c["text"])
                 pool.append(c["text"])
-        scores = judge.quality(q.prompt, pool) if pool else np.zeros(0)
+        scores = quality_utility(embedder, q.prompt, pool) if pool else np.zeros(0)
         by_text = dict(zip(pool, scores))
         for c in q.candidates:
             c["quality"] = round(float(by_text[c["text"]]), 6) if c["text"] in by_text else None
@@ -134,19 +136,24 @@ def filter_candidates(questions: list[Question], judge: SimulatedJudge, params: 
         span = quality_range_span(scores, params.quality_keep)
         kept = [pool[i] for i in span]
         q.funnel["after_quality"] += len(kept)
-        picks = diverse_subset(judge.embedder.encode(kept), params.diversity_k, stable_seed(seed, "kmeans", q.qid))
+        picks = diverse_subset(embedder.encode(kept), params.diversity_k, stable_seed(seed, "kmeans", q.qid))
         q.selected = [kept[i] for i in picks]
         q.funnel["selected"] += len(q.selected)
 
 
 def label_pairs(
-    questions: list[Question], personas: list[Persona], judge: SimulatedJudge, folds: dict[str, int], seed: int,
+    questions: list[Question], personas: list[Persona], judge: Judge, folds: dict[str, int], seed: int,
     rejected: str = "random",
 ) -> list[dict]:
     """Tournament labels per (persona, question): y_w = winner; y_l = a seeded random non-winner (`rejected`
-    "random", WikiPersona) or the candidate of lowest utility for the persona ("lowest": the strongest contrast)."""
+    "random", WikiPersona) or the candidate of lowest utility for the persona ("lowest": the strongest contrast,
+    simulated judge only). The simulated judge's matches compare utilities; an LLM judge (hf, openai) is asked
+    each match (`Judge.prefers`, WikiPersona's tournament)."""
     if rejected not in ("random", "lowest"):
         raise ValueError(f"build_data.rejected: {rejected!r}; allowed: random, lowest")
+    scored = isinstance(judge, SimulatedJudge)
+    if rejected == "lowest" and not scored:
+        raise ValueError("build_data.rejected: lowest needs the simulated judge's utilities")
     by_axis: dict[str, list[Persona]] = {}
     for p in personas:
         by_axis.setdefault(p.axes[0], []).append(p)
@@ -159,11 +166,13 @@ def label_pairs(
         judged = by_axis[q.axis] if q.question_type == "divergent" else [by_id[q.owner]]
         for persona in judged:
             ctx = world_context(world, persona.user_id, q.question_type, q.prompt)
-            utility = judge.utilities(ctx, q.selected)
+            if scored:
+                utility = judge.utilities(ctx, q.selected)
+                match = lambda a, b: bool(utility[a] > utility[b])  # noqa: E731
+            else:
+                match = lambda a, b: judge.prefers(ctx, q.selected[a], q.selected[b])  # noqa: E731
             result = single_elimination(
-                len(q.selected),
-                lambda a, b: bool(utility[a] > utility[b]),
-                np.random.default_rng(stable_seed(seed, "tournament", persona.user_id, q.qid)),
+                len(q.selected), match, np.random.default_rng(stable_seed(seed, "tournament", persona.user_id, q.qid)),
             )
             loser = result.loser if rejected == "random" else min(
                 (i for i in range(len(q.selected)) if i != result.winner), key=lambda i: utility[i])

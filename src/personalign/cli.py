@@ -48,6 +48,8 @@ def check_params(path: str | Path) -> Params:
     resolve_embedder(params.base.embedding_model)
     if params.generators.strong.backend == "hf":
         resolve_model(params.generators.strong.model, key="generators.strong.model")
+    if params.judge.backend == "hf":
+        resolve_model(params.judge.model, key="judge.model")
     return params
 
 

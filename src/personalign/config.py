@@ -477,6 +477,9 @@ class Params(_Section):
     @model_validator(mode="after")
     def _consistent(self) -> Params:
         """Settings of one section that another section's values make meaningless, refused before any compute."""
+        if self.build_data.rejected == "lowest" and self.judge.backend != "simulated":
+            raise ValueError(f"build_data.rejected = 'lowest' needs judge.backend 'simulated' (the lowest-utility "
+                             f"candidate), got {self.judge.backend!r}; use rejected: random with an LLM judge")
         runs = self.train.runs
         for name, run in runs.items():
             if (self.build_data.source == "builtin" and run.held_out_fold is not None

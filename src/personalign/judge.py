@@ -215,6 +215,14 @@ def repeated_trigram_share(text: str) -> float:
     return 0.0 if not grams else 1.0 - len(set(grams)) / len(grams)
 
 
+def quality_utility(embedder: Embedder, prompt: str, texts: list[str]) -> np.ndarray:
+    """q(y) = cos(E(y), E(x)) minus the share of repeated word 3-grams: the simulated judge's quality term, and what
+    stage 1's quality-range filter scores candidates with whatever the judge backend (the generic reward model of
+    WikiPersona App. B.2 is not part of the compendium)."""
+    relevance = embedder.encode(texts) @ embedder.encode([prompt])[0]
+    return relevance - np.array([repeated_trigram_share(t) for t in texts], dtype=np.float32)
+
+
 class SimulatedJudge:
     """u(y) = cos(y, gold) - mean cos(y, rival golds); q(y) = cos(y, prompt) - repeated 3-gram share;
     a beats b iff u(a) + λq(a) + ε_a > u(b) + λq(b) + ε_b, with ε ~ Gumbel(0, noise) fixed per
@@ -236,9 +244,8 @@ class SimulatedJudge:
         return own - (y @ self.embedder.encode(list(ctx.rival_texts)).T).mean(axis=1)
 
     def quality(self, prompt: str, texts: list[str]) -> np.ndarray:
-        """q for each text: relevance to the prompt minus the degeneration penalty."""
-        relevance = self.embedder.encode(texts) @ self.embedder.encode([prompt])[0]
-        return relevance - np.array([repeated_trigram_share(t) for t in texts], dtype=np.float32)
+        """q for each text (`quality_utility`)."""
+        return quality_utility(self.embedder, prompt, texts)
 
     def noise_terms(self, ctx: JudgeContext, texts: list[str]) -> np.ndarray:
         """ε per text: Gumbel noise drawn from a generator seeded by (seed, persona, prompt, text)."""
