@@ -131,3 +131,14 @@ def test_a_run_name_used_twice_is_refused(tmp_path):
 )
 def test_bad_runs_name_the_run(run, expected):
     assert expected in errors_for({"train": {"runs": {"r": run}}})
+
+
+def test_a_rendered_notebook_that_cannot_be_written_stops_the_stage_before_it_runs(tmp_path, monkeypatch):
+    """Issue 16.7: the probe write fails (here: the rendered path is a directory), so nothing runs."""
+    from personalign.cli import main
+
+    monkeypatch.chdir(ROOT)
+    rendered = tmp_path / "rendered"
+    (rendered / "00_base_model.ipynb").mkdir(parents=True)  # where the notebook would go is not a file
+    assert main(["run", "base_model", "--params", str(ROOT / "profiles/smoke.yaml"), "--rendered", str(rendered)]) == 2
+    assert sorted(p.name for p in rendered.iterdir()) == ["00_base_model.ipynb"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tempfile
 from pathlib import Path
 
 from personalign.config import ParamsError, Params, load_params
@@ -72,6 +73,13 @@ def run_stage(stage: str, params: Params, notebooks: Path, rendered: Path, item:
     notebook, sections = stage_notebook(stage, params), STAGES[stage][1]
     out = rendered / STAGES[stage][0] if item is None else rendered / Path(notebook).stem / f"{item}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
+    try:  # a probe write: permission bits alone do not tell (root ignores them; a read-only mount does not)
+        with tempfile.NamedTemporaryFile(dir=out.parent):
+            pass
+        if out.exists():
+            out.open("a").close()
+    except OSError as exc:
+        raise PermissionError(f"{out}: the rendered notebook cannot be written ({exc.strerror}); nothing was run") from None
     parameters = {name: getattr(params, name).model_dump() for name in sections}
     if item is not None:
         parameters["item"] = item
@@ -149,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         out = run_stage(args.stage, params, args.notebooks, args.rendered, args.item, args.params)
+    except PermissionError as exc:
+        print(f"personalign: {exc}", file=sys.stderr)
+        return 2
     except PapermillExecutionError as exc:
         print(
             f"personalign: stage {args.stage} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"

@@ -76,8 +76,12 @@ class GenerationCache:
         return found
 
     def put_many(self, items: dict[str, str]) -> None:
-        with self._db:
-            self._db.executemany("INSERT OR REPLACE INTO generations VALUES (?, ?)", items.items())
+        try:
+            with self._db:
+                self._db.executemany("INSERT OR REPLACE INTO generations VALUES (?, ?)", items.items())
+        except sqlite3.OperationalError as exc:  # disk full, read-only file system: the finished entries are kept
+            raise GenerationError(f"cache {self.path}: {exc}; what was stored before this batch is kept (free space "
+                                  "or make it writable, then rerun)") from None
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
