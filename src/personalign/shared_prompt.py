@@ -33,7 +33,8 @@ def completion_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
     else:
         embeds = model.get_input_embeddings()(prompt_ids)
         slot = (prompt_pos < lead) & prompt_mask
-        placed = soft.to(embeds.dtype).gather(1, prompt_pos.clamp(max=lead - 1).unsqueeze(2).expand(-1, -1, embeds.shape[2]))
+        index = prompt_pos.clamp(max=lead - 1).unsqueeze(2).expand(-1, -1, embeds.shape[2])
+        placed = soft.to(device=embeds.device, dtype=embeds.dtype).gather(1, index)
         inputs = {"inputs_embeds": torch.where(slot.unsqueeze(2), placed, embeds)}
     out = model(**inputs, attention_mask=prompt_mask.long(), position_ids=prompt_pos, use_cache=True,
                 logits_to_keep=1)

@@ -423,7 +423,7 @@ def _attach_soft_prefix(trainer, run: RunSpec, soft_prefix, resume: str | None) 
         raise TrainingDataError(f"run {run.name!r}: the {run.prefix!r} prefix trains in one process, without "
                                 "gradient checkpointing (set train.defaults.num_processes: 1, gradient_checkpointing: false)")
     trainer.soft_prefix, trainer.kl_weight = soft_prefix, run.vpl_kl_weight
-    trainer.model.add_module("soft_prefix", soft_prefix)
+    trainer.model.add_module("soft_prefix", soft_prefix.to(next(trainer.model.parameters()).device))
     if resume:
         soft_prefix.restore(torch.load(Path(resume) / "soft_prefix.pt", weights_only=False))
 
