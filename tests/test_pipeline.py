@@ -243,8 +243,12 @@ def test_stage_4_scores_every_system_and_condition(smoke_runs):
     mt = examples[examples.system == "mt_tag_f0"]
     assert set(mt.condition) == {"seen_prefix", "shuffled_prefix", "no_prefix"}
     assert mt.seen.any() and not mt.seen.all()  # the held-out fold's users are unseen
+    vpl = examples[examples.system == "mt_vpl_f0"]  # the soft prefix: every user's, held-out ones from their pairs
+    assert set(vpl.condition) == {"seen_prefix", "shuffled_prefix", "no_prefix"} and not vpl.seen.all()
+    assert (repo / "models/adapters/mt_vpl_f0/soft_prefixes.safetensors").is_file()
+    assert not (examples.variant.str.contains("vpl") & (examples.system == "base")).any()  # the base has no vpl cell
     trained = examples[~examples.system.isin(["base", "sft_gold"])]
-    own = {"mt_tag_f0": "seen_prefix", "pt_pair": "pt_retr"}  # the prompt each run trained with; else no prefix
+    own = {"mt_tag_f0": "seen_prefix", "mt_vpl_f0": "seen_prefix", "pt_pair": "pt_retr"}  # else no prefix
     is_own = trained.condition == trained.system.map(own).fillna("no_prefix")
     assert trained[is_own].implicit_correct.notna().all()  # implicit-reward accuracy on each run's own prompt only
     assert trained[~is_own].implicit_correct.isna().all()
