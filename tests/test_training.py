@@ -86,6 +86,23 @@ def base_dir(tiny, tmp_path):
     return tmp_path / "base"
 
 
+def killed_after_step(step: int, monkeypatch, train) -> None:
+    """Run `train` with the Trainer interrupted (KeyboardInterrupt) once `step` steps are done, then restore it."""
+    from transformers import Trainer
+
+    real_step = Trainer.training_step
+
+    def crash(self, *args, **kwargs):
+        if self.state.global_step == step:
+            raise KeyboardInterrupt("killed")
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "training_step", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train()
+    monkeypatch.setattr(Trainer, "training_step", real_step)
+
+
 def adapter_state(path):
     from safetensors.torch import load_file
 
@@ -109,23 +126,12 @@ def test_training_writes_a_peft_adapter_and_a_log(records, base_dir, tmp_path):
 
 def test_an_interrupted_run_resumes_to_the_same_adapter(records, base_dir, tmp_path, monkeypatch):
     import torch
-    from transformers import Trainer
 
     run = RunSpec("dpo", "dpo", epochs=2, batch_size=4, learning_rate=1e-3, max_length=64, save_steps=2)
     pairs = training_pairs(run, records)
     train_adapter(run, pairs, base_dir, tmp_path / "straight")
 
-    real_step = Trainer.training_step
-
-    def crash_after_step_3(self, *args, **kwargs):
-        if self.state.global_step == 3:
-            raise KeyboardInterrupt("killed")
-        return real_step(self, *args, **kwargs)
-
-    monkeypatch.setattr(Trainer, "training_step", crash_after_step_3)
-    with pytest.raises(KeyboardInterrupt):
-        train_adapter(run, pairs, base_dir, tmp_path / "resumed")
-    monkeypatch.setattr(Trainer, "training_step", real_step)
+    killed_after_step(3, monkeypatch, lambda: train_adapter(run, pairs, base_dir, tmp_path / "resumed"))
     summary = train_adapter(run, pairs, base_dir, tmp_path / "resumed")
     assert summary["resumed_from"].endswith("checkpoint-2") and summary["steps"] == 6
     assert not (tmp_path / "resumed" / "work").exists()  # checkpoints are removed once the run is done
@@ -248,7 +254,6 @@ def test_launcher_commands(tmp_path):
 def test_a_vpl_run_learns_a_soft_prefix_for_every_user_and_resumes_to_the_same_one(records, base_dir, embedder,
                                                                                    tmp_path, monkeypatch):
     import torch
-    from transformers import Trainer
 
     from personalign.soft_prefix import PREFIXES_FILE, load_prefixes, pair_pools
 
@@ -267,17 +272,7 @@ def test_a_vpl_run_learns_a_soft_prefix_for_every_user_and_resumes_to_the_same_o
     assert sorted(straight) == ["ana", "ben", "cy"]  # cy's fold was held out: its prefix comes from its own pairs
     assert straight["cy"].shape == (2, 32) and not torch.allclose(straight["ana"], straight["cy"])
 
-    real_step = Trainer.training_step
-
-    def crash_after_step_3(self, *args, **kwargs):
-        if self.state.global_step == 3:
-            raise KeyboardInterrupt("killed")
-        return real_step(self, *args, **kwargs)
-
-    monkeypatch.setattr(Trainer, "training_step", crash_after_step_3)
-    with pytest.raises(KeyboardInterrupt):
-        train_adapter(run, pairs, base_dir, tmp_path / "resumed", pools=pools)
-    monkeypatch.setattr(Trainer, "training_step", real_step)
+    killed_after_step(3, monkeypatch, lambda: train_adapter(run, pairs, base_dir, tmp_path / "resumed", pools=pools))
     summary = train_adapter(run, pairs, base_dir, tmp_path / "resumed", pools=pools)
     assert summary["resumed_from"].endswith("checkpoint-3")
     resumed = load_prefixes(tmp_path / "resumed" / PREFIXES_FILE)
