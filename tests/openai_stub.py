@@ -8,6 +8,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+LABEL_FIELD = "Output (a) is better than Output (b)"  # WikiPersona G.4's answer field (personalign.judge.LABEL_KEY_G4)
+
 
 class StubServer:
     """POST /v1/chat/completions answers deterministically from the request; `script` holds failures to serve
@@ -57,10 +59,13 @@ class StubServer:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def verdict_reply(self, body: dict) -> str | None:
-        """With `judge_verdicts` on: a well-formed judge answer, A or B decided by a hash of the request."""
+        """With `judge_verdicts` on: a well-formed judge answer decided by a hash of the request — a G.4 label (JSON,
+        true or false) when the request asks for one, else a Prometheus verdict (A or B)."""
         if not self.judge_verdicts:
             return None
         digest = hashlib.sha256(json.dumps(body["messages"], sort_keys=True).encode()).digest()
+        if any(LABEL_FIELD in m["content"] for m in body["messages"]):
+            return json.dumps({LABEL_FIELD: bool(digest[0] % 2)})
         return f"Feedback: compared. [RESULT] {'AB'[digest[0] % 2]}"
 
     @staticmethod

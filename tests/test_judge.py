@@ -446,3 +446,14 @@ def test_the_quality_filter_needs_no_judge(embedder):
     filter_candidates([question], embedder, BuildDataParams(quality_keep=4, diversity_k=3), seed=0)
     assert len(question.selected) == 3 and set(question.selected) <= set(texts[:5])
     assert question.funnel["dropped_short"] == 1
+
+
+def test_a_built_in_model_name_serves_as_an_hf_judge(tmp_path, monkeypatch):
+    """`judge.model: tiny-random-llama` (a name validate accepts) is written once as a checkpoint and loaded."""
+    from personalign.models import checkpoint_dir
+
+    monkeypatch.chdir(tmp_path)
+    judge = make_judge(JudgeParams(backend="hf", model="tiny-random-llama"), None, 0, device="cpu")
+    assert isinstance(judge, HFJudge) and (tmp_path / checkpoint_dir("tiny-random-llama")).is_dir()
+    ctx = JudgeContext("u", "likes tea", (), "What to drink?")
+    assert judge.prefers(ctx, "Tea.", "Coffee.") in (True, False)

@@ -369,6 +369,29 @@ def test_a_bad_param_stops_the_pipeline_before_compute(tmp_path):
     assert not (repo / "models/base").exists()
 
 
+@pytest.mark.parametrize("backend", ["openai", "hf"])
+def test_stage_1_labels_the_smoke_world_with_an_llm_judge(backend, tmp_path, stub_server):
+    """Issue 16.2: stage 1 end to end with the openai judge (the loopback stub) and with the hf judge (the tiny
+    model): the tournaments ask the judge, the quality filter needs none."""
+    repo = repo_copy(tmp_path)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    if backend == "openai":
+        params["judge"].update(backend="openai", model="stub-judge", base_url=stub_server.base_url,
+                               api_key_env=KEY_VARIABLE)
+    else:
+        params["judge"].update(backend="hf", model="tiny-random-llama")
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    stub_server.judge_verdicts, asked = True, len(stub_server.requests)
+    try:
+        dvc("repro", "build_data", cwd=repo)
+    finally:
+        stub_server.judge_verdicts = False
+    records = read_records(repo / "data/records.jsonl")
+    assert len(records) and (records.chosen != records.rejected).all()
+    if backend == "openai":
+        assert len(stub_server.requests) - asked >= len(records)  # at least one match per labelled pair
+
+
 SHARED_DATA = ROOT.parent / "shared" / "data" / "persona_tailoring"
 
 

