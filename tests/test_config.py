@@ -142,3 +142,18 @@ def test_a_rendered_notebook_that_cannot_be_written_stops_the_stage_before_it_ru
     (rendered / "00_base_model.ipynb").mkdir(parents=True)  # where the notebook would go is not a file
     assert main(["run", "base_model", "--params", str(ROOT / "profiles/smoke.yaml"), "--rendered", str(rendered)]) == 2
     assert sorted(p.name for p in rendered.iterdir()) == ["00_base_model.ipynb"]
+
+
+def test_a_stage_already_running_in_this_folder_is_refused(tmp_path, monkeypatch, capsys):
+    """Issue 16.5: a second `personalign run` of the same stage stops at once, naming the process that runs it."""
+    import os
+
+    from personalign.cli import main
+    from personalign.locks import exclusive
+
+    monkeypatch.chdir(tmp_path)
+    with exclusive(tmp_path / ".cache/personalign/locks/base_model.lock", "stage base_model"):
+        assert main(["run", "base_model", "--params", str(ROOT / "profiles/smoke.yaml"),
+                     "--notebooks", str(ROOT / "notebooks"), "--rendered", str(tmp_path / "rendered")]) == 2
+    assert f"stage base_model is in use by process {os.getpid()}" in capsys.readouterr().err
+    assert not (tmp_path / "rendered").exists() and not (tmp_path / "models").exists()

@@ -155,9 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from papermill.exceptions import PapermillExecutionError
 
+    from personalign.locks import LockedError, exclusive
+
+    name = args.stage + (f"@{args.item}" if args.item else "")
     try:
-        out = run_stage(args.stage, params, args.notebooks, args.rendered, args.item, args.params)
-    except PermissionError as exc:
+        with exclusive(Path(".cache/personalign/locks") / f"{name}.lock", f"stage {name}"):
+            out = run_stage(args.stage, params, args.notebooks, args.rendered, args.item, args.params)
+    except (PermissionError, LockedError) as exc:
         print(f"personalign: {exc}", file=sys.stderr)
         return 2
     except PapermillExecutionError as exc:

@@ -29,7 +29,8 @@ STAGE_NOTEBOOKS: dict[str, tuple[str, ...]] = {
 }
 # `personalign run STAGE` validates params.yaml and resolves the models before the notebook starts (cli.check_params)
 # and records the machine afterwards (cli.write_environment); cli's other lazy imports serve other commands
-ENTRY_MODULES = ("personalign.config", "personalign.models", "personalign.embeddings", "personalign.hardware")
+ENTRY_MODULES = ("personalign.config", "personalign.models", "personalign.embeddings", "personalign.hardware",
+                 "personalign.locks")
 
 # stage -> the params keys it reads. Whole sections unless a key is known not to reach the stage's outputs:
 # stage 1 labels pairs with Judge.prefers, which never reads judge.tie_margin (tested in tests/test_pipeline_deps.py).
