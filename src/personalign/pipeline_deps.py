@@ -28,7 +28,8 @@ STAGE_NOTEBOOKS: dict[str, tuple[str, ...]] = {
     "analysis": ("06_analysis.ipynb",),
 }
 # `personalign run STAGE` validates params.yaml and resolves the models before the notebook starts (cli.check_params)
-# and records the machine afterwards (cli.write_environment); cli's other lazy imports serve other commands
+# and records the machine afterwards (cli.write_environment), holding the stage's lock (locks.exclusive); cli's other
+# lazy imports serve other commands
 ENTRY_MODULES = ("personalign.config", "personalign.models", "personalign.embeddings", "personalign.hardware",
                  "personalign.locks")
 
