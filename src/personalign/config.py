@@ -396,7 +396,7 @@ class PrefixTableParams(_Section):
     (`mt_run: ""`: no Table 3, e.g. for datasets without per-user prefixes)."""
 
     mt_run: str = "mt_persona_f0"
-    prefix: str = "persona"
+    prefix: Literal[PREFIX_TYPES] = "persona"  # type: ignore[valid-type]
 
 
 class JudgeAgreementParams(_Section):
@@ -495,9 +495,19 @@ class Params(_Section):
         for key, name in named if runs else ():  # no runs at all: nothing is trained, scored or judged
             if name not in runs:
                 raise ValueError(f"{key} = {name!r} is not in train.runs; defined runs: {', '.join(runs) or 'none'}")
+        if self.analysis.demographics_system != "base" and self.analysis.demographics_system not in runs:
+            raise ValueError(f"analysis.demographics_system = {self.analysis.demographics_system!r} is neither 'base' "
+                             f"nor a run of train.runs ({', '.join(runs) or 'none'})")
         if self.build_data.source == "builtin":
-            from personalign.world import demographic_attributes
+            from personalign.world import demographic_attributes, load_world
 
+            world = load_world()
+            users = [p.user_id for axis in self.build_data.axes
+                     for p in world[axis].personas[: self.build_data.personas_per_axis]]
+            for name, run in runs.items():
+                if run.kind == "pm" and run.user not in users:
+                    raise ValueError(f"train.runs.{name}.user = {run.user!r} is not a user of the built world "
+                                     f"(build_data.axes, personas_per_axis); its users: {', '.join(users)}")
             known = demographic_attributes()
             unknown = [a for a in self.analysis.demographic_attributes if a not in known]
             if unknown:
