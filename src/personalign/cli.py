@@ -220,8 +220,9 @@ def _train(args, params: Params) -> int:
         run = resolve_run(args.run_name, params.train, params.base.seed)
         pairs, sft_pairs = run_inputs(run)
         out = args.out or Path("models/adapters") / run.name
-        summary = train_adapter(run, pairs, "models/base", out, work_dir_for(run, pairs, ".cache/personalign/train"),
-                                sft_pairs, soft_prefix_pools(run, params.base.embedding_model))
+        pools = soft_prefix_pools(run, params.base.embedding_model)
+        summary = train_adapter(run, pairs, "models/base", out,
+                                work_dir_for(run, pairs, ".cache/personalign/train", pools), sft_pairs, pools)
     except TrainingDataError as exc:
         print(f"personalign: {exc}", file=sys.stderr)
         return 2

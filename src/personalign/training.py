@@ -272,11 +272,13 @@ def run_metrics(run: RunSpec, pairs: pd.DataFrame, curve: pd.DataFrame) -> dict:
     return metrics
 
 
-def work_dir_for(run: RunSpec, pairs: pd.DataFrame, root: str | Path) -> Path:
-    """Where checkpoints of this exact run (spec and data) live while it trains: a changed spec or changed data
-    never resumes from another run's checkpoint."""
+def work_dir_for(run: RunSpec, pairs: pd.DataFrame, root: str | Path, pools=None) -> Path:
+    """Where checkpoints of this exact run (spec, data and a soft prefix's pair pools) live while it trains: a changed
+    spec or changed data never resumes from another run's checkpoint."""
     digest = hashlib.sha256(json.dumps(asdict(run), sort_keys=True).encode())
     digest.update(pd.util.hash_pandas_object(pairs, index=False).values.tobytes())
+    if pools is not None:
+        digest.update(json.dumps(pools.users).encode() + pools.features.tobytes() + pools.mask.tobytes())
     return Path(root) / f"{run.name}-{digest.hexdigest()[:12]}"
 
 
