@@ -24,16 +24,20 @@ stages:
   train@dpo:
     outs:
     - path: notebooks/rendered/03_train/dpo.ipynb
+  train@mt_tag_f0:
+    outs:
+    - path: notebooks/rendered/03_train/mt_tag_f0.ipynb
+    - path: figures/train/mt_tag_f0.png
 """
 
 
 def workspace(root: Path, profile: str = "persona_tailoring") -> Path:
     files = {
-        "params.yaml": f"base:\n  profile: {profile}\n", "dvc.lock": LOCK, "data/dataset_card.md": "# card\n",
+        "params.yaml": f"base:\n  profile: {profile}\ntrain:\n  runs:\n    dpo: {{kind: dpo}}\n", "dvc.lock": LOCK, "data/dataset_card.md": "# card\n",
         "notebooks/rendered/05_generate_judge.ipynb": "{}", "notebooks/rendered/03_train/dpo.ipynb": "{}",
         "figures/table_whose_boat.md": "| a |\n", "figures/analysis/whose_boat_ci.png": "png",
         "results/generate_judge/whose_boat.csv": "setting\n", "results/scores/examples.csv": "x" * (MAX_RESULT_BYTES + 1),
-        "figures/train/mt_tag_f0.png": "a figure the clone brought along: no stage of this run wrote it",
+        "figures/train/mt_tag_f0.png": "the clone's: DVC keeps the lock entry of a run params.yaml dropped",
         "notebooks/rendered/03_train/mt_tag_f0.ipynb": "{}",
     }
     for name, text in files.items():

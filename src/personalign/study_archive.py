@@ -10,12 +10,16 @@ from pathlib import Path
 MAX_RESULT_BYTES = 5_000_000  # larger results files (per-example dumps of big runs) are left out, and listed
 
 
-def locked_outputs(workspace: Path) -> set[str]:
-    """Every output path (file or folder) the workspace's dvc.lock records: what its own run wrote."""
+def locked_outputs(workspace: Path, runs: set[str]) -> set[str]:
+    """Every output path (file or folder) the workspace's dvc.lock records for a stage of its current pipeline: what
+    its own run wrote. DVC keeps the entries of `train@<run>` items that params.yaml no longer has (a clone of this
+    repository brings the default's); those are skipped."""
     import yaml
 
     lock = yaml.safe_load((workspace / "dvc.lock").read_text()) or {}
-    return {out["path"] for stage in (lock.get("stages") or {}).values() for out in stage.get("outs", [])}
+    return {out["path"] for name, stage in (lock.get("stages") or {}).items()
+            if not name.startswith("train@") or name.removeprefix("train@") in runs
+            for out in stage.get("outs", [])}
 
 
 def _written_by_the_run(path: str, outputs: set[str]) -> bool:
@@ -34,7 +38,7 @@ def archive_study(workspace: str | Path, repo: str | Path, name: str) -> list[st
     profile = params.get("base", {}).get("profile")
     if profile != name:
         raise ValueError(f"{workspace / 'params.yaml'}: base.profile is {profile!r}, not {name!r}")
-    outputs = locked_outputs(workspace)
+    outputs = locked_outputs(workspace, set((params.get("train") or {}).get("runs") or {}))
     notebooks, figures = repo / "notebooks/rendered/studies" / name, repo / "figures/studies" / name
     for target in (notebooks, figures):
         shutil.rmtree(target, ignore_errors=True)
