@@ -10,9 +10,27 @@ from pathlib import Path
 MAX_RESULT_BYTES = 5_000_000  # larger results files (per-example dumps of big runs) are left out, and listed
 
 
+def locked_outputs(workspace: Path, runs: set[str]) -> set[str]:
+    """Every output path (file or folder) the workspace's dvc.lock records for a stage of its current pipeline: what
+    its own run wrote. DVC keeps the entries of `train@<run>` items that params.yaml no longer has (a clone of this
+    repository brings the default's); those are skipped."""
+    import yaml
+
+    lock = yaml.safe_load((workspace / "dvc.lock").read_text()) or {}
+    return {out["path"] for name, stage in (lock.get("stages") or {}).items()
+            if not name.startswith("train@") or name.removeprefix("train@") in runs
+            for out in stage.get("outs", [])}
+
+
+def _written_by_the_run(path: str, outputs: set[str]) -> bool:
+    return any(path == out or path.startswith(out.rstrip("/") + "/") for out in outputs)
+
+
 def archive_study(workspace: str | Path, repo: str | Path, name: str) -> list[str]:
     """Copy the outputs of the run in `workspace` into `repo`'s study folders for `name` (replacing earlier copies);
-    returns the notes on what was left out. Refuses a workspace whose params.yaml names another profile."""
+    returns the notes on what was left out. Only what the workspace's dvc.lock records as a stage output is copied,
+    so files a clone of the repo brought along (the default run's figures) never pass for the study's. Refuses a
+    workspace whose params.yaml names another profile."""
     import yaml
 
     workspace, repo = Path(workspace), Path(repo)
@@ -20,6 +38,7 @@ def archive_study(workspace: str | Path, repo: str | Path, name: str) -> list[st
     profile = params.get("base", {}).get("profile")
     if profile != name:
         raise ValueError(f"{workspace / 'params.yaml'}: base.profile is {profile!r}, not {name!r}")
+    outputs = locked_outputs(workspace, set((params.get("train") or {}).get("runs") or {}))
     notebooks, figures = repo / "notebooks/rendered/studies" / name, repo / "figures/studies" / name
     for target in (notebooks, figures):
         shutil.rmtree(target, ignore_errors=True)
@@ -30,6 +49,8 @@ def archive_study(workspace: str | Path, repo: str | Path, name: str) -> list[st
         (workspace / "results", figures / "results", lambda p: True),
     ):
         for path in sorted(p for p in source.rglob("*") if p.is_file() and keep(p.relative_to(source))):
+            if not _written_by_the_run(path.relative_to(workspace).as_posix(), outputs):
+                continue
             if source.name == "results" and path.stat().st_size > MAX_RESULT_BYTES:
                 left_out.append(f"{path.relative_to(workspace)} ({path.stat().st_size} bytes)")
                 continue
