@@ -144,13 +144,12 @@ def test_an_interrupted_run_resumes_to_the_same_adapter(records, base_dir, tmp_p
 
 
 def test_runs_resolve_over_the_defaults_and_work_dirs_depend_on_spec_and_data(records):
-    from personalign.config import parse_params
+    from personalign.config import TrainParams
     from personalign.training import resolve_run, work_dir_for
 
-    train = parse_params(
-        {"train": {"defaults": {"learning_rate": 1e-4, "epochs": 3},
-                   "runs": {"pm_ana": {"kind": "pm", "user": "ana", "epochs": 5}}}}
-    ).train
+    # the train section alone: a whole params file would also check `ana` against the built world
+    train = TrainParams.model_validate({"defaults": {"learning_rate": 1e-4, "epochs": 3},
+                                        "runs": {"pm_ana": {"kind": "pm", "user": "ana", "epochs": 5}}})
     run = resolve_run("pm_ana", train, base_seed=1)
     assert (run.name, run.kind, run.user, run.epochs, run.learning_rate) == ("pm_ana", "pm", "ana", 5, 1e-4)
     assert run.seed != resolve_run("pm_ana", train, base_seed=2).seed  # seeds derive from base.seed
@@ -158,7 +157,7 @@ def test_runs_resolve_over_the_defaults_and_work_dirs_depend_on_spec_and_data(re
     same = work_dir_for(run, pairs, "/w")
     assert same == work_dir_for(resolve_run("pm_ana", train, 1), pairs, "/w") and same.name.startswith("pm_ana-")
     assert work_dir_for(run, pairs.head(2), "/w") != same
-    other = parse_params({"train": {"runs": {"pm_ana": {"kind": "pm", "user": "ana", "epochs": 6}}}}).train
+    other = TrainParams.model_validate({"runs": {"pm_ana": {"kind": "pm", "user": "ana", "epochs": 6}}})
     assert work_dir_for(resolve_run("pm_ana", other, 1), pairs, "/w") != same
     with pytest.raises(TrainingDataError, match="run 'pm_bob' is not in train.runs; defined runs: pm_ana"):
         resolve_run("pm_bob", train, 1)
