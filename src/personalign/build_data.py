@@ -41,11 +41,6 @@ class Question:
     funnel: Counter = field(default_factory=Counter)
 
 
-def select_personas(world: dict[str, Axis], params: BuildDataParams) -> list[Persona]:
-    """The first `personas_per_axis` personas (category order) of each configured axis."""
-    return [p for axis in params.axes for p in world[axis].personas[: params.personas_per_axis]]
-
-
 def plan_questions(
     world: dict[str, Axis], personas: list[Persona], params: BuildDataParams, seed: int
 ) -> list[Question]:

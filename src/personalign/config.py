@@ -499,16 +499,15 @@ class Params(_Section):
             raise ValueError(f"analysis.demographics_system = {self.analysis.demographics_system!r} is neither 'base' "
                              f"nor a run of train.runs ({', '.join(runs) or 'none'})")
         if self.build_data.source == "builtin":
-            from personalign.world import demographic_attributes, load_world
+            from personalign.world import demographic_attributes, load_world, select_personas
 
             world = load_world()
-            users = [p.user_id for axis in self.build_data.axes
-                     for p in world[axis].personas[: self.build_data.personas_per_axis]]
+            users = [p.user_id for p in select_personas(world, self.build_data.axes, self.build_data.personas_per_axis)]
             for name, run in runs.items():
                 if run.kind == "pm" and run.user not in users:
                     raise ValueError(f"train.runs.{name}.user = {run.user!r} is not a user of the built world "
                                      f"(build_data.axes, personas_per_axis); its users: {', '.join(users)}")
-            known = demographic_attributes()
+            known = demographic_attributes(world)
             unknown = [a for a in self.analysis.demographic_attributes if a not in known]
             if unknown:
                 raise ValueError(f"analysis.demographic_attributes: unknown attribute {unknown[0]!r}; the built-in "

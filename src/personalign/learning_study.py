@@ -159,21 +159,20 @@ def run_arm(arm: Arm, records: pd.DataFrame, prefixes: pd.DataFrame, pair_person
     from personalign.models import load_base
     from personalign.scoring import score_pairs
     from personalign.soft_prefix import pair_pools
-    from personalign.training import train_adapter, training_curve
+    from personalign.training import has_soft_prefix, train_adapter, training_curve
 
     cached = work / "arms" / f"{arm.name}-{arm.key()}.csv"
     if cached.exists():
         return pd.read_csv(cached)
     users = sorted(records.user_id.unique()) if arm.system == "pm" else [""]
     base, tokenizer, _ = load_base(base_dir, "cpu", "float32")
-    frames = []
+    frames, variant = [], SYSTEMS[arm.system][2]
     for user in users:
         run, pairs, test = arm_pairs(arm, records, prefixes, pair_personas, seed, user)
         run_dir = work / "adapters" / _training_key(arm) / (user or "all")
-        soft_variant = SYSTEMS[arm.system][2]
         if not (run_dir / "adapter").is_dir():
             pools = None
-            if run.prefix == "vpl":
+            if has_soft_prefix(run):
                 own = divergent_subset(records, arm.pairs_per_user, seed).assign(split="train")
                 pools = pair_pools(own, run.vpl_pool, run.seed, embed)
             train_adapter(run, pairs, base_dir, run_dir, pools=pools)
@@ -181,7 +180,7 @@ def run_arm(arm: Arm, records: pd.DataFrame, prefixes: pd.DataFrame, pair_person
         tail = curve.tail(max(1, len(curve) // 4))
         policy, _ = merged_run(base, run_dir)
         trained = score_pairs(policy, tokenizer, test, batch_size,  # fp32, mean token log-prob decisions
-                              soft_prefixes=cell_soft_prefixes(run, run_dir, soft_variant))
+                              soft_prefixes=cell_soft_prefixes(run, run_dir, variant))
         untrained = score_pairs(base, tokenizer, test, batch_size)
         frames.append(pd.DataFrame({
             "arm": arm.name, "id": test.id, "user_id": test.user_id, "train_pairs": len(pairs),

@@ -185,6 +185,7 @@ def sft_dataset(pairs: pd.DataFrame):
 
 
 CHECKPOINT_LAST_FILES = ("trainer_state.json",)  # what the Trainer writes last: without it a checkpoint is torn
+SOFT_PREFIX_CHECKPOINT = "soft_prefix.pt"  # a soft prefix's weights and RNG state in a checkpoint, written after it
 
 
 def _last_checkpoint(directory: Path, needs: tuple[str, ...] = ()) -> str | None:
@@ -231,11 +232,16 @@ def run_inputs(run: RunSpec, data_dir: str | Path = "data") -> tuple[pd.DataFram
     return pairs, training_pairs(run, sft.assign(split="train"), tables["prefixes"], tables["pair_personas"])
 
 
+def has_soft_prefix(run: RunSpec) -> bool:
+    """Whether the run learns a soft prefix (an MT run with a prefix of SOFT_PREFIX_TYPES) instead of reading a text."""
+    return run.kind == "mt" and run.prefix in SOFT_PREFIX_TYPES
+
+
 def soft_prefix_pools(run: RunSpec, embedding_model: str, data_dir: str | Path = "data"):
     """For a run with a soft prefix (vpl), the pair pools it reads (personalign.soft_prefix.pair_pools): every user
     with training pairs in stage 1's records, seen by the run or not, embedded with base.embedding_model; None for
     other runs."""
-    if not (run.kind == "mt" and run.prefix in SOFT_PREFIX_TYPES):
+    if not has_soft_prefix(run):
         return None
     from personalign.embeddings import Embedder
     from personalign.records import read_records
@@ -391,7 +397,7 @@ def _fit(phase: str, run: RunSpec, model, tokenizer, dataset, work_dir: Path, lo
 
     from personalign.shared_prompt import shared_prompt_trainer_class
 
-    resume = _last_checkpoint(work_dir, ("soft_prefix.pt",) if soft_prefix is not None else ())
+    resume = _last_checkpoint(work_dir, (SOFT_PREFIX_CHECKPOINT,) if soft_prefix is not None else ())
     log.trim(phase, int(resume.rsplit("-", 1)[1]) if resume else 0)
     common = dict(
         output_dir=str(work_dir), per_device_train_batch_size=run.batch_size, num_train_epochs=epochs,
@@ -427,12 +433,12 @@ def _attach_soft_prefix(trainer, run: RunSpec, soft_prefix, resume: str | None) 
     trainer.soft_prefix, trainer.kl_weight = soft_prefix, run.vpl_kl_weight
     trainer.model.add_module("soft_prefix", soft_prefix.to(next(trainer.model.parameters()).device))
     if resume:
-        soft_prefix.restore(torch.load(Path(resume) / "soft_prefix.pt", weights_only=False))
+        soft_prefix.restore(torch.load(Path(resume) / SOFT_PREFIX_CHECKPOINT, weights_only=False))
 
     class SaveSoftPrefix(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):
             if state.is_world_process_zero:
-                target = Path(args.output_dir) / f"checkpoint-{state.global_step}" / "soft_prefix.pt"
+                target = Path(args.output_dir) / f"checkpoint-{state.global_step}" / SOFT_PREFIX_CHECKPOINT
                 torch.save(soft_prefix.checkpoint_state(), target)
 
     trainer.add_callback(SaveSoftPrefix())
@@ -469,7 +475,7 @@ def train_adapter(
 def _train_locked(run: RunSpec, pairs: pd.DataFrame, base_dir, out_dir: Path, work_dir: Path,
                   sft_pairs: pd.DataFrame | None, pools) -> dict:
     """`train_adapter` once its work dir is this process's."""
-    soft = run.kind == "mt" and run.prefix in SOFT_PREFIX_TYPES
+    soft = has_soft_prefix(run)
     if soft and pools is None:
         raise TrainingDataError(f"run {run.name!r}: the {run.prefix!r} prefix needs the users' pair pools "
                                 "(soft_prefix_pools)")

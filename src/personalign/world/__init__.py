@@ -170,6 +170,11 @@ def all_personas(world: dict[str, Axis]) -> list[Persona]:
     return [p for axis in world.values() for p in axis.personas]
 
 
-def demographic_attributes() -> tuple[str, ...]:
+def select_personas(world: dict[str, Axis], axes: list[str], personas_per_axis: int) -> list[Persona]:
+    """The personas a built dataset has: the first `personas_per_axis` (category order) of each of `axes`."""
+    return [p for axis in axes for p in world[axis].personas[:personas_per_axis]]
+
+
+def demographic_attributes(world: dict[str, Axis]) -> tuple[str, ...]:
     """The demographic attributes the world's personas carry (sorted), e.g. for `analysis.demographic_attributes`."""
-    return tuple(sorted({k for p in all_personas(load_world()) for k in p.demographics}))
+    return tuple(sorted({k for p in all_personas(world) for k in p.demographics}))
