@@ -34,6 +34,17 @@ def test_params_yaml_matches_the_defaults():
     assert len(shipped.train.runs) == 7  # the default runs (sized by the learning study)
 
 
+def test_a_stage_checks_only_the_sections_it_reads():
+    """A stage parses just its sections: another section's defaults (score.alignment_tax.runs names mt_persona_f0)
+    say nothing about the smoke profile's runs, while the whole file with that section absent is refused."""
+    raw = yaml.safe_load((ROOT / "profiles" / "smoke.yaml").read_text())
+    sections = {"base": raw["base"], "train": raw["train"]}
+    assert "mt_persona_f0" not in parse_params(sections, stage_sections=True).train.runs
+    assert "score.alignment_tax.runs[2] = 'mt_persona_f0' is not in train.runs" in errors_for(sections)
+    with pytest.raises(ParamsError, match="is not in train.runs"):
+        parse_params({**sections, "score": {"alignment_tax": {"runs": ["nope"]}}}, stage_sections=True)
+
+
 @pytest.mark.parametrize(
     "raw, expected",
     [

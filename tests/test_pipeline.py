@@ -351,7 +351,7 @@ def test_a_bad_train_run_stops_with_the_run_and_the_cause(smoke_runs):
     params["train"]["runs"]["pm_nobody"] = {"kind": "pm", "user": "nobody"}
     params["train"]["runs"]["mt_strong"] = {"kind": "mt", "prefix": "name", "prefix_seed": 9}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for run, message in (("pm_nobody", "run 'pm_nobody': user 'nobody' has no training pairs"),
+    for run, message in (("pm_nobody", "train.runs.pm_nobody.user = 'nobody' is not a user of the built world"),
                          ("mt_strong", "run 'mt_strong': no prefixes of type 'name' (seed 9) were computed in stage 2")):
         result = subprocess.run([sys.executable, "-m", "personalign", "train", run], cwd=repo, capture_output=True,
                                 text=True)

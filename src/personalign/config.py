@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from personalign.persona_sources import PT_TRAINING_SOURCES
 from personalign.world import AXIS_IDS
@@ -475,40 +475,53 @@ class Params(_Section):
     reward_models: RewardModelsParams = Field(default_factory=RewardModelsParams)
 
     @model_validator(mode="after")
-    def _consistent(self) -> Params:
-        """Settings of one section that another section's values make meaningless, refused before any compute."""
-        if self.build_data.rejected == "lowest" and self.judge.backend != "simulated":
+    def _consistent(self, info: ValidationInfo) -> Params:
+        """Settings of one section that another section's values make meaningless, refused before any compute. A whole
+        params file is checked with every section (an absent one is its defaults, as the pipeline would run it); a
+        stage's parse of just the sections it reads (context {"stage_sections": True}) checks only between those, as
+        another section's defaults (e.g. score.alignment_tax.runs) say nothing about this profile's runs."""
+        partial = bool((info.context or {}).get("stage_sections"))
+        given = self.model_fields_set if partial else set(type(self).model_fields)
+
+        def both(*sections: str) -> bool:
+            return all(section in given for section in sections)
+
+        if both("build_data", "judge") and self.build_data.rejected == "lowest" and self.judge.backend != "simulated":
             raise ValueError(f"build_data.rejected = 'lowest' needs judge.backend 'simulated' (the lowest-utility "
                              f"candidate), got {self.judge.backend!r}; use rejected: random with an LLM judge")
         runs = self.train.runs
-        for name, run in runs.items():
+        for name, run in runs.items() if both("build_data", "train") else ():
             if (self.build_data.source == "builtin" and run.held_out_fold is not None
                     and run.held_out_fold >= self.build_data.n_folds):
                 raise ValueError(f"train.runs.{name}.held_out_fold = {run.held_out_fold} but build_data.n_folds = "
                                  f"{self.build_data.n_folds} (folds 0..{self.build_data.n_folds - 1}): the run would "
                                  "train on every user and have no unseen ones")
-        named = [(f"score.alignment_tax.runs[{i}]", r) for i, r in enumerate(self.score.alignment_tax.runs)]
-        named += [(f"generate_judge.whose_boat.runs.{d}.{k}", getattr(r, k))
-                  for d, r in self.generate_judge.whose_boat.runs.items() for k in ("dpo", "pt")]
-        if self.generate_judge.prefix_table.mt_run:
-            named.append(("generate_judge.prefix_table.mt_run", self.generate_judge.prefix_table.mt_run))
+        named = []
+        if both("score", "train"):
+            named += [(f"score.alignment_tax.runs[{i}]", r) for i, r in enumerate(self.score.alignment_tax.runs)]
+        if both("generate_judge", "train"):
+            named += [(f"generate_judge.whose_boat.runs.{d}.{k}", getattr(r, k))
+                      for d, r in self.generate_judge.whose_boat.runs.items() for k in ("dpo", "pt")]
+            if self.generate_judge.prefix_table.mt_run:
+                named.append(("generate_judge.prefix_table.mt_run", self.generate_judge.prefix_table.mt_run))
         for key, name in named if runs else ():  # no runs at all: nothing is trained, scored or judged
             if name not in runs:
                 raise ValueError(f"{key} = {name!r} is not in train.runs; defined runs: {', '.join(runs) or 'none'}")
-        if self.analysis.demographics_system != "base" and self.analysis.demographics_system not in runs:
+        if (both("analysis", "train") and self.analysis.demographics_system != "base"
+                and self.analysis.demographics_system not in runs):
             raise ValueError(f"analysis.demographics_system = {self.analysis.demographics_system!r} is neither 'base' "
                              f"nor a run of train.runs ({', '.join(runs) or 'none'})")
-        if self.build_data.source == "builtin":
+        if "build_data" in given and self.build_data.source == "builtin" and given & {"train", "analysis"}:
             from personalign.world import demographic_attributes, load_world, select_personas
 
             world = load_world()
             users = [p.user_id for p in select_personas(world, self.build_data.axes, self.build_data.personas_per_axis)]
-            for name, run in runs.items():
+            for name, run in runs.items() if "train" in given else ():
                 if run.kind == "pm" and run.user not in users:
                     raise ValueError(f"train.runs.{name}.user = {run.user!r} is not a user of the built world "
                                      f"(build_data.axes, personas_per_axis); its users: {', '.join(users)}")
             known = demographic_attributes(world)
-            unknown = [a for a in self.analysis.demographic_attributes if a not in known]
+            unknown = [a for a in self.analysis.demographic_attributes if a not in known] if "analysis" in given else []
             if unknown:
                 raise ValueError(f"analysis.demographic_attributes: unknown attribute {unknown[0]!r}; the built-in "
                                  f"world's personas have: {', '.join(known)}")
@@ -566,14 +579,15 @@ def _describe(error: dict[str, Any], source: str) -> str:
     return f"{source}: {key}: {error['msg'].removeprefix('Value error, ')}"
 
 
-def parse_params(raw: Any, source: str = "params.yaml") -> Params:
-    """Validate a parsed params mapping; raise ParamsError naming every bad key."""
+def parse_params(raw: Any, source: str = "params.yaml", stage_sections: bool = False) -> Params:
+    """Validate a parsed params mapping; raise ParamsError naming every bad key. `stage_sections`: `raw` holds only
+    the sections one stage reads, so sections it lacks are not checked against the others."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ParamsError(f"{source}: the file must be a mapping of sections ({', '.join(SECTIONS)})")
     try:
-        return Params.model_validate(raw)
+        return Params.model_validate(raw, context={"stage_sections": stage_sections})
     except ValidationError as exc:
         lines = [_describe(e, source) for e in exc.errors()]
         raise ParamsError("\n".join(lines)) from None
