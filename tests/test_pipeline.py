@@ -347,15 +347,19 @@ def test_a_bad_train_run_stops_with_the_run_and_the_cause(smoke_runs):
     repo = smoke_runs[1]
     result = subprocess.run([sys.executable, "-m", "personalign", "train", "nope"], cwd=repo, capture_output=True, text=True)
     assert result.returncode == 2 and "run 'nope' is not in train.runs; defined runs: dpo, pt_pair" in result.stderr
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["train"]["runs"]["pm_nobody"] = {"kind": "pm", "user": "nobody"}
-    params["train"]["runs"]["mt_strong"] = {"kind": "mt", "prefix": "name", "prefix_seed": 9}
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for run, message in (("pm_nobody", "train.runs.pm_nobody.user = 'nobody' is not a user of the built world"),
-                         ("mt_strong", "run 'mt_strong': no prefixes of type 'name' (seed 9) were computed in stage 2")):
+    shipped = (repo / "params.yaml").read_text()
+    for run, spec, message in (
+            ("pm_nobody", {"kind": "pm", "user": "nobody"},
+             "train.runs.pm_nobody.user = 'nobody' is not a user of the built world"),  # the params check
+            ("mt_strong", {"kind": "mt", "prefix": "name", "prefix_seed": 9},
+             "run 'mt_strong': no prefixes of type 'name' (seed 9) were computed in stage 2")):  # stage 2's outputs
+        params = yaml.safe_load(shipped)
+        params["train"]["runs"][run] = spec
+        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         result = subprocess.run([sys.executable, "-m", "personalign", "train", run], cwd=repo, capture_output=True,
                                 text=True)
         assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
+    (repo / "params.yaml").write_text(shipped)
 
 
 def test_a_bad_param_stops_the_pipeline_before_compute(tmp_path):
