@@ -195,6 +195,26 @@ def test_every_figure_states_its_claims_with_paired_tests():
     assert "± half-width" in shown and "MDD" in shown and "WikiPersona Fig. 3" in shown
 
 
+def test_the_run_named_as_positive_control_is_a_family_of_its_own():
+    """analysis.positive_control: the named run's row alone is Holm-adjusted as "positive control"; the other runs'
+    rows form their own family; the summary names the rows whose interval is above 0."""
+    examples = synthetic_examples()
+    claims = an.positive_control_claims(examples, RUNS, 0, 500, control="mt_tag_f0")
+    families = {c.comparison: c.family for c in claims}
+    assert families["mt_tag_f0 vs base, both + tag, on its users' test pairs"] == "positive control"
+    assert families["mt_none_f0 vs base, both no prefix, on its users' test pairs"] == "training vs base (other runs)"
+    assert list(families.values()).count("positive control") == 1
+    table = verdict_table(claims).set_index("comparison")
+    alone = table.loc["mt_tag_f0 vs base, both + tag, on its users' test pairs"]
+    assert alone.p_holm == pytest.approx(alone.p)  # a family of one: no adjustment
+    summary = an.positive_control_summary(claims)
+    above = alone.ci_low > 0
+    assert summary.startswith(f"Positive control: {int(above)} of 1 rows have a 95% interval above 0")
+    assert ("mt_tag_f0 vs base" in summary) == above
+    everyone = an.positive_control_claims(examples, RUNS, 0, 500)
+    assert {c.family for c in everyone} == {"positive control"}
+
+
 def test_a_wrong_prefix_is_tested_on_divergent_questions_where_the_paper_makes_the_claim():
     examples = synthetic_examples()
     table = verdict_table(an.sensitivity_claims(examples, RUNS, 0, 200)).set_index("comparison")

@@ -28,9 +28,12 @@ def test_shipped_params_files_are_valid(path):
 
 
 def test_params_yaml_matches_the_defaults():
-    """Every key of params.yaml equals the code's default, except the list of training runs (empty in code)."""
+    """Every key of params.yaml equals the code's default, except the list of training runs (empty in code) and the
+    run named as the positive control."""
     shipped = load_params(ROOT / "params.yaml")
-    assert shipped.model_copy(update={"train": shipped.train.model_copy(update={"runs": {}})}) == parse_params({})
+    assert shipped.model_copy(update={"train": shipped.train.model_copy(update={"runs": {}}),
+                                      "analysis": shipped.analysis.model_copy(update={"positive_control": ""})}
+                              ) == parse_params({})
     assert len(shipped.train.runs) == 7  # the default runs (sized by the learning study)
 
 

@@ -524,18 +524,20 @@ def demographic_claims(table: pd.DataFrame) -> list[Claim]:
             for r in table.drop_duplicates("attribute").itertuples()]
 
 
-def positive_control_claims(examples: pd.DataFrame, runs: dict[str, dict], seed: int,
-                            n_resamples: int = 2000) -> list[Claim]:
-    """The pipeline's positive control: each DPO, MT and PT run under the prompt it is scored with (no prefix, its own
+def positive_control_claims(examples: pd.DataFrame, runs: dict[str, dict], seed: int, n_resamples: int = 2000,
+                            control: str = "") -> list[Claim]:
+    """The pipeline's positive control: a DPO, MT or PT run under the prompt it is scored with (no prefix, its own
     MT prefix, its PT persona cells, the label-seeing oracle among them, named as such) vs the untrained base model
-    under the same prompt, on the held-out test pairs of the users it trained on."""
-    family = "positive control"
+    under the same prompt, on the held-out test pairs of the users it trained on. `control` names the run chosen in
+    advance (analysis.positive_control): its rows form the "positive control" family and every other run's rows a
+    family of their own, each Holm-adjusted apart; "": every run is in the positive control family."""
     claim = "positive control: training beats the untrained base on held-out pairs"
     names = [n for n, r in runs.items() if r["kind"] in ("dpo", "mt", "pt")]
     if not names:
-        return [Claim(PIPELINE, family, claim, "—", 1, None, missing="no DPO, MT or PT run in train.runs")]
+        return [Claim(PIPELINE, "positive control", claim, "—", 1, None, missing="no DPO, MT or PT run in train.runs")]
     claims = []
     for name in names:
+        family = "positive control" if control in ("", name) else "training vs base (other runs)"
         run = examples[(examples.system == name) & examples.seen]
         if runs[name]["kind"] == "pt":
             conditions = list(dict.fromkeys(run.condition))
@@ -547,9 +549,24 @@ def positive_control_claims(examples: pd.DataFrame, runs: dict[str, dict], seed:
             label = "no prefix" if variant == "none" else f"+ {variant.split('@')[0]}"
             oracle = " (oracle: the persona was inferred from the test pair knowing y_w)" if \
                 len(own) and own.sees_label.iloc[0] else ""
-            claims.append(paired_claim(family, claim, f"{name} vs base, both {label}, on its users' test pairs{oracle}",
+            claims.append(paired_claim(family, claim if family == "positive control" else
+                                       "training beats the untrained base on held-out pairs",
+                                       f"{name} vs base, both {label}, on its users' test pairs{oracle}",
                                        1, own, _base(examples, variant), seed, n_resamples, paper=PIPELINE))
     return claims
+
+
+def positive_control_summary(claims: list[Claim]) -> str:
+    """One sentence on the positive-control family: how many of its rows have a 95% interval above 0, and how many
+    are reproduced (interval above 0 and Holm-adjusted p < 0.05)."""
+    table = verdict_table([c for c in claims if c.family == "positive control"])
+    tested = table[table.n > 0]
+    above = tested[tested.ci_low > 0]
+    shown = "; ".join(f"{r.comparison}: {r.estimate * 100:+.1f} [{r.ci_low * 100:+.1f}, {r.ci_high * 100:+.1f}] points, "
+                      f"Holm p {r.p_holm:.3f}" for r in above.itertuples())
+    reproduced = int((tested.verdict == "reproduced").sum())
+    return (f"Positive control: {len(above)} of {len(tested)} rows have a 95% interval above 0"
+            + (f" ({shown})" if shown else "") + f"; {reproduced} reproduced (interval above 0 and Holm p < 0.05).")
 
 
 def whose_boat_claims(judgments: pd.DataFrame, boat: pd.DataFrame, seed: int, n_resamples: int = 2000) -> list[Claim]:

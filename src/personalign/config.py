@@ -430,6 +430,7 @@ class AnalysisParams(_Section):
         default_factory=lambda: ["gender", "age", "education_level", "economic_status"])
     demographics_system: str = "base"
     demographics_condition: str = "none"
+    positive_control: str = ""  # the run named in advance as the positive control ("": every DPO, MT and PT run)
 
 
 REWARD_MODEL_NAMES = ("vanilla", "individual", "conditional", "prm", "vpl", "gpo", "rag")
@@ -507,6 +508,12 @@ class Params(_Section):
         for key, name in named if runs else ():  # no runs at all: nothing is trained, scored or judged
             if name not in runs:
                 raise ValueError(f"{key} = {name!r} is not in train.runs; defined runs: {', '.join(runs) or 'none'}")
+        if both("analysis", "train") and runs and self.analysis.positive_control:
+            control = self.analysis.positive_control
+            if control not in runs or runs[control].kind not in ("dpo", "mt", "pt"):
+                trained = [n for n, r in runs.items() if r.kind in ("dpo", "mt", "pt")]
+                raise ValueError(f"analysis.positive_control = {control!r} is not a DPO, MT or PT run of train.runs "
+                                 f"({', '.join(trained) or 'none'}); '' makes every such run a positive control")
         if (both("analysis", "train") and self.analysis.demographics_system != "base"
                 and self.analysis.demographics_system not in runs):
             raise ValueError(f"analysis.demographics_system = {self.analysis.demographics_system!r} is neither 'base' "
