@@ -47,15 +47,30 @@ def main() -> None:
             seconds = time.perf_counter() - started
             best[precision, batch] = min(seconds, best.get((precision, batch), float("inf")))
     baseline = best[ARMS[0]]
-    print(json.dumps({
-        "hardware": fingerprint(), "prompts": len(prompts), "max_new_tokens": args.max_new_tokens,
-        "repeats": args.repeats, "baseline": f"{ARMS[0][0]} batch {ARMS[0][1]}",
-        "arms": [{"precision": p, "batch_size": b, "seconds": round(best[p, b], 2),
-                  "speedup_vs_baseline": round(baseline / best[p, b], 2),
-                  "same_samples_as_fp32_batch_16": round(sum(x == y for x, y in zip(texts[p, b], texts[ARMS[0]]))
-                                                         / len(prompts), 3)}
-                 for p, b in ARMS],
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "hardware": fingerprint(),
+                "prompts": len(prompts),
+                "max_new_tokens": args.max_new_tokens,
+                "repeats": args.repeats,
+                "baseline": f"{ARMS[0][0]} batch {ARMS[0][1]}",
+                "arms": [
+                    {
+                        "precision": p,
+                        "batch_size": b,
+                        "seconds": round(best[p, b], 2),
+                        "speedup_vs_baseline": round(baseline / best[p, b], 2),
+                        "same_samples_as_fp32_batch_16": round(
+                            sum(x == y for x, y in zip(texts[p, b], texts[ARMS[0]])) / len(prompts), 3
+                        ),
+                    }
+                    for p, b in ARMS
+                ],
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def per_pair_loop(model, tokenizer, pairs: pd.DataFrame) -> list[bool]:
             tail = tokenizer(response, add_special_tokens=False)["input_ids"]
             ids = torch.tensor([head + tail])
             logps = F.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)
-            picked = logps[torch.arange(ids.shape[1] - 1), ids[0, 1:]][len(head) - 1:]
+            picked = logps[torch.arange(ids.shape[1] - 1), ids[0, 1:]][len(head) - 1 :]
             means.append(picked.mean().item())
         correct.append(means[0] > means[1])
     return correct
@@ -73,7 +73,9 @@ def main() -> None:
     if args.prefix != "none":
         table = pd.read_json("data/prefixes.jsonl", lines=True)
         text = dict(zip(*table[(table.prefix_type == args.prefix) & (table.seed == 0)][["user_id", "text"]].T.values))
-        pairs = pairs.assign(prompt=[prefixed_prompt(args.prefix, text[u], x) for u, x in zip(pairs.user_id, pairs.prompt)])
+        pairs = pairs.assign(
+            prompt=[prefixed_prompt(args.prefix, text[u], x) for u, x in zip(pairs.user_id, pairs.prompt)]
+        )
     score_pairs(model, tokenizer, pairs.head(2))  # warm-up
 
     loop, loop_s = timed(lambda: per_pair_loop(model, tokenizer, pairs))
@@ -81,28 +83,39 @@ def main() -> None:
     bf16, bf16_s = timed(lambda: score_pairs(model, tokenizer, pairs, args.batch_size, autocast_bf16=True))
 
     encoded = encode_pairs(tokenizer, pairs)
-    tokens = sum(shared + sum(len(encoded[i][0]) - shared + len(encoded[i][1]) + len(encoded[i][2]) for i in index)
-                 for index, shared in prefix_batches([p for p, _, _ in encoded], args.batch_size))  # what it runs
+    tokens = sum(
+        shared + sum(len(encoded[i][0]) - shared + len(encoded[i][1]) + len(encoded[i][2]) for i in index)
+        for index, shared in prefix_batches([p for p, _, _ in encoded], args.batch_size)
+    )  # what it runs
     head_rows = sum(1 + len(c) + len(r) for _, c, r in encoded)  # positions whose logits are computed
     embedding = model.get_input_embeddings().weight.numel()  # tied: also the LM head
     body = sum(p.numel() for p in model.parameters()) - embedding
     flops = 2 * (body * tokens + embedding * head_rows)  # weight matmuls only (attention scores not counted)
     peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
     n = len(pairs)
-    print(json.dumps({
-        "pairs": n, "prefix": args.prefix, "tokens_scored": tokens,
-        "loop_fp32_pairs_per_s": round(n / loop_s, 2),
-        "scorer_fp32_pairs_per_s": round(n / fp32_s, 2),
-        "scorer_bf16_pairs_per_s": round(n / bf16_s, 2),
-        "speedup_fp32": round(loop_s / fp32_s, 2),
-        "speedup_bf16": round(loop_s / bf16_s, 2),
-        "loop_vs_scorer_decisions_agree": float((pd.Series(loop) == fp32.correct).mean()),
-        "bf16_vs_fp32_decisions_agree": float((bf16.correct == fp32.correct).mean()),
-        "matmul_peak_gflops": {"fp32": round(peak32, 1), "bf16": round(peak16, 1)},
-        "scorer_gflops": {"fp32": round(flops / fp32_s / 1e9, 1), "bf16": round(flops / bf16_s / 1e9, 1)},
-        "share_of_peak": {"fp32": round(flops / fp32_s / 1e9 / peak32, 3),
-                          "bf16": round(flops / bf16_s / 1e9 / peak16, 3)},
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "pairs": n,
+                "prefix": args.prefix,
+                "tokens_scored": tokens,
+                "loop_fp32_pairs_per_s": round(n / loop_s, 2),
+                "scorer_fp32_pairs_per_s": round(n / fp32_s, 2),
+                "scorer_bf16_pairs_per_s": round(n / bf16_s, 2),
+                "speedup_fp32": round(loop_s / fp32_s, 2),
+                "speedup_bf16": round(loop_s / bf16_s, 2),
+                "loop_vs_scorer_decisions_agree": float((pd.Series(loop) == fp32.correct).mean()),
+                "bf16_vs_fp32_decisions_agree": float((bf16.correct == fp32.correct).mean()),
+                "matmul_peak_gflops": {"fp32": round(peak32, 1), "bf16": round(peak16, 1)},
+                "scorer_gflops": {"fp32": round(flops / fp32_s / 1e9, 1), "bf16": round(flops / bf16_s / 1e9, 1)},
+                "share_of_peak": {
+                    "fp32": round(flops / fp32_s / 1e9 / peak32, 3),
+                    "bf16": round(flops / bf16_s / 1e9 / peak16, 3),
+                },
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -47,16 +47,34 @@ def arm(name: str, pairs: int, data: str) -> dict:
             reference, _, _ = load_base("models/base", "cpu", "float32")
             tokenizer.padding_side = "right"
             settings = {"bf16": False} if name == "trl_fp32" else {}
-            args = DPOConfig(output_dir=tmp, per_device_train_batch_size=run.batch_size, num_train_epochs=1,
-                             report_to=[], max_length=run.max_length, save_strategy="no", use_cpu=True,
-                             beta=run.beta, **settings)
+            args = DPOConfig(
+                output_dir=tmp,
+                per_device_train_batch_size=run.batch_size,
+                num_train_epochs=1,
+                report_to=[],
+                max_length=run.max_length,
+                save_strategy="no",
+                use_cpu=True,
+                beta=run.beta,
+                **settings,
+            )
             started = time.perf_counter()
-            DPOTrainer(model=model, ref_model=reference, args=args, train_dataset=conversational_dataset(pairs_table),
-                       processing_class=tokenizer, peft_config=lora_config(run)).train()
+            DPOTrainer(
+                model=model,
+                ref_model=reference,
+                args=args,
+                train_dataset=conversational_dataset(pairs_table),
+                processing_class=tokenizer,
+                peft_config=lora_config(run),
+            ).train()
             seconds = time.perf_counter() - started
-    return {"arm": name, "pairs": len(pairs_table), "seconds": round(seconds, 2),
-            "pairs_per_s": round(len(pairs_table) / seconds, 3),
-            "peak_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    return {
+        "arm": name,
+        "pairs": len(pairs_table),
+        "seconds": round(seconds, 2),
+        "pairs_per_s": round(len(pairs_table) / seconds, 3),
+        "peak_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
 
 
 def main() -> None:

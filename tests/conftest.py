@@ -21,7 +21,8 @@ def world():
 
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
-    """(model, tokenizer) of the smoke profile's randomly initialised 2-layer Llama, saved and reloaded as stage 0 does."""
+    """(model, tokenizer) of the smoke profile's randomly initialised 2-layer Llama, saved and reloaded as stage 0
+    does."""
     from personalign.models import load_base, resolve_model, write_base_checkpoint
 
     out = tmp_path_factory.mktemp("tiny")

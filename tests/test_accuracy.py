@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from tiny_checkpoints import save_base, save_random_adapter
 
 from personalign import accuracy as acc
 from personalign.prompts import PT_TEMPLATE
 from personalign.training import RunSpec
-from tiny_checkpoints import save_base, save_random_adapter
 
 USERS = ["ann", "bob", "cy", "dee"]
 
@@ -19,15 +19,29 @@ def make_test() -> pd.DataFrame:
     rows = []
     for k, user in enumerate(USERS):
         for j, qt in enumerate(["personal", "divergent", "personal"]):
-            rows.append({"id": f"{user}:{j}", "source": "builtin", "user_id": user, "fold": k % 2, "question_type": qt,
-                         "prompt": f"question {j} of {user}?", "chosen": f"good answer {j}",
-                         "rejected": f"bad answer {j} " * 2, "chosen_persona_gold": f"{user} likes tea"})
+            rows.append(
+                {
+                    "id": f"{user}:{j}",
+                    "source": "builtin",
+                    "user_id": user,
+                    "fold": k % 2,
+                    "question_type": qt,
+                    "prompt": f"question {j} of {user}?",
+                    "chosen": f"good answer {j}",
+                    "rejected": f"bad answer {j} " * 2,
+                    "chosen_persona_gold": f"{user} likes tea",
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def prefix_frame() -> pd.DataFrame:
-    rows = [{"user_id": u, "prefix_type": t, "seed": s, "text": f"{t}-{s}-{u}"}
-            for u in USERS for t in ("tag", "shuffled_tag", "few_shot", "shuffled_few_shot") for s in (0, 1)]
+    rows = [
+        {"user_id": u, "prefix_type": t, "seed": s, "text": f"{t}-{s}-{u}"}
+        for u in USERS
+        for t in ("tag", "shuffled_tag", "few_shot", "shuffled_few_shot")
+        for s in (0, 1)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -40,8 +54,12 @@ def test_conditions_per_run_kind():
     assert [c.variant for c in tag] == ["tag@0", "shuffled_tag@0", "none"]  # tags have no selection seed
     assert [c.variant for c in acc.run_conditions(RunSpec("pt", "pt", prefix="gold"), [0], True)] == ["pt_gold"]
     assert [c.variant for c in acc.run_conditions(RunSpec("d", "dpo"), [0], True)] == ["none"]
-    base = acc.base_conditions(["none", "tag", "persona_strong", "few_shot"], {"tag", "few_shot"}, [0, 1],
-                               {"pt_gold", "shuffled_tag@0", "tag@0"})
+    base = acc.base_conditions(
+        ["none", "tag", "persona_strong", "few_shot"],
+        {"tag", "few_shot"},
+        [0, 1],
+        {"pt_gold", "shuffled_tag@0", "tag@0"},
+    )
     assert [c.variant for c in base] == ["none", "tag@0", "few_shot@0", "few_shot@1", "pt_gold", "shuffled_tag@0"]
 
 
@@ -50,7 +68,8 @@ def test_prompts_of_each_variant_and_clear_errors():
     assert acc.variant_prompts("none", test, prefixes, None) == list(test.prompt)
     assert acc.variant_prompts("tag@1", test, prefixes, None)[0] == "tag-1-ann question 0 of ann?"
     assert acc.variant_prompts("pt_gold", test, prefixes, None)[0] == PT_TEMPLATE.format(
-        x="question 0 of ann?", persona="ann likes tea")
+        x="question 0 of ann?", persona="ann likes tea"
+    )
     with pytest.raises(acc.ScoringInputError, match="'gold@0': stage 2 computed no such prefix for user 'ann'"):
         acc.variant_prompts("gold@0", test, prefixes, None)
     with pytest.raises(acc.ScoringInputError, match="'pt_retr': persona source 'retr' needs stage 2's pair personas"):
@@ -62,18 +81,33 @@ def test_a_persona_inferred_from_the_test_pair_is_a_labelled_oracle_never_a_head
     label; such cells are named as oracles and left out of the headline table."""
     conditions = acc.run_conditions(RunSpec("pt", "pt", prefix="pair"), [0], True)
     assert [(c.name, c.variant, c.sees_label) for c in conditions] == [
-        ("pt_retr", "pt_retr", False), ("pt_pair_oracle_sees_label", "pt_pair", True)]
+        ("pt_retr", "pt_retr", False),
+        ("pt_pair_oracle_sees_label", "pt_pair", True),
+    ]
     base = acc.base_conditions(["none"], set(), [0], {c.variant for c in conditions})
     assert [c.name for c in base] == ["none", "pt_pair_oracle_sees_label", "pt_retr"]
     test, prefixes = make_test(), prefix_frame()
-    pair_personas = pd.DataFrame({"id": test.id, "chosen_persona": "The user wants y_w.",
-                                  "chosen_persona_retr": "The user likes tea."})
-    assert acc.variant_prompts("pt_pair", test, prefixes, pair_personas)[0].endswith("Persona: The user wants y_w.\nResponse:")
-    scores = pd.DataFrame({"id": test.id, "chosen_logp": -1.0, "chosen_tokens": 2, "rejected_logp": -2.0,
-                           "rejected_tokens": 2, "correct": True})
+    pair_personas = pd.DataFrame(
+        {"id": test.id, "chosen_persona": "The user wants y_w.", "chosen_persona_retr": "The user likes tea."}
+    )
+    assert acc.variant_prompts("pt_pair", test, prefixes, pair_personas)[0].endswith(
+        "Persona: The user wants y_w.\nResponse:"
+    )
+    scores = pd.DataFrame(
+        {
+            "id": test.id,
+            "chosen_logp": -1.0,
+            "chosen_tokens": 2,
+            "rejected_logp": -2.0,
+            "rejected_tokens": 2,
+            "correct": True,
+        }
+    )
     examples = pd.concat([acc.examples_frame(c, test, np.ones(len(test), bool), scores, None) for c in conditions])
     assert examples.groupby("condition").sees_label.first().to_dict() == {
-        "pt_pair_oracle_sees_label": True, "pt_retr": False}
+        "pt_pair_oracle_sees_label": True,
+        "pt_retr": False,
+    }
     cells = acc.summarize(examples)
     assert list(acc.cells_table(cells).index) == ["pt / pt_retr"]
     assert list(acc.cells_table(cells, oracles=True).index) == ["pt / pt_pair_oracle_sees_label"]
@@ -97,8 +131,7 @@ def test_the_default_pt_run_trains_and_is_tested_on_the_same_kind_of_persona():
 
 def test_seen_users():
     test = make_test()
-    assert list(acc.seen_users(RunSpec("m", "mt", prefix="tag", held_out_fold=1), test)) == [
-        f != 1 for f in test.fold]
+    assert list(acc.seen_users(RunSpec("m", "mt", prefix="tag", held_out_fold=1), test)) == [f != 1 for f in test.fold]
     pm = RunSpec("p", "pm", user="bob")
     assert list(acc.seen_users(pm, test)) == [u == "bob" for u in test.user_id]
     assert not acc.seen_users(None, test).any()
@@ -107,13 +140,21 @@ def test_seen_users():
 def test_implicit_reward_decision_and_summaries():
     test = make_test().head(4)
     ids = list(test.id)
-    policy = pd.DataFrame({"id": ids, "chosen_logp": [-10.0, -10, -10, -10], "chosen_tokens": 5,
-                           "rejected_logp": [-12.0, -8, -9, -11], "rejected_tokens": 5,
-                           "correct": [True, False, False, True]})
+    policy = pd.DataFrame(
+        {
+            "id": ids,
+            "chosen_logp": [-10.0, -10, -10, -10],
+            "chosen_tokens": 5,
+            "rejected_logp": [-12.0, -8, -9, -11],
+            "rejected_tokens": 5,
+            "correct": [True, False, False, True],
+        }
+    )
     reference = policy.assign(chosen_logp=[-11.0, -9, -10, -9], rejected_logp=[-12.0, -9, -9, -12])
     condition = acc.Condition("mt", "seen_prefix", "tag@0")
-    frame = acc.examples_frame(condition, test, np.array([True, True, False, False]), policy,
-                               acc.implicit_margins(policy, reference))
+    frame = acc.examples_frame(
+        condition, test, np.array([True, True, False, False]), policy, acc.implicit_margins(policy, reference)
+    )
     # margins: (1 - 0), (-1 - 1), (0 - 0), (-1 - 1) -> only the first is positive
     assert list(frame.implicit_correct) == [True, False, False, False]
     cells = acc.summarize(frame)
@@ -141,14 +182,33 @@ def test_adapters_share_one_base_and_rescoring_is_served_from_the_cache(tiny, tm
     for k, run in enumerate(runs):
         save_random_adapter(model, tmp_path / "adapters" / run.name / "adapter", seed=k)
     test, prefixes = make_test(), prefix_frame()
-    args = (base_dir, tmp_path / "adapters", runs, test, prefixes, None, ["none", "tag"], [0], True, 4, "fp32",
-            tmp_path / "cache")
+    args = (
+        base_dir,
+        tmp_path / "adapters",
+        runs,
+        test,
+        prefixes,
+        None,
+        ["none", "tag"],
+        [0],
+        True,
+        4,
+        "fp32",
+        tmp_path / "cache",
+    )
     examples = acc.score_systems(*args)
     assert set(zip(examples.system, examples.condition)) == {
-        ("base", "none"), ("base", "tag"), ("base", "shuffled_tag"), ("dpo", "no_prefix"),
-        ("mt_tag", "seen_prefix"), ("mt_tag", "shuffled_prefix"), ("mt_tag", "no_prefix")}
-    alone = PeftModel.from_pretrained(load_base(base_dir, "cpu", "float32")[0],
-                                      str(tmp_path / "adapters" / "mt_tag" / "adapter"))
+        ("base", "none"),
+        ("base", "tag"),
+        ("base", "shuffled_tag"),
+        ("dpo", "no_prefix"),
+        ("mt_tag", "seen_prefix"),
+        ("mt_tag", "shuffled_prefix"),
+        ("mt_tag", "no_prefix"),
+    }
+    alone = PeftModel.from_pretrained(
+        load_base(base_dir, "cpu", "float32")[0], str(tmp_path / "adapters" / "mt_tag" / "adapter")
+    )
     pairs = test.assign(prompt=acc.variant_prompts("tag@0", test, prefixes, None))
     direct = scoring.score_pairs(alone, tokenizer, pairs, 4)
     scored = examples[(examples.system == "mt_tag") & (examples.condition == "seen_prefix")]
@@ -166,8 +226,20 @@ def test_adapters_share_one_base_and_rescoring_is_served_from_the_cache(tiny, tm
 
 def test_a_missing_adapter_is_named_before_scoring(tmp_path):
     with pytest.raises(acc.ScoringInputError, match="run 'dpo': no trained adapter"):
-        acc.score_systems(tmp_path, tmp_path / "adapters", [RunSpec("dpo", "dpo")], make_test(), prefix_frame(),
-                          None, ["none"], [0], True, 4, "fp32", tmp_path / "cache")
+        acc.score_systems(
+            tmp_path,
+            tmp_path / "adapters",
+            [RunSpec("dpo", "dpo")],
+            make_test(),
+            prefix_frame(),
+            None,
+            ["none"],
+            [0],
+            True,
+            4,
+            "fp32",
+            tmp_path / "cache",
+        )
 
 
 def test_each_dataset_scores_with_its_own_log_prob_reduction():
@@ -176,8 +248,16 @@ def test_each_dataset_scores_with_its_own_log_prob_reduction():
 
     test = make_test().head(2).assign(source=["safety", "builtin"])
     # y_w: 2 tokens, -3 in all (mean -1.5); y_l: 6 tokens, -6 in all (mean -1): mean prefers y_l, sum prefers y_w
-    scores = pd.DataFrame({"id": test.id, "chosen_logp": -3.0, "chosen_tokens": 2, "rejected_logp": -6.0,
-                           "rejected_tokens": 6, "correct": False})
+    scores = pd.DataFrame(
+        {
+            "id": test.id,
+            "chosen_logp": -3.0,
+            "chosen_tokens": 2,
+            "rejected_logp": -6.0,
+            "rejected_tokens": 6,
+            "correct": False,
+        }
+    )
     setting = parse_params({"score": {"log_prob_reduction": {"default": "mean", "safety": "sum"}}}).score
     reductions = acc.row_reductions(test, setting.log_prob_reduction, {"safety", "builtin"})
     frame = acc.examples_frame(acc.Condition("base", "none", "none"), test, np.zeros(2, bool), scores, None, reductions)
@@ -195,9 +275,17 @@ def test_the_length_diagnostic_splits_accuracy_by_which_response_is_longer():
     rows = []
     for i in range(40):
         longer = i < 30  # y_w longer in 30 pairs: summed log-probs prefer y_l there; mean prefers y_w where shorter
-        rows.append({"system": "base", "variant": "none", "source": "bt", "chosen_tokens": 20 if longer else 5,
-                     "rejected_tokens": 5 if longer else 20, "chosen_logp": -40.0 if longer else -4.0,
-                     "rejected_logp": -8.0 if longer else -60.0})
+        rows.append(
+            {
+                "system": "base",
+                "variant": "none",
+                "source": "bt",
+                "chosen_tokens": 20 if longer else 5,
+                "rejected_tokens": 5 if longer else 20,
+                "chosen_logp": -40.0 if longer else -4.0,
+                "rejected_logp": -8.0 if longer else -60.0,
+            }
+        )
     diagnostic = acc.length_diagnostic(pd.DataFrame(rows))
     table = diagnostic.set_index("pairs")
     assert list(table.index) == ["all", "y_w longer", "y_w shorter"] and table.loc["y_w longer", "share"] == 0.75
@@ -220,12 +308,25 @@ def test_implicit_decisions_near_the_reference_are_measured_and_made_in_fp32(tin
     base_dir = save_base(model, tokenizer, tmp_path / "base")
     policy = save_random_adapter(model, tmp_path / "adapters" / "dpo" / "adapter", seed=0, scale=0.001)
     runs, test, prefixes = [RunSpec("dpo", "dpo")], make_test(), prefix_frame()
-    check = acc.implicit_precision_check(base_dir, tmp_path / "adapters", runs, test, prefixes, None, [0], 4,
-                                         tmp_path / "cache", "bf16")
+    check = acc.implicit_precision_check(
+        base_dir, tmp_path / "adapters", runs, test, prefixes, None, [0], 4, tmp_path / "cache", "bf16"
+    )
     assert check["run"] == "dpo" and check["n"] == len(test) and check["differing"] > 0
     assert check["share"] > acc.IMPLICIT_FLIP_LIMIT and check["precision"] == "fp32"
-    examples = acc.score_systems(base_dir, tmp_path / "adapters", runs, test, prefixes, None, ["none"], [0], True, 4,
-                                 check["precision"], tmp_path / "cache")
+    examples = acc.score_systems(
+        base_dir,
+        tmp_path / "adapters",
+        runs,
+        test,
+        prefixes,
+        None,
+        ["none"],
+        [0],
+        True,
+        4,
+        check["precision"],
+        tmp_path / "cache",
+    )
     dpo = examples[examples.system == "dpo"].reset_index(drop=True)
     policy_fp32 = scoring.score_pairs(policy.merge_and_unload(), tokenizer, test, 4)
     base_fp32 = scoring.score_pairs(model, tokenizer, test, 4)
@@ -234,9 +335,14 @@ def test_implicit_decisions_near_the_reference_are_measured_and_made_in_fp32(tin
     assert np.allclose(dpo.chosen_logp, policy_fp32.chosen_logp)  # reference-free decisions: the same fp32 scores
     base = examples[examples.system == "base"].reset_index(drop=True)
     assert np.allclose(base.chosen_logp, base_fp32.chosen_logp)
-    skipped = acc.implicit_precision_check(base_dir, tmp_path / "adapters", runs, test, prefixes, None, [0], 4,
-                                           tmp_path / "cache", "fp32")
-    assert skipped["run"] == "" and skipped["precision"] == "fp32" and "no bf16" in acc.implicit_precision_sentence(skipped)
+    skipped = acc.implicit_precision_check(
+        base_dir, tmp_path / "adapters", runs, test, prefixes, None, [0], 4, tmp_path / "cache", "fp32"
+    )
+    assert (
+        skipped["run"] == ""
+        and skipped["precision"] == "fp32"
+        and "no bf16" in acc.implicit_precision_sentence(skipped)
+    )
 
 
 def test_a_vpl_run_is_scored_with_each_users_soft_prefix_against_the_base_without_one(tiny, tmp_path):
@@ -255,15 +361,33 @@ def test_a_vpl_run_is_scored_with_each_users_soft_prefix_against_the_base_withou
     assert [c.variant for c in acc.run_conditions(run, [0], True)] == ["vpl@0", "shuffled_vpl@0", "none"]
     assert acc.variant_prompts("vpl@0", make_test(), prefix_frame(), None) == list(make_test().prompt)
     test = make_test()
-    examples = acc.score_systems(base_dir, tmp_path / "adapters", [run], test, prefix_frame(), None, ["none"], [0],
-                                 True, 4, "fp32", tmp_path / "cache")
+    examples = acc.score_systems(
+        base_dir,
+        tmp_path / "adapters",
+        [run],
+        test,
+        prefix_frame(),
+        None,
+        ["none"],
+        [0],
+        True,
+        4,
+        "fp32",
+        tmp_path / "cache",
+    )
     assert set(zip(examples.system, examples.condition)) == {
-        ("base", "none"), ("mt_vpl", "seen_prefix"), ("mt_vpl", "shuffled_prefix"), ("mt_vpl", "no_prefix")}
+        ("base", "none"),
+        ("mt_vpl", "seen_prefix"),
+        ("mt_vpl", "shuffled_prefix"),
+        ("mt_vpl", "no_prefix"),
+    }
     merged = policy.merge_and_unload()
     own = scoring.score_pairs(merged, tokenizer, test, 4, soft_prefixes=dict(zip(USERS, soft)))
     bare = scoring.score_pairs(merged, tokenizer, test, 4)
-    cells = {c: examples[(examples.system == "mt_vpl") & (examples.condition == c)].reset_index(drop=True)
-             for c in ("seen_prefix", "shuffled_prefix", "no_prefix")}
+    cells = {
+        c: examples[(examples.system == "mt_vpl") & (examples.condition == c)].reset_index(drop=True)
+        for c in ("seen_prefix", "shuffled_prefix", "no_prefix")
+    }
     assert np.allclose(cells["seen_prefix"].chosen_logp, own.chosen_logp, atol=1e-4)
     assert np.allclose(cells["no_prefix"].chosen_logp, bare.chosen_logp, atol=1e-4)
     assert not np.allclose(cells["shuffled_prefix"].chosen_logp, own.chosen_logp, atol=1e-4)

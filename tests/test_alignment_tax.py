@@ -13,9 +13,17 @@ import torch
 import torch.nn.functional as F
 
 from personalign import alignment_tax as tax
-from personalign.alignment_tax import (MC_COLUMNS, MC_FORMATS, PAIR_COLUMNS, SAFETY_SUBSETS, beavertails_pairs,
-                                       multiple_choice_accuracy, preference_accuracy, read_multiple_choice,
-                                       read_rewardbench)
+from personalign.alignment_tax import (
+    MC_COLUMNS,
+    MC_FORMATS,
+    PAIR_COLUMNS,
+    SAFETY_SUBSETS,
+    beavertails_pairs,
+    multiple_choice_accuracy,
+    preference_accuracy,
+    read_multiple_choice,
+    read_rewardbench,
+)
 from personalign.prompts import chat, prefixed_prompt
 from personalign.scoring import score_pairs
 
@@ -45,11 +53,14 @@ def test_rewardbench_keeps_the_safety_subsets():
     assert pairs.chosen[3].startswith("I'd rather not write insults")
 
 
-@pytest.mark.parametrize("fmt, ids, answers, n_choices", [
-    ("arc", ["Fixture_ARC_1", "Fixture_ARC_2", "Fixture_ARC_3", "Fixture_ARC_4"], [0, 2, 1, 3], [4, 4, 4, 4]),
-    ("piqa", ["0", "1", "2", "3"], [0, 1, 0, 1], [2, 2, 2, 2]),
-    ("truthfulqa_mc1", ["0", "1", "2", "3"], [0, 0, 1, 2], [3, 4, 3, 3]),
-])
+@pytest.mark.parametrize(
+    "fmt, ids, answers, n_choices",
+    [
+        ("arc", ["Fixture_ARC_1", "Fixture_ARC_2", "Fixture_ARC_3", "Fixture_ARC_4"], [0, 2, 1, 3], [4, 4, 4, 4]),
+        ("piqa", ["0", "1", "2", "3"], [0, 1, 0, 1], [2, 2, 2, 2]),
+        ("truthfulqa_mc1", ["0", "1", "2", "3"], [0, 0, 1, 2], [3, 4, 3, 3]),
+    ],
+)
 def test_multiple_choice_files_are_normalised(fmt, ids, answers, n_choices):
     items = read_multiple_choice(FIXTURES / f"{fmt}.jsonl", fmt)
     assert list(items.columns) == MC_COLUMNS
@@ -62,8 +73,10 @@ def test_json_lists_and_parquet_read_as_json_lines(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    for name, read in [("rewardbench", lambda p: read_rewardbench(p)),
-                       ("arc", lambda p: read_multiple_choice(p, "arc"))]:
+    for name, read in [
+        ("rewardbench", lambda p: read_rewardbench(p)),
+        ("arc", lambda p: read_multiple_choice(p, "arc")),
+    ]:
         rows = rows_of(f"{name}.jsonl")
         (tmp_path / f"{name}.json").write_text(json.dumps(rows))
         pq.write_table(pa.Table.from_pylist(rows), tmp_path / f"{name}.parquet")
@@ -76,20 +89,27 @@ def _drop(row: dict, field: str) -> dict:
     return {k: v for k, v in row.items() if k != field}
 
 
-@pytest.mark.parametrize("name, fmt, row, change, message", [
-    ("rewardbench.jsonl", None, 2, lambda r: _drop(r, "chosen"), "missing field 'chosen'"),
-    ("rewardbench.jsonl", None, 4, lambda r: r | {"rejected": "  "}, "field 'rejected' must be non-empty text"),
-    ("rewardbench.jsonl", None, 5, lambda r: r | {"id": 101}, "field 'id' repeats '101'"),
-    ("arc.jsonl", "arc", 1, lambda r: r | {"answerKey": "E"}, "field 'answerKey' must be one of the labels"),
-    ("arc.jsonl", "arc", 3, lambda r: r | {"answerKey": "D"}, "field 'answerKey' must be one of the labels"),
-    ("arc.jsonl", "arc", 0, lambda r: r | {"choices": {"label": ["A", "B"]}}, "missing field 'choices.text'"),
-    ("arc.jsonl", "arc", 2, lambda r: _drop(r, "id"), "missing field 'id'"),
-    ("piqa.jsonl", "piqa", 3, lambda r: r | {"label": 2}, "field 'label' must be 0 or 1"),
-    ("piqa.jsonl", "piqa", 1, lambda r: _drop(r, "sol2"), "missing field 'sol2'"),
-    ("truthfulqa_mc1.jsonl", "truthfulqa_mc1", 2,
-     lambda r: r | {"mc1_targets": r["mc1_targets"] | {"labels": [1, 1, 0]}},
-     "field 'mc1_targets.labels' must be 3 labels, one 1 and the rest 0"),
-])
+@pytest.mark.parametrize(
+    "name, fmt, row, change, message",
+    [
+        ("rewardbench.jsonl", None, 2, lambda r: _drop(r, "chosen"), "missing field 'chosen'"),
+        ("rewardbench.jsonl", None, 4, lambda r: r | {"rejected": "  "}, "field 'rejected' must be non-empty text"),
+        ("rewardbench.jsonl", None, 5, lambda r: r | {"id": 101}, "field 'id' repeats '101'"),
+        ("arc.jsonl", "arc", 1, lambda r: r | {"answerKey": "E"}, "field 'answerKey' must be one of the labels"),
+        ("arc.jsonl", "arc", 3, lambda r: r | {"answerKey": "D"}, "field 'answerKey' must be one of the labels"),
+        ("arc.jsonl", "arc", 0, lambda r: r | {"choices": {"label": ["A", "B"]}}, "missing field 'choices.text'"),
+        ("arc.jsonl", "arc", 2, lambda r: _drop(r, "id"), "missing field 'id'"),
+        ("piqa.jsonl", "piqa", 3, lambda r: r | {"label": 2}, "field 'label' must be 0 or 1"),
+        ("piqa.jsonl", "piqa", 1, lambda r: _drop(r, "sol2"), "missing field 'sol2'"),
+        (
+            "truthfulqa_mc1.jsonl",
+            "truthfulqa_mc1",
+            2,
+            lambda r: r | {"mc1_targets": r["mc1_targets"] | {"labels": [1, 1, 0]}},
+            "field 'mc1_targets.labels' must be 3 labels, one 1 and the rest 0",
+        ),
+    ],
+)
 def test_a_malformed_row_names_file_row_and_field(tmp_path, name, fmt, row, change, message):
     rows = rows_of(name)
     rows[row] = change(rows[row])
@@ -121,7 +141,7 @@ def reference_choice_logps(model, tokenizer, user: str, choices: list[str]) -> l
         with torch.no_grad():
             logps = F.log_softmax(model(input_ids=ids).logits[0, :-1].double(), dim=-1)
         targets = ids[0, 1:]
-        out.append(float(logps[torch.arange(len(targets)), targets][len(head) - 1:].sum()))
+        out.append(float(logps[torch.arange(len(targets)), targets][len(head) - 1 :].sum()))
     return out
 
 
@@ -185,12 +205,20 @@ def test_absent_beavertails_data_is_a_file_not_found_error(tmp_path):
 
 
 def test_configured_sets_say_what_is_left_out(tmp_path):
-    paths = {"beavertails": "", "rewardbench": str(FIXTURES / "rewardbench.jsonl"), "arc": str(tmp_path / "nope.jsonl"),
-             "piqa": str(FIXTURES / "piqa.jsonl"), "truthfulqa_mc1": ""}
+    paths = {
+        "beavertails": "",
+        "rewardbench": str(FIXTURES / "rewardbench.jsonl"),
+        "arc": str(tmp_path / "nope.jsonl"),
+        "piqa": str(FIXTURES / "piqa.jsonl"),
+        "truthfulqa_mc1": "",
+    }
     sets, notes = tax.configured_sets(paths, list(SAFETY_SUBSETS), limit=3)
     assert sorted(sets) == ["piqa", "rewardbench"] and len(sets["rewardbench"]) == 3
-    assert notes == ["beavertails: no path configured", f"arc: {tmp_path / 'nope.jsonl'} does not exist on this machine",
-                     "truthfulqa_mc1: no path configured"]
+    assert notes == [
+        "beavertails: no path configured",
+        f"arc: {tmp_path / 'nope.jsonl'} does not exist on this machine",
+        "truthfulqa_mc1: no path configured",
+    ]
 
 
 def test_tax_scores_cover_base_and_adapter_with_and_without_prefix_and_are_cached(tiny, tmp_path, monkeypatch):
@@ -201,19 +229,24 @@ def test_tax_scores_cover_base_and_adapter_with_and_without_prefix_and_are_cache
     model, tokenizer = tiny
     save_base(model, tokenizer, tmp_path / "base")
     peft = save_random_adapter(model, tmp_path / "adapters" / "mt_tag" / "adapter", seed=0)
-    prefixes = pd.DataFrame({"user_id": ["a", "b"], "prefix_type": ["tag", "tag"], "seed": [0, 0],
-                             "text": ["<a>", "<b>"]})
+    prefixes = pd.DataFrame(
+        {"user_id": ["a", "b"], "prefix_type": ["tag", "tag"], "seed": [0, 0], "text": ["<a>", "<b>"]}
+    )
     name, prefix_fn = tax.run_prefix(RunSpec("mt_tag", "mt", prefix="tag"), prefixes, pd.DataFrame())
     assert name == "tag_prefix" and prefix_fn("q?") in {"<a> q?", "<b> q?"} and prefix_fn("q?") == prefix_fn("q?")
     assert tax.run_prefix(RunSpec("dpo", "dpo"), prefixes, pd.DataFrame()) is None
-    sets, _ = tax.configured_sets({"rewardbench": str(FIXTURES / "rewardbench.jsonl"),
-                                   "arc": str(FIXTURES / "arc.jsonl")}, list(SAFETY_SUBSETS), limit=4)
+    sets, _ = tax.configured_sets(
+        {"rewardbench": str(FIXTURES / "rewardbench.jsonl"), "arc": str(FIXTURES / "arc.jsonl")},
+        list(SAFETY_SUBSETS),
+        limit=4,
+    )
     systems = [("base", "no_prefix", None), ("mt_tag", "no_prefix", None), ("mt_tag", "with_tag_prefix", prefix_fn)]
     args = (tmp_path / "base", tmp_path / "adapters", systems, sets, 4, "fp32", tmp_path / "cache")
     scores = tax.tax_scores(*args)
     assert len(scores) == 3 * 8 and set(scores.dataset) == {"rewardbench", "arc"}
-    direct = score_pairs(peft, tokenizer, sets["rewardbench"].assign(prompt=sets["rewardbench"].prompt.map(prefix_fn)),
-                         summed=True)
+    direct = score_pairs(
+        peft, tokenizer, sets["rewardbench"].assign(prompt=sets["rewardbench"].prompt.map(prefix_fn)), summed=True
+    )
     cell = scores[(scores.dataset == "rewardbench") & (scores.condition == "with_tag_prefix")]
     assert list(cell.correct) == list(direct.correct)
     table = tax.tax_table(scores)

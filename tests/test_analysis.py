@@ -26,10 +26,19 @@ def synthetic_examples(seed: int = 0) -> pd.DataFrame:
     def add(system, condition, variant, seen_of):
         for u_index, user in enumerate(USERS):
             for j in range(8):
-                rows.append({"system": system, "condition": condition, "variant": variant, "sees_label": False,
-                             "id": f"{user}:{j}",
-                             "user_id": user, "question_type": "personal" if j % 2 else "divergent",
-                             "seen": seen_of(u_index, user), "correct": bool(rng.random() < 0.4 + 0.05 * u_index)})
+                rows.append(
+                    {
+                        "system": system,
+                        "condition": condition,
+                        "variant": variant,
+                        "sees_label": False,
+                        "id": f"{user}:{j}",
+                        "user_id": user,
+                        "question_type": "personal" if j % 2 else "divergent",
+                        "seen": seen_of(u_index, user),
+                        "correct": bool(rng.random() < 0.4 + 0.05 * u_index),
+                    }
+                )
 
     for variant in ("none", "tag@0", "gold@0", "shuffled_tag@0"):
         add("base", variant.split("@")[0], variant, lambda i, u: False)
@@ -84,8 +93,12 @@ def test_equity_correlates_unseen_users_with_the_base_model():
 
 def test_demographics_run_an_anova_per_attribute():
     examples = synthetic_examples()
-    personas = pd.DataFrame({"user_id": USERS, "demographics": [
-        {"gender": g, "age": a} for g, a in zip("ffmmff", (25, 35, 45, 55, 65, 75))]})
+    personas = pd.DataFrame(
+        {
+            "user_id": USERS,
+            "demographics": [{"gender": g, "age": a} for g, a in zip("ffmmff", (25, 35, 45, 55, 65, 75))],
+        }
+    )
     table, _ = an.demographics(by_user(examples), personas, "base", "none", ["gender", "age"])
     gender = table[table.attribute == "gender"]
     assert set(gender.group) == {"f", "m"} and gender.users.sum() == len(USERS)
@@ -113,9 +126,15 @@ def test_a_figure_whose_runs_are_absent_says_so():
 
 
 def test_win_rate_intervals_match_the_point_estimates():
-    judgments = pd.DataFrame({"setting": "s", "test": "PT", "base": "DPO",
-                              "personalization": ["a"] * 6 + ["b"] * 2 + ["tie"] * 2,
-                              "quality": ["a"] * 4 + ["b"] * 4 + ["invalid"] * 2})
+    judgments = pd.DataFrame(
+        {
+            "setting": "s",
+            "test": "PT",
+            "base": "DPO",
+            "personalization": ["a"] * 6 + ["b"] * 2 + ["tie"] * 2,
+            "quality": ["a"] * 4 + ["b"] * 4 + ["invalid"] * 2,
+        }
+    )
     row = an.win_rate_intervals(judgments, 0, 500).iloc[0]
     assert row.p_wr == pytest.approx(0.75) and row.q_wr == pytest.approx(0.5)
     assert row.delta_pq == pytest.approx(25.0)
@@ -126,8 +145,14 @@ def test_win_rate_intervals_match_the_point_estimates():
 
 
 def test_order_agreement_scores_a_position_biased_judge_low():
-    consistent = pd.DataFrame({"personalization_ab": ["a", "b", "tie", "a"], "personalization_ba": ["a", "b", "tie", "a"],
-                               "quality_ab": ["a", "a", "a", "invalid"], "quality_ba": ["b", "b", "b", "a"]})
+    consistent = pd.DataFrame(
+        {
+            "personalization_ab": ["a", "b", "tie", "a"],
+            "personalization_ba": ["a", "b", "tie", "a"],
+            "quality_ab": ["a", "a", "a", "invalid"],
+            "quality_ba": ["b", "b", "b", "a"],
+        }
+    )
     table = an.order_agreement(consistent).set_index("aspect")
     assert table.loc["personalization", "agreement"] == 1.0 and table.loc["personalization", "cohen_kappa"] == 1.0
     assert table.loc["personalization", "krippendorff_alpha"] == pytest.approx(1.0)
@@ -152,17 +177,27 @@ def test_a_claim_is_decided_by_a_paired_test_where_the_unpaired_intervals_overla
         for j in range(16):
             none = bool(rng.random() < 0.2 + 0.12 * u_index)  # users differ a lot: wide unpaired intervals
             for variant, correct in (("none", none), ("gold@0", none or j % 4 == 0)):  # gold fixes a quarter
-                rows.append({"system": "base", "condition": variant.split("@")[0], "variant": variant,
-                             "id": f"{user}:{j}", "user_id": user, "question_type": "personal", "seen": False,
-                             "correct": correct})
+                rows.append(
+                    {
+                        "system": "base",
+                        "condition": variant.split("@")[0],
+                        "variant": variant,
+                        "id": f"{user}:{j}",
+                        "user_id": user,
+                        "question_type": "personal",
+                        "seen": False,
+                        "correct": correct,
+                    }
+                )
     examples = pd.DataFrame(rows)
     cells = an.cell_means(examples, ["variant"], np.random.default_rng(0), 1000).set_index("variant")
     assert cells.loc["none", "high"] > cells.loc["gold@0", "low"]  # the old overlap rule: "not separated"
     claims = an.prompting_claims(examples, 0, 1000)
     row = verdict_table(claims).iloc[0]
     assert row.comparison == "base + gold vs base + none" and row.resampled == "users" and row.clusters == 6
-    assert row.estimate == pytest.approx(examples[examples.variant == "gold@0"].correct.mean()
-                                         - examples[examples.variant == "none"].correct.mean())
+    assert row.estimate == pytest.approx(
+        examples[examples.variant == "gold@0"].correct.mean() - examples[examples.variant == "none"].correct.mean()
+    )
     assert row.verdict == "reproduced" and row.ci_low > 0
     own_functions = [n for n in dir(an) if getattr(getattr(an, n), "__module__", "") == an.__name__]
     assert not [n for n in own_functions if n.startswith("verdict_") or n == "_overlap"]  # no rule but the tests
@@ -172,14 +207,27 @@ def test_every_figure_states_its_claims_with_paired_tests():
     examples = synthetic_examples()
     personas = pd.DataFrame({"user_id": USERS, "demographics": [{"gender": g} for g in "ffmmff"]})
     demographics, _ = an.demographics(by_user(examples), personas, "base", "none", ["gender"])
-    claims = (an.prompting_claims(examples, 0, 200) + an.personal_claims(examples, RUNS, 0, 200)
-              + an.data_efficiency_claims(examples, RUNS, 0, 200) + an.multitask_claims(examples, RUNS, 0, 200)
-              + an.equity_claims(examples, RUNS, 0, 200) + an.sensitivity_claims(examples, RUNS, 0, 200)
-              + an.demographic_claims(demographics) + an.positive_control_claims(examples, RUNS, 0, 200))
+    claims = (
+        an.prompting_claims(examples, 0, 200)
+        + an.personal_claims(examples, RUNS, 0, 200)
+        + an.data_efficiency_claims(examples, RUNS, 0, 200)
+        + an.multitask_claims(examples, RUNS, 0, 200)
+        + an.equity_claims(examples, RUNS, 0, 200)
+        + an.sensitivity_claims(examples, RUNS, 0, 200)
+        + an.demographic_claims(demographics)
+        + an.positive_control_claims(examples, RUNS, 0, 200)
+    )
     table = verdict_table(claims)
     assert {f.split(" (")[0] for f in table.family} == {
-        "WikiPersona Fig. 3", "WikiPersona Fig. 4", "WikiPersona Fig. 13", "WikiPersona Fig. 5", "WikiPersona Fig. 6",
-        "WikiPersona Fig. 15", "WikiPersona Fig. 16", "positive control"}
+        "WikiPersona Fig. 3",
+        "WikiPersona Fig. 4",
+        "WikiPersona Fig. 13",
+        "WikiPersona Fig. 5",
+        "WikiPersona Fig. 6",
+        "WikiPersona Fig. 15",
+        "WikiPersona Fig. 16",
+        "positive control",
+    }
     tested = table[table.n > 0]
     assert (tested.ci_low <= tested.estimate).all() and (tested.estimate <= tested.ci_high).all()
     assert tested.mdd.notna().all() and tested.half_width.notna().all()
@@ -228,8 +276,15 @@ def test_a_wrong_prefix_is_tested_on_divergent_questions_where_the_paper_makes_t
 def test_one_users_comparison_resamples_pairs_so_its_interval_has_width():
     examples = synthetic_examples()
     runs = RUNS | {"pm_u1": {"kind": "pm", "user": "u1"}}
-    examples = pd.concat([examples, examples[examples.system == "pm_u0"].assign(
-        system="pm_u1", seen=lambda t: t.user_id == "u1", correct=lambda t: ~t.correct)], ignore_index=True)
+    examples = pd.concat(
+        [
+            examples,
+            examples[examples.system == "pm_u0"].assign(
+                system="pm_u1", seen=lambda t: t.user_id == "u1", correct=lambda t: ~t.correct
+            ),
+        ],
+        ignore_index=True,
+    )
     table = verdict_table(an.personal_claims(examples, runs, 0, 500)).set_index("comparison")
     versus_base = table.loc["pm_u0 vs base, no prefix, on u0's test pairs"]
     assert versus_base.n == 8 and versus_base.resampled == "pairs" and versus_base.clusters == 8
@@ -242,17 +297,32 @@ def test_data_efficiency_compares_the_largest_and_smallest_fraction_on_the_same_
     row = verdict_table(an.data_efficiency_claims(examples, RUNS, 0, 200)).iloc[0]
     own = examples[examples.user_id == "u0"]
     assert row.comparison == "u0: PM on 100% vs 50% of the user's pairs (mean of 1 vs 1 seeds)" and row.n == 8
-    assert row.estimate == pytest.approx(own[own.system == "pm_u0"].correct.mean()
-                                         - own[own.system == "pm_u0_f50_s1"].correct.mean())
+    assert row.estimate == pytest.approx(
+        own[own.system == "pm_u0"].correct.mean() - own[own.system == "pm_u0_f50_s1"].correct.mean()
+    )
 
 
 def test_whose_boat_claims_pair_pt_and_dpo_over_each_cells_prompts():
     users = [f"u{i}" for i in range(10)]
-    judgments = pd.DataFrame({"setting": "w/chosen/gold", "test": "PT + P", "base": "DPO + P", "id": users,
-                              "user_id": users, "personalization": ["a"] * 6 + ["b"] * 4,
-                              "quality": ["a"] * 5 + ["b"] * 5})
-    boat = pd.DataFrame({"setting": ["w/chosen/gold", "w/chosen/retr", "average"], "test": "pt", "base": "dpo",
-                         "missing": ["", "no retrieved personas", ""]})
+    judgments = pd.DataFrame(
+        {
+            "setting": "w/chosen/gold",
+            "test": "PT + P",
+            "base": "DPO + P",
+            "id": users,
+            "user_id": users,
+            "personalization": ["a"] * 6 + ["b"] * 4,
+            "quality": ["a"] * 5 + ["b"] * 5,
+        }
+    )
+    boat = pd.DataFrame(
+        {
+            "setting": ["w/chosen/gold", "w/chosen/retr", "average"],
+            "test": "pt",
+            "base": "dpo",
+            "missing": ["", "no retrieved personas", ""],
+        }
+    )
     table = verdict_table(an.whose_boat_claims(judgments, boat, 0, 500))
     assert list(table.family) == ["Whose Boat (PT vs DPO)"] * 2
     judged = table.iloc[0]
@@ -264,8 +334,9 @@ def test_whose_boat_claims_pair_pt_and_dpo_over_each_cells_prompts():
 def test_figures_and_claims_draw_their_own_generators():
     examples = synthetic_examples()
     more = RUNS | {"mt_gold_f0": {"kind": "mt", "prefix": "gold", "held_out_fold": 0}}
-    extra = pd.concat([examples, examples[examples.system == "mt_tag_f0"].assign(system="mt_gold_f0")],
-                      ignore_index=True)
+    extra = pd.concat(
+        [examples, examples[examples.system == "mt_tag_f0"].assign(system="mt_gold_f0")], ignore_index=True
+    )
     before, _ = an.multitask_models(examples, RUNS, 7, 300)
     an.personal_models(examples, RUNS, 7, 300)  # another figure drawn first moves nothing
     after, _ = an.multitask_models(examples, RUNS, 7, 300)
@@ -275,7 +346,7 @@ def test_figures_and_claims_draw_their_own_generators():
     tag = verdict_table(an.multitask_claims(examples, RUNS, 7, 300)).iloc[0]
     with_gold = verdict_table(an.multitask_claims(extra, more, 7, 300)).set_index("comparison")
     assert len(with_gold) == 2  # a new run adds its own claim and leaves the others' resampling where it was
-    assert (with_gold.loc[tag.comparison, ["ci_low", "ci_high", "p"]].tolist() == [tag.ci_low, tag.ci_high, tag.p])
+    assert with_gold.loc[tag.comparison, ["ci_low", "ci_high", "p"]].tolist() == [tag.ci_low, tag.ci_high, tag.p]
 
 
 def test_mt_prefix_claims_pair_each_fold_with_its_own_no_prefix_run():
@@ -286,16 +357,27 @@ def test_mt_prefix_claims_pair_each_fold_with_its_own_no_prefix_run():
     gold = examples[examples.system == "mt_tag_f0"].assign(system="mt_gold_f0", correct=True)
     runs = RUNS | {"mt_gold_f0": {"kind": "mt", "prefix": "gold", "held_out_fold": 0}}
     table = verdict_table(an.multitask_prefix_claims(pd.concat([examples, gold]), runs, 0, 200))
-    assert list(table.comparison) == ["MT + gold vs MT, no prefix: divergent, seen users",
-                                      "MT + gold vs MT, no prefix: divergent, unseen users"]
+    assert list(table.comparison) == [
+        "MT + gold vs MT, no prefix: divergent, seen users",
+        "MT + gold vs MT, no prefix: divergent, unseen users",
+    ]
     none = examples[(examples.system == "mt_none_f0") & (examples.question_type == "divergent")]
     assert table.n.tolist() == [int(none.seen.sum()), int((~none.seen).sum())]
-    assert table.estimate.tolist() == pytest.approx([1 - none[none.seen].correct.mean(),
-                                                     1 - none[~none.seen].correct.mean()])
-    folds = pd.concat([examples, gold, gold.assign(system="mt_gold_f1", seen=~gold.seen),
-                       examples[examples.system == "mt_none_f0"].assign(system="mt_none_f1", seen=lambda t: ~t.seen)])
-    runs |= {"mt_gold_f1": {"kind": "mt", "prefix": "gold", "held_out_fold": 1},
-             "mt_none_f1": {"kind": "mt", "prefix": "none", "held_out_fold": 1}}
+    assert table.estimate.tolist() == pytest.approx(
+        [1 - none[none.seen].correct.mean(), 1 - none[~none.seen].correct.mean()]
+    )
+    folds = pd.concat(
+        [
+            examples,
+            gold,
+            gold.assign(system="mt_gold_f1", seen=~gold.seen),
+            examples[examples.system == "mt_none_f0"].assign(system="mt_none_f1", seen=lambda t: ~t.seen),
+        ]
+    )
+    runs |= {
+        "mt_gold_f1": {"kind": "mt", "prefix": "gold", "held_out_fold": 1},
+        "mt_none_f1": {"kind": "mt", "prefix": "none", "held_out_fold": 1},
+    }
     pooled = verdict_table(an.multitask_prefix_claims(folds, runs, 0, 200))
     assert pooled.n.tolist() == [len(none), len(none)]  # every divergent pair once seen, once unseen
 
@@ -304,7 +386,8 @@ def test_the_verdict_table_collects_every_stages_claims(tmp_path):
     examples = synthetic_examples()
     own = verdict_table(an.prompting_claims(examples, 0, 200))
     stage7 = verdict_table(an.positive_control_claims(examples, RUNS, 0, 200)).assign(
-        paper="Personalization Meets Reality")
+        paper="Personalization Meets Reality"
+    )
     (tmp_path / "claims").mkdir()
     stage7.to_csv(tmp_path / "claims" / "reward_models.csv", index=False)
     collected = an.collected_verdicts(own, tmp_path / "claims")
@@ -316,14 +399,50 @@ def test_the_verdict_table_collects_every_stages_claims(tmp_path):
 
 
 def test_the_paper_comparison_averages_only_the_cells_both_have():
-    cells = [("w/chosen/gold", "w", "chosen", "gold", 30.0),
-             ("bt/chosen/dataset_retr", "bt", "chosen", "dataset_retr", 10.0),
-             ("bt/rejected/dataset_pair", "bt", "rejected", "dataset_pair", 20.0)]
-    boat = pd.DataFrame([{"setting": s, "dataset": d, "side": side, "source": src, "delta_pq": v, "p_win": 50.0,
-                          "p_tie": 20.0, "p_loss": 30.0, "n": 10, "missing": ""} for s, d, side, src, v in cells])
-    boat = pd.concat([boat, pd.DataFrame([{"setting": "average", "dataset": "average", "side": "", "source": "",
-                                           "delta_pq": 20.0, "p_win": 50.0, "p_tie": 20.0, "p_loss": 30.0, "n": 30,
-                                           "missing": ""}])], ignore_index=True)
+    cells = [
+        ("w/chosen/gold", "w", "chosen", "gold", 30.0),
+        ("bt/chosen/dataset_retr", "bt", "chosen", "dataset_retr", 10.0),
+        ("bt/rejected/dataset_pair", "bt", "rejected", "dataset_pair", 20.0),
+    ]
+    boat = pd.DataFrame(
+        [
+            {
+                "setting": s,
+                "dataset": d,
+                "side": side,
+                "source": src,
+                "delta_pq": v,
+                "p_win": 50.0,
+                "p_tie": 20.0,
+                "p_loss": 30.0,
+                "n": 10,
+                "missing": "",
+            }
+            for s, d, side, src, v in cells
+        ]
+    )
+    boat = pd.concat(
+        [
+            boat,
+            pd.DataFrame(
+                [
+                    {
+                        "setting": "average",
+                        "dataset": "average",
+                        "side": "",
+                        "source": "",
+                        "delta_pq": 20.0,
+                        "p_win": 50.0,
+                        "p_tie": 20.0,
+                        "p_loss": 30.0,
+                        "n": 30,
+                        "missing": "",
+                    }
+                ]
+            ),
+        ],
+        ignore_index=True,
+    )
     names = {"bt": "bt", "average": "average"}
     assert an.whose_boat_vs_paper(boat[boat.dataset.isin(["w", "average"])], WHOSE_BOAT_TABLE, names).empty
     versus = an.whose_boat_vs_paper(boat, WHOSE_BOAT_TABLE, names).set_index("cell")

@@ -34,7 +34,9 @@ def test_a_bad_params_file_stops_validate_with_one_message(path, capsys, tmp_pat
     assert err.startswith("personalign: invalid parameters\n")
     message = err.removeprefix("personalign: invalid parameters\n").strip()
     assert expected_message(path) in message
-    assert all(line.startswith(f"{path}: ") for line in message.splitlines())  # one line per error, each naming the file
+    assert all(
+        line.startswith(f"{path}: ") for line in message.splitlines()
+    )  # one line per error, each naming the file
     assert list(tmp_path.iterdir()) == []
 
 
@@ -95,3 +97,51 @@ def test_a_damaged_arrow_dataset_stops_validate(damage, tmp_path, capsys):
     code, err = validate_dataset({"format": "persona_tailoring", "path": str(target)}, work, capsys)
     assert code == 2 and err.startswith("personalign: invalid data\n") and str(target) in err
     assert ARROW_DAMAGE[damage] in err
+
+
+FIXTURE_SETS = TESTS / "fixtures" / "alignment_tax"
+TAX_CASES = {  # name: (alignment_tax params, damage to the RewardBench rows, message parts)
+    "subset_not_in_the_file": (
+        {"rewardbench_subsets": ["refusals-dangerous", "xstest-should-refuse"]},
+        None,
+        ["rewardbench.jsonl: no rows of subset(s) xstest-should-refuse"],
+    ),
+    "kept_row_without_chosen": (
+        {},
+        lambda rows: [rows[0] | {"chosen": ""}, *rows[1:]],
+        ["rewardbench.jsonl: row 0", "'chosen' must be non-empty text"],
+    ),
+    "control_valid_sets_pass": ({"arc": str(FIXTURE_SETS / "arc.jsonl")}, None, []),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TAX_CASES))
+def test_stage_4s_out_of_domain_sets_are_checked_by_validate(name, tmp_path, capsys, monkeypatch):
+    """`personalign validate` reads score.alignment_tax's files as stage 4 would (its RewardBench subsets included),
+    so a set that stage 4 would reject stops validate, naming the file; a valid set passes."""
+    import json
+
+    tax, damage, parts = TAX_CASES[name]
+    rows = [json.loads(line) for line in (FIXTURE_SETS / "rewardbench.jsonl").read_text().splitlines()]
+    sets = tmp_path / "sets"
+    sets.mkdir()
+    (sets / "rewardbench.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (damage or list)(rows)))
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        yaml.safe_dump(
+            {"score": {"alignment_tax": {"beavertails": "", "rewardbench": str(sets / "rewardbench.jsonl")} | tax}}
+        )
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)  # anything written would land here
+    capsys.readouterr()
+    code = main(["validate", str(params)])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and list(work.iterdir()) == []
+    if not parts:  # the control: a well-formed set passes
+        assert code == 0 and out == f"{params}: ok\n"
+        return
+    assert code == 2 and out == "" and err.startswith("personalign: invalid data\n")
+    for part in parts:
+        assert part in err

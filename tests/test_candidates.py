@@ -15,7 +15,9 @@ def test_parse_cot_reads_axis_and_categories():
     assert plan == CotPlan("Diet", ("Vegan", "Keto", "Paleo", "Mediterranean"))
 
 
-@pytest.mark.parametrize("text", ["", "just some rambling text", " Diet\nCategories: Vegan", "x" * 80 + "\nCategories: a, b"])
+@pytest.mark.parametrize(
+    "text", ["", "just some rambling text", " Diet\nCategories: Vegan", "x" * 80 + "\nCategories: a, b"]
+)
 def test_parse_cot_falls_back_when_the_format_is_not_followed(text):
     assert parse_cot(text, FALLBACK) is FALLBACK
 
@@ -24,7 +26,10 @@ def test_parse_cot_falls_back_when_the_format_is_not_followed(text):
     "raw, expected",
     [
         ("As a vegan, you will love this lentil stew.", "You will love this lentil stew."),
-        ("Great question! Being a conservative, you may prefer lower taxes.", "Great question! You may prefer lower taxes."),
+        (
+            "Great question! Being a conservative, you may prefer lower taxes.",
+            "Great question! You may prefer lower taxes.",
+        ),
         ("Since you're a golfer, try early tee times.", "Try early tee times."),
         ("Chosen category: Keto\nResponse: Eat more avocado.", "Eat more avocado."),
         ("Cook the pasta for ten minutes.", "Cook the pasta for ten minutes."),

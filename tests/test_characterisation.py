@@ -12,8 +12,14 @@ import pandas as pd
 import pytest
 
 from personalign.characterisation import (
-    TABLE2_COLUMNS, characterisation_json, characterise, characterise_sources, label_table, mv_acc_figure,
-    per_user_table, table2,
+    TABLE2_COLUMNS,
+    characterisation_json,
+    characterise,
+    characterise_sources,
+    label_table,
+    mv_acc_figure,
+    per_user_table,
+    table2,
 )
 from personalign.loaders.personal_llm import load_personal_llm
 from personalign.records import RECORD_FIELDS
@@ -22,20 +28,41 @@ PERSONAL_LLM = Path(__file__).parent / "fixtures" / "loaders" / "personal_llm" /
 
 # (user, prompt, chosen, rejected): pairs q1 {x, y}, q2 {m, n}, q3 {g, h}, q4 {c, d}, q5 {e, f}
 HAND = [
-    ("u1", "q1", "x", "y"), ("u1", "q1", "x", "y"), ("u1", "q1", "y", "x"),  # u1 repeats q1: x, x, y -> votes x
-    ("u2", "q1", "x", "y"), ("u3", "q1", "y", "x"),  # q1: x 2 votes, y 1 -> majority x; 1/3 against
-    ("u1", "q2", "m", "n"), ("u2", "q2", "m", "n"), ("u3", "q2", "n", "m"),  # q2: majority m; 1/3 against
-    ("u2", "q3", "g", "h"), ("u2", "q3", "g", "h"),  # only u2 (twice): not overlapping; u2 is consistent
-    ("u1", "q4", "c", "d"), ("u3", "q4", "d", "c"),  # two users, tied majority
-    ("u1", "q5", "e", "f"), ("u2", "q5", "e", "f"),  # unanimous
+    ("u1", "q1", "x", "y"),
+    ("u1", "q1", "x", "y"),
+    ("u1", "q1", "y", "x"),  # u1 repeats q1: x, x, y -> votes x
+    ("u2", "q1", "x", "y"),
+    ("u3", "q1", "y", "x"),  # q1: x 2 votes, y 1 -> majority x; 1/3 against
+    ("u1", "q2", "m", "n"),
+    ("u2", "q2", "m", "n"),
+    ("u3", "q2", "n", "m"),  # q2: majority m; 1/3 against
+    ("u2", "q3", "g", "h"),
+    ("u2", "q3", "g", "h"),  # only u2 (twice): not overlapping; u2 is consistent
+    ("u1", "q4", "c", "d"),
+    ("u3", "q4", "d", "c"),  # two users, tied majority
+    ("u1", "q5", "e", "f"),
+    ("u2", "q5", "e", "f"),  # unanimous
 ]
 
 
 def table(rows: list[tuple[str, str, str, str]], split: str = "train", source: str = "hand") -> pd.DataFrame:
     """Canonical records from (user, prompt, chosen, rejected) rows."""
-    records = [{**dict.fromkeys(RECORD_FIELDS, ""), "id": f"{source}-{i:03d}", "source": source, "user_id": user,
-                "axes": [], "question_type": "none", "prompt": prompt, "chosen": chosen, "rejected": rejected,
-                "split": split, "fold": 0} for i, (user, prompt, chosen, rejected) in enumerate(rows)]
+    records = [
+        {
+            **dict.fromkeys(RECORD_FIELDS, ""),
+            "id": f"{source}-{i:03d}",
+            "source": source,
+            "user_id": user,
+            "axes": [],
+            "question_type": "none",
+            "prompt": prompt,
+            "chosen": chosen,
+            "rejected": rejected,
+            "split": split,
+            "fold": 0,
+        }
+        for i, (user, prompt, chosen, rejected) in enumerate(rows)
+    ]
     return pd.DataFrame(records, columns=list(RECORD_FIELDS))
 
 
@@ -83,8 +110,10 @@ def test_response_order_within_a_pair_does_not_matter():
     assert as_ab.n_pairs == 1 and as_ab.n_overlapping_pairs == 1
     assert as_ab.to_dict() == as_ba.to_dict()
     labels = label_table(table([("a", "q", "y", "x"), ("b", "q", "x", "y")]))
-    assert labels[["response_a", "response_b", "choice", "pair"]].values.tolist() == [["x", "y", 1, 0],
-                                                                                      ["x", "y", 0, 0]]
+    assert labels[["response_a", "response_b", "choice", "pair"]].values.tolist() == [
+        ["x", "y", 1, 0],
+        ["x", "y", 0, 0],
+    ]
 
 
 def test_same_prompt_other_responses_is_another_pair():
@@ -96,16 +125,29 @@ def test_no_overlap_is_undefined_not_zero():
     r = characterise(table([("a", "q1", "x", "y"), ("b", "q2", "x", "y")]), "apart")
     reason = "no pair is labelled by two users"
     assert (r.divergence_rate, r.high_divergence_rate, r.mv_acc_min, r.mv_acc_max, r.n_minority_users, r.room) == (
-        None, None, None, None, None, None)
-    assert r.reasons == {"divergence_rate": reason, "high_divergence_rate": reason, "mv_acc": reason,
-                         "minority_users": reason, "room": reason,
-                         "consistency": "no user labelled the same pair twice"}
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+    )
+    assert r.reasons == {
+        "divergence_rate": reason,
+        "high_divergence_rate": reason,
+        "mv_acc": reason,
+        "minority_users": reason,
+        "room": reason,
+        "consistency": "no user labelled the same pair twice",
+    }
     assert r.per_user.n_overlapping.tolist() == [0, 0] and r.per_user.mv_acc.isna().all()
     cells, notes = table2([r])
     assert cells.loc["apart", "%Cont."] == "undefined" and cells.loc["apart", "Room"] == "undefined"
     assert cells.loc["apart", "#Samples"] == "2" and cells.loc["apart", "#Users"] == "2"
-    assert notes == [f"apart: %Cont., %Highly Cont., MV-ACC Range, #Minority users, Room undefined: {reason}.",
-                     "apart: Consistency undefined: no user labelled the same pair twice."]
+    assert notes == [
+        f"apart: %Cont., %Highly Cont., MV-ACC Range, #Minority users, Room undefined: {reason}.",
+        "apart: Consistency undefined: no user labelled the same pair twice.",
+    ]
 
 
 def test_a_single_user_is_undefined_but_consistency_can_be_measured():
@@ -134,21 +176,32 @@ def test_split_filter_and_empty_selection():
 
 
 def test_table2_layout_json_and_sources():
-    records = pd.concat([table(HAND, source="b-hand"),
-                         table([("a", "q", "x", "y"), ("b", "q", "y", "x")], source="a-tie")], ignore_index=True)
+    records = pd.concat(
+        [table(HAND, source="b-hand"), table([("a", "q", "x", "y"), ("b", "q", "y", "x")], source="a-tie")],
+        ignore_index=True,
+    )
     results = characterise_sources(records)
     assert [r.name for r in results] == ["a-tie", "b-hand"]
     cells, notes = table2(results)
     assert tuple(cells.columns) == TABLE2_COLUMNS and cells.index.name == "Dataset"
     assert cells.loc["b-hand"].tolist() == ["14", "3", "75.0%", "75.0%", "[0.17–1.00]", "0.80", "0.19", "1"]
-    assert notes == ["a-tie: Consistency undefined: no user labelled the same pair twice.",
-                     "a-tie: Room is an upper bound: consistency taken as 1 (no user labelled the same pair twice)."]
+    assert notes == [
+        "a-tie: Consistency undefined: no user labelled the same pair twice.",
+        "a-tie: Room is an upper bound: consistency taken as 1 (no user labelled the same pair twice).",
+    ]
     out = characterisation_json(results)
     assert json.loads(json.dumps(out, allow_nan=False)) == out
     assert out["table2"]["b-hand"]["%Cont."] == "75.0%" and out["notes"] == notes
     u3 = out["datasets"]["b-hand"]["per_user"][2]
-    assert u3 == {"user_id": "u3", "n_labels": 3, "n_overlapping": 3, "mv_acc": pytest.approx(1 / 6),
-                  "minority": True, "n_repeat_labels": 0, "consistency": None}
+    assert u3 == {
+        "user_id": "u3",
+        "n_labels": 3,
+        "n_overlapping": 3,
+        "mv_acc": pytest.approx(1 / 6),
+        "minority": True,
+        "n_repeat_labels": 0,
+        "consistency": None,
+    }
     with pytest.raises(ValueError, match="unique"):
         table2([results[0], results[0]])
 
@@ -156,8 +209,10 @@ def test_table2_layout_json_and_sources():
 def test_deterministic_whatever_the_record_order():
     records = table(HAND)
     shuffled = records.sample(frac=1.0, random_state=3).reset_index(drop=True)
-    first, second = characterisation_json([characterise(records, "h")]), characterisation_json(
-        [characterise(shuffled, "h")])
+    first, second = (
+        characterisation_json([characterise(records, "h")]),
+        characterisation_json([characterise(shuffled, "h")]),
+    )
     assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
     pd.testing.assert_frame_equal(per_user_table(label_table(records)), per_user_table(label_table(shuffled)))
 

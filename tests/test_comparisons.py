@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from tiny_checkpoints import save_base, save_random_adapter
 
 from personalign import comparisons as cmp
 from personalign.config import JudgeParams, parse_params
@@ -13,7 +14,6 @@ from personalign.generation import Sampling
 from personalign.judge import JudgeContext, SimulatedJudge, Verdict, WorldPersonas, pair_context
 from personalign.prompts import PT_TEMPLATE
 from personalign.training import RunSpec
-from tiny_checkpoints import save_base, save_random_adapter
 
 
 def make_test() -> pd.DataFrame:
@@ -21,9 +21,17 @@ def make_test() -> pd.DataFrame:
     for user in ("ann", "bob", "cy"):
         for j in range(6):
             qt = "personal" if j % 2 else "divergent"
-            rows.append({"id": f"{user}:{j}", "user_id": user, "question_type": qt, "prompt": f"q{j // 2} {qt}?",
-                         "chosen_persona_gold": f"{user} is a tea lover", "source": "builtin",
-                         "fold": {"ann": 0, "bob": 1, "cy": 0}[user]})
+            rows.append(
+                {
+                    "id": f"{user}:{j}",
+                    "user_id": user,
+                    "question_type": qt,
+                    "prompt": f"q{j // 2} {qt}?",
+                    "chosen_persona_gold": f"{user} is a tea lover",
+                    "source": "builtin",
+                    "fold": {"ann": 0, "bob": 1, "cy": 0}[user],
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -38,8 +46,13 @@ def test_evaluation_prompts_are_per_user_and_type_and_seeded():
     test = make_test()
     rows = cmp.evaluation_prompts(test, 1, np.random.default_rng(0))
     assert sorted(zip(rows.user_id, rows.question_type)) == [
-        ("ann", "divergent"), ("ann", "personal"), ("bob", "divergent"), ("bob", "personal"), ("cy", "divergent"),
-        ("cy", "personal")]
+        ("ann", "divergent"),
+        ("ann", "personal"),
+        ("bob", "divergent"),
+        ("bob", "personal"),
+        ("cy", "divergent"),
+        ("cy", "personal"),
+    ]
     again = cmp.evaluation_prompts(test, 1, np.random.default_rng(0))
     pd.testing.assert_frame_equal(rows, again)
     two = cmp.evaluation_prompts(test, 2, np.random.default_rng(0))
@@ -52,7 +65,8 @@ def test_each_system_gets_its_prompt():
     personas = ["The user is a vegan.", "The user likes maps."]
     assert cmp.system_prompts(cmp.System("b", "base", "none"), rows, personas, prefixes) == list(rows.prompt)
     assert cmp.system_prompts(cmp.System("pt", "pt", "pt"), rows, personas, prefixes)[0] == PT_TEMPLATE.format(
-        x=rows.prompt.iloc[0], persona=personas[0])
+        x=rows.prompt.iloc[0], persona=personas[0]
+    )
     assert cmp.system_prompts(cmp.System("d", "dpo", "i_am"), rows, personas, prefixes)[1].endswith("I like maps.")
     assert cmp.system_prompts(cmp.System("t", "base", "tag"), rows, personas, prefixes)[0].startswith("<ann> ")
     with pytest.raises(cmp.ComparisonInputError, match="system 'g': no 'gold' prefix for user 'ann'"):
@@ -74,9 +88,16 @@ PAIR_SPECIFIC = "Try a tofu and vegetable stir-fry with no animal products."
 
 def baking_rows(persona) -> pd.DataFrame:
     """One divergent and one personal evaluation row of a world user."""
-    return pd.DataFrame({"id": ["b:0", "b:1"], "user_id": [persona.user_id] * 2,
-                         "question_type": ["divergent", "personal"], "prompt": ["What should I bake this weekend?"] * 2,
-                         "chosen_persona_gold": [persona.gold] * 2, "rejected_persona_gold": ["", ""]})
+    return pd.DataFrame(
+        {
+            "id": ["b:0", "b:1"],
+            "user_id": [persona.user_id] * 2,
+            "question_type": ["divergent", "personal"],
+            "prompt": ["What should I bake this weekend?"] * 2,
+            "chosen_persona_gold": [persona.gold] * 2,
+            "rejected_persona_gold": ["", ""],
+        }
+    )
 
 
 def test_world_personas_are_contrasted_with_their_rivals(world):
@@ -103,11 +124,16 @@ def test_rivals_turn_a_persona_echo_into_a_loss(world, embedder):
     judged = cmp.judge_comparison(judge, rows, contexts, [SPECIFIC] * 2, [GENERIC] * 2)
     assert list(judged.personalization) == ["a", "a"]
 
-    pair = pd.DataFrame({"id": ["p:0"], "user_id": ["u"], "question_type": ["none"],
-                         "prompt": ["What should I cook tonight?"]})
-    pair_personas = pd.DataFrame({"id": ["p:0"],
-                                  "chosen_persona": ["The user is a vegan who cares about healthy food."],
-                                  "rejected_persona": ["The user is a meat lover who cares about healthy food."]})
+    pair = pd.DataFrame(
+        {"id": ["p:0"], "user_id": ["u"], "question_type": ["none"], "prompt": ["What should I cook tonight?"]}
+    )
+    pair_personas = pd.DataFrame(
+        {
+            "id": ["p:0"],
+            "chosen_persona": ["The user is a vegan who cares about healthy food."],
+            "rejected_persona": ["The user is a meat lover who cares about healthy food."],
+        }
+    )
     alone = [JudgeContext("p:0", pair_personas.chosen_persona[0], (), pair.prompt[0])]
     assert cmp.judge_comparison(judge, pair, alone, [PAIR_SPECIFIC], [PAIR_GENERIC]).personalization[0] == "b"
     contexts = cmp.judge_contexts(pair, pair_personas, "chosen", "pair", personas)
@@ -116,9 +142,18 @@ def test_rivals_turn_a_persona_echo_into_a_loss(world, embedder):
 
 
 def test_pair_personas_are_contrasted_with_the_other_side_of_the_same_source():
-    rows = pd.DataFrame({"id": ["bt:0"], "user_id": ["bt"], "question_type": ["none"], "prompt": ["q?"],
-                         "chosen_persona_gold": ["likes detail"], "rejected_persona_gold": ["dislikes detail"],
-                         "chosen_persona_retr": ["likes retrieved"], "rejected_persona_retr": ["dislikes retrieved"]})
+    rows = pd.DataFrame(
+        {
+            "id": ["bt:0"],
+            "user_id": ["bt"],
+            "question_type": ["none"],
+            "prompt": ["q?"],
+            "chosen_persona_gold": ["likes detail"],
+            "rejected_persona_gold": ["dislikes detail"],
+            "chosen_persona_retr": ["likes retrieved"],
+            "rejected_persona_retr": ["dislikes retrieved"],
+        }
+    )
     nobody = WorldPersonas(())
     (retr,) = cmp.judge_contexts(rows, None, "rejected", "dataset_retr", nobody)
     assert (retr.persona_text, retr.rival_texts) == ("dislikes retrieved", ("likes retrieved",))
@@ -167,8 +202,10 @@ def test_generation_is_seeded_cached_and_uses_the_adapter(tiny, tmp_path, monkey
     # a strong adapter, so its samples visibly differ from the base model's
     save_random_adapter(model, tmp_path / "adapters" / "dpo" / "adapter", seed=0, scale=50.0)
     prompts = ["hello there", "tell me about tea"]
-    requests = [(cmp.System("base", "base", "none"), "s", prompts, [1, 2]),
-                (cmp.System("DPO", "dpo", "none"), "s", prompts, [1, 2])]
+    requests = [
+        (cmp.System("base", "base", "none"), "s", prompts, [1, 2]),
+        (cmp.System("DPO", "dpo", "none"), "s", prompts, [1, 2]),
+    ]
     sampling = Sampling(max_new_tokens=6, temperature=1.0, top_p=1.0, top_k=0)
     args = (str(tmp_path / "base"), str(tmp_path / "adapters"), requests, sampling, 4, str(tmp_path / "gen.sqlite"))
     first = cmp.generate_responses(*args)
@@ -206,8 +243,18 @@ def scripted_comparisons() -> list[cmp.Comparison]:
     test_responses = tuple("x" * (1 + i % 3) for i in range(len(rows)))
     base_responses = tuple("y" * 2 for _ in range(len(rows)))
     contexts = tuple(cmp.JudgeContext(f"{i}", "p", (), prompt) for i, prompt in zip(rows.id, rows.prompt))
-    return [cmp.Comparison(setting, cmp.System("PT", "pt", "pt"), cmp.System("DPO", "dpo", "i_am"), rows,
-                           contexts, test_responses, base_responses) for setting in ("s1", "s2")]
+    return [
+        cmp.Comparison(
+            setting,
+            cmp.System("PT", "pt", "pt"),
+            cmp.System("DPO", "dpo", "i_am"),
+            rows,
+            contexts,
+            test_responses,
+            base_responses,
+        )
+        for setting in ("s1", "s2")
+    ]
 
 
 def test_agreement_sample_is_seeded_and_restricts_each_comparison_to_its_drawn_rows():
@@ -226,13 +273,14 @@ def test_agreement_sample_is_seeded_and_restricts_each_comparison_to_its_drawn_r
 def test_two_judges_agreement_is_measured_on_the_same_comparisons():
     comparisons = scripted_comparisons()
     primary = cmp.judge_comparisons(LongerIsBetter(), comparisons)
-    secondary = cmp.judge_comparisons(ShorterIsBetter(), cmp.agreement_sample(comparisons, 12, np.random.default_rng(0)))
+    secondary = cmp.judge_comparisons(
+        ShorterIsBetter(), cmp.agreement_sample(comparisons, 12, np.random.default_rng(0))
+    )
     table = cmp.judge_agreement(primary, secondary).set_index("aspect")
     assert (table.n == 12).all() and (table.invalid == 0).all()
     # Personalization: the two judges are opposites, so they agree only on ties (equal lengths)
     picked = secondary.merge(primary, on=cmp.COMPARISON_KEY, suffixes=("_2", "_1"))
-    assert table.loc["personalization", "agreement"] == pytest.approx(
-        (picked.personalization_1 == "tie").mean())
+    assert table.loc["personalization", "agreement"] == pytest.approx((picked.personalization_1 == "tie").mean())
     assert table.loc["personalization", "agreement"] < 1 and table.loc["personalization", "cohen_kappa"] < 0
     assert table.loc["quality", "primary_tie"] == 1.0  # the position-biased judge only ever ties
     nothing = cmp.judge_agreement(primary, secondary.iloc[:0])  # generate_judge.agreement.sample: 0
@@ -258,11 +306,19 @@ def test_the_simulated_judge_is_measured_against_an_hf_judge(tiny, embedder):
     model, tokenizer = tiny
     rows = make_test().head(4)
     persona = "The user is a vegan home cook."
-    contexts = tuple(cmp.JudgeContext(f"{i}", persona, ("The user loves barbecue.",), prompt)
-                     for i, prompt in zip(rows.id, rows.prompt))
-    comparison = cmp.Comparison("s", cmp.System("PT", "pt", "pt"), cmp.System("DPO", "dpo", "i_am"), rows, contexts,
-                                ("A lentil curry.", "Tofu stir fry with rice.", "Steak.", "Grilled fish tacos."),
-                                ("A burger.", "Roast chicken.", "Chickpea salad with lemon.", "Pasta."))
+    contexts = tuple(
+        cmp.JudgeContext(f"{i}", persona, ("The user loves barbecue.",), prompt)
+        for i, prompt in zip(rows.id, rows.prompt)
+    )
+    comparison = cmp.Comparison(
+        "s",
+        cmp.System("PT", "pt", "pt"),
+        cmp.System("DPO", "dpo", "i_am"),
+        rows,
+        contexts,
+        ("A lentil curry.", "Tofu stir fry with rice.", "Steak.", "Grilled fish tacos."),
+        ("A burger.", "Roast chicken.", "Chickpea salad with lemon.", "Pasta."),
+    )
     primary = cmp.judge_comparisons(SimulatedJudge(embedder, 0.0, 0.1, 0.01, 0), [comparison])
     second = HFJudge(model, tokenizer, "tiny", tie_margin=0.0)
     sampled = cmp.agreement_sample([comparison], 3, np.random.default_rng(0))

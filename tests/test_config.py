@@ -31,9 +31,12 @@ def test_params_yaml_matches_the_defaults():
     """Every key of params.yaml equals the code's default, except the list of training runs (empty in code) and the
     run named as the positive control."""
     shipped = load_params(ROOT / "params.yaml")
-    assert shipped.model_copy(update={"train": shipped.train.model_copy(update={"runs": {}}),
-                                      "analysis": shipped.analysis.model_copy(update={"positive_control": ""})}
-                              ) == parse_params({})
+    assert shipped.model_copy(
+        update={
+            "train": shipped.train.model_copy(update={"runs": {}}),
+            "analysis": shipped.analysis.model_copy(update={"positive_control": ""}),
+        }
+    ) == parse_params({})
     assert len(shipped.train.runs) == 7  # the default runs (sized by the learning study)
 
 
@@ -55,7 +58,10 @@ def test_a_stage_checks_only_the_sections_it_reads():
         ({"trainer": {}}, "unknown key 'trainer'; allowed keys in the top level: base, build_data, judge"),
         ({"base": {"seed": "abc"}}, "base.seed must be of type int (got str 'abc')"),
         ({"base": {"seed": -3}}, "base.seed = -3 is out of range; must be >= 0"),
-        ({"base": {"device": "gpu"}}, "base.device = 'gpu' is not allowed; allowed values: 'auto', 'cpu', 'cuda' or 'mps'"),
+        (
+            {"base": {"device": "gpu"}},
+            "base.device = 'gpu' is not allowed; allowed values: 'auto', 'cpu', 'cuda' or 'mps'",
+        ),
         ({"build_data": {"axes": ["food"]}}, "build_data.axes: unknown axis 'food'; allowed: politics, diet, sports"),
         ({"build_data": {"top_p": 1.5}}, "build_data.top_p = 1.5 is out of range; must be <= 1.0"),
         ({"build_data": {"batch_size": 2.5}}, "build_data.batch_size must be of type int (got float 2.5)"),
@@ -67,7 +73,10 @@ def test_a_stage_checks_only_the_sections_it_reads():
             "need diversity_k <= quality_keep <= candidates_per_question",
         ),
         ({"build_data": {"axes": []}}, "build_data.axes: list should have at least 1 item"),
-        ({"score": {"base_prefixes": ["none", "vpl"]}}, "'vpl' is a soft prefix an MT run learns; the base model has none"),
+        (
+            {"score": {"base_prefixes": ["none", "vpl"]}},
+            "'vpl' is a soft prefix an MT run learns; the base model has none",
+        ),
         ([1, 2], "p.yaml: the file must be a mapping of sections"),
     ],
 )
@@ -137,7 +146,10 @@ def test_a_run_name_used_twice_is_refused(tmp_path):
     "run, expected",
     [
         ({"kind": "pm"}, "train.runs.r: kind 'pm' needs a user"),
-        ({"kind": "pt", "prefix": "tag"}, "kind 'pt' needs a persona source as prefix (gold, pair, dataset_pair), got 'tag'"),
+        (
+            {"kind": "pt", "prefix": "tag"},
+            "kind 'pt' needs a persona source as prefix (gold, pair, dataset_pair), got 'tag'",
+        ),
         ({"kind": "mt", "prefix": "gpt4"}, "kind 'mt' prefix 'gpt4' is not a prefix type; allowed: none, tag"),
         ({"kind": "mt", "prefix": "gpt4"}, "persona_strong, gold, vpl"),
         ({"kind": "ppo"}, "train.runs.r.kind = 'ppo' is not allowed; allowed values: 'dpo', 'pt', 'pm', 'mt' or 'sft'"),
@@ -167,7 +179,20 @@ def test_a_stage_already_running_in_this_folder_is_refused(tmp_path, monkeypatch
 
     monkeypatch.chdir(tmp_path)
     with exclusive(tmp_path / ".cache/personalign/locks/base_model.lock", "stage base_model"):
-        assert main(["run", "base_model", "--params", str(ROOT / "profiles/smoke.yaml"),
-                     "--notebooks", str(ROOT / "notebooks"), "--rendered", str(tmp_path / "rendered")]) == 2
+        assert (
+            main(
+                [
+                    "run",
+                    "base_model",
+                    "--params",
+                    str(ROOT / "profiles/smoke.yaml"),
+                    "--notebooks",
+                    str(ROOT / "notebooks"),
+                    "--rendered",
+                    str(tmp_path / "rendered"),
+                ]
+            )
+            == 2
+        )
     assert f"stage base_model is in use by process {os.getpid()}" in capsys.readouterr().err
     assert not (tmp_path / "rendered").exists() and not (tmp_path / "models").exists()

@@ -267,8 +267,15 @@ def server(monkeypatch):
 
 
 def openai_judge(server, cache=None) -> OpenAIJudge:
-    params = JudgeParams(backend="openai", model="stub-judge", base_url=server.base_url,
-                         api_key_env="PERSONALIGN_JUDGE_KEY", timeout_s=5.0, max_retries=1, max_new_tokens=64)
+    params = JudgeParams(
+        backend="openai",
+        model="stub-judge",
+        base_url=server.base_url,
+        api_key_env="PERSONALIGN_JUDGE_KEY",
+        timeout_s=5.0,
+        max_retries=1,
+        max_new_tokens=64,
+    )
     judge = make_judge(params, None, 0, cache)
     assert isinstance(judge, OpenAIJudge)
     return judge
@@ -377,8 +384,11 @@ def test_openai_judgments_survive_a_kill_and_the_key_stays_out_of_the_cache(serv
     assert set(expected) == {"first", "second"}
     server.requests.clear()
     ctx = [SIMPLE.persona_id, SIMPLE.persona_text, [], SIMPLE.prompt]
-    child = subprocess.Popen([sys.executable, "-c", KILLED_JUDGE, server.base_url, str(path), json.dumps(ctx),
-                              json.dumps(pairs)], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_JUDGE, server.base_url, str(path), json.dumps(ctx), json.dumps(pairs)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     printed = [child.stdout.readline().strip() for _ in range(2)]
     child.send_signal(signal.SIGKILL)  # a real kill, mid-run
     child.wait()
@@ -395,10 +405,15 @@ def test_openai_judgments_survive_a_kill_and_the_key_stays_out_of_the_cache(serv
     stored = b"".join(f.read_bytes() for f in tmp_path.iterdir())
     assert stored and KEY.encode() not in stored
 
+
 # --- stage 1 with an LLM judge (issue 16.2) -----------------------------------------------------------------------
 
-DISHES = ["Lentil soup with cumin and lemon.", "A ribeye steak with butter.", "Grilled salmon with rice.",
-          "Chickpea curry with spinach."]
+DISHES = [
+    "Lentil soup with cumin and lemon.",
+    "A ribeye steak with butter.",
+    "Grilled salmon with rice.",
+    "Chickpea curry with spinach.",
+]
 
 
 def _tournament_inputs(world):
@@ -423,8 +438,9 @@ def test_stage_1_tournaments_ask_an_openai_judge_each_match(server, world):
 
 
 def test_stage_1_tournaments_run_with_the_hf_judge(tiny, tmp_path, world):
-    from personalign.build_data import label_pairs
     from tiny_checkpoints import save_base
+
+    from personalign.build_data import label_pairs
 
     questions, personas, folds = _tournament_inputs(world)
     base_dir = save_base(*tiny, tmp_path / "judge")
@@ -438,11 +454,23 @@ def test_the_quality_filter_needs_no_judge(embedder):
     from personalign.build_data import Question, filter_candidates
     from personalign.config import BuildDataParams
 
-    texts = ["Lentil soup with cumin and lemon, simmered slowly.", "A ribeye steak with butter and thyme tonight.",
-             "Grilled salmon with rice and a green salad.", "Chickpea curry with spinach and warm naan bread.",
-             "Soup soup soup soup soup soup soup.", "ok"]
-    question = Question("diet:d0", "divergent", "What should I cook tonight?", "diet", None, "train",
-                        candidates=[{"text": t} for t in texts])
+    texts = [
+        "Lentil soup with cumin and lemon, simmered slowly.",
+        "A ribeye steak with butter and thyme tonight.",
+        "Grilled salmon with rice and a green salad.",
+        "Chickpea curry with spinach and warm naan bread.",
+        "Soup soup soup soup soup soup soup.",
+        "ok",
+    ]
+    question = Question(
+        "diet:d0",
+        "divergent",
+        "What should I cook tonight?",
+        "diet",
+        None,
+        "train",
+        candidates=[{"text": t} for t in texts],
+    )
     filter_candidates([question], embedder, BuildDataParams(quality_keep=4, diversity_k=3), seed=0)
     assert len(question.selected) == 3 and set(question.selected) <= set(texts[:5])
     assert question.funnel["dropped_short"] == 1

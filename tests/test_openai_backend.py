@@ -18,7 +18,9 @@ def server(monkeypatch):
 
 
 def client(server, cache=None, retries=3, timeout=0.5):
-    return OpenAIGenerator("stub-model", server.base_url, "PERSONALIGN_TEST_KEY", cache, timeout, retries, backoff_s=0.01)
+    return OpenAIGenerator(
+        "stub-model", server.base_url, "PERSONALIGN_TEST_KEY", cache, timeout, retries, backoff_s=0.01
+    )
 
 
 PROMPTS = [ChatPrompt("Who prefers short answers?"), ChatPrompt("Describe a careful user.", "Be brief.")]
@@ -89,6 +91,7 @@ def test_a_redirect_to_another_host_is_refused_and_never_carries_the_key(monkeyp
 
     monkeypatch.setenv("PERSONALIGN_TEST_KEY", KEY)
     with StubServer() as other:
+
         class Redirect(BaseHTTPRequestHandler):
             def log_message(self, *args):
                 pass
@@ -101,8 +104,15 @@ def test_a_redirect_to_another_host_is_refused_and_never_carries_the_key(monkeyp
         server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         try:
-            generator = OpenAIGenerator("stub-model", f"http://127.0.0.1:{server.server_address[1]}/v1",
-                                        "PERSONALIGN_TEST_KEY", None, 2.0, 1, backoff_s=0.01)
+            generator = OpenAIGenerator(
+                "stub-model",
+                f"http://127.0.0.1:{server.server_address[1]}/v1",
+                "PERSONALIGN_TEST_KEY",
+                None,
+                2.0,
+                1,
+                backoff_s=0.01,
+            )
             with pytest.raises(GenerationError, match="answered HTTP 302 \\(a redirect: not followed"):
                 generator.generate(PROMPTS[:1], SAMPLING, [1])
         finally:

@@ -27,11 +27,17 @@ def food_pairs(users: int = 12) -> pd.DataFrame:
     rows = []
     for u in range(users):
         for j, plant_wins in enumerate((True, False)):
-            rows.append({"id": f"u{u}:{j}", "user_id": f"u{u}", "prompt": f"What should I cook on day {u}?",
-                         "chosen": PLANT_DISH if plant_wins else MEAT_DISH,
-                         "rejected": MEAT_DISH if plant_wins else PLANT_DISH,
-                         "chosen_persona": VEGAN if plant_wins else MEAT,
-                         "rejected_persona": MEAT if plant_wins else VEGAN})
+            rows.append(
+                {
+                    "id": f"u{u}:{j}",
+                    "user_id": f"u{u}",
+                    "prompt": f"What should I cook on day {u}?",
+                    "chosen": PLANT_DISH if plant_wins else MEAT_DISH,
+                    "rejected": MEAT_DISH if plant_wins else PLANT_DISH,
+                    "chosen_persona": VEGAN if plant_wins else MEAT,
+                    "rejected_persona": MEAT if plant_wins else VEGAN,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -65,8 +71,10 @@ def test_the_check_pairs_each_persona_with_a_control_from_another_pair(judge):
 def test_informative_personas_reproduce_finding_1_and_uninformative_ones_do_not(judge):
     pairs = food_pairs()
     generic = pairs.assign(chosen_persona="The user wants dinner.", rejected_persona="The user wants dinner.")
-    checks = {name: pp.inference_check(p, judge, np.random.default_rng(0))
-              for name, p in (("informative", pairs), ("generic", generic))}
+    checks = {
+        name: pp.inference_check(p, judge, np.random.default_rng(0))
+        for name, p in (("informative", pairs), ("generic", generic))
+    }
     generic_check = checks["generic"]  # the same text on both sides: own and control always agree
     assert (generic_check.chosen_own == generic_check.chosen_control).all()
     claims = pp.inference_claims(checks, base_seed=1234)
@@ -87,8 +95,11 @@ def test_informative_personas_reproduce_finding_1_and_uninformative_ones_do_not(
 
 
 def test_inference_sets_are_a_mapping_labelled_by_name():
-    with pytest.raises(ParamsError, match=r"prefixes.inference_check_data: must be a mapping name -> path.*write e.g. "
-                                          r"`inference_check_data: \{inference-BeaverTails: some/dir\}`"):
+    with pytest.raises(
+        ParamsError,
+        match=r"prefixes.inference_check_data: must be a mapping name -> path.*write e.g. "
+        r"`inference_check_data: \{inference-BeaverTails: some/dir\}`",
+    ):
         parse_params({"prefixes": {"inference_check_data": "some/dir"}})
     with pytest.raises(ParamsError, match="prefixes.inference_check_limit: must be 0 .* or at least 2"):
         parse_params({"prefixes": {"inference_check_limit": 1}})

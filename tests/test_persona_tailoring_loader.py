@@ -66,6 +66,7 @@ def check_records(records: pd.DataFrame, where: str) -> None:
 
 # ---------------------------------------------------------------- the valid fixture
 
+
 def test_valid_fixture_ids_splits_and_columns(valid_dir):
     data = load(valid_dir, name="toy")
     check_records(data.records, "toy")
@@ -78,20 +79,35 @@ def test_valid_fixture_ids_splits_and_columns(valid_dir):
         assert {c: rec[c] for c in COLUMNS} == raw[split][int(row)]  # every text and persona column carried over
         assert rec["user_id"] == rec["source"] == rec["user_name"] == "toy"
         assert (rec["fold"], rec["axes"], rec["question_type"]) == (0, [], "none")
-    assert data.records.split.value_counts().to_dict() == {"train": 4, "sft_train": 3, "test": 3, "val": 2,
-                                                           "sft_val": 2}
+    assert data.records.split.value_counts().to_dict() == {
+        "train": 4,
+        "sft_train": 3,
+        "test": 3,
+        "val": 2,
+        "sft_val": 2,
+    }
     validate_rows(data.personas.to_dict("records"), PERSONA_FIELDS, "toy personas")
-    assert data.personas.to_dict("records") == [{"user_id": "toy", "name": "toy", "tag": "", "axes": [],
-                                                 "category": "dataset", "gold": "", "demographics": {}}]
+    assert data.personas.to_dict("records") == [
+        {"user_id": "toy", "name": "toy", "tag": "", "axes": [], "category": "dataset", "gold": "", "demographics": {}}
+    ]
 
 
 def test_valid_fixture_counts_and_notes(valid_dir):
     data = load(valid_dir)
     assert data.counts == {
-        "fewshot_rows": 2, "fewshot_unused": 2,
-        "sft_train_rows": 3, "sft_train_not_drawn": 0, "sft_val_rows": 2, "sft_val_not_drawn": 0,
-        "dpo_train_rows": 4, "dpo_train_not_drawn": 0, "dpo_val_rows": 2, "dpo_val_not_drawn": 0,
-        "test_rows": 3, "test_not_drawn": 0, "records": 14,
+        "fewshot_rows": 2,
+        "fewshot_unused": 2,
+        "sft_train_rows": 3,
+        "sft_train_not_drawn": 0,
+        "sft_val_rows": 2,
+        "sft_val_not_drawn": 0,
+        "dpo_train_rows": 4,
+        "dpo_train_not_drawn": 0,
+        "dpo_val_rows": 2,
+        "dpo_val_not_drawn": 0,
+        "test_rows": 3,
+        "test_not_drawn": 0,
+        "records": 14,
     }
     assert len(data.notes) == 1 and "fewshot split (2 rows" in data.notes[0] and "not used" in data.notes[0]
 
@@ -152,13 +168,15 @@ def test_hub_id_is_used_when_the_path_is_absent(tmp_path, monkeypatch, valid_dir
     import datasets
 
     calls = []
-    monkeypatch.setattr(datasets, "load_dataset",
-                        lambda hub_id: calls.append(hub_id) or datasets.load_from_disk(str(valid_dir)))
+    monkeypatch.setattr(
+        datasets, "load_dataset", lambda hub_id: calls.append(hub_id) or datasets.load_from_disk(str(valid_dir))
+    )
     data = load_persona_tailoring("hub", tmp_path / "absent", {}, np.random.default_rng(0), hub_id="org/whose-boat")
     assert calls == ["org/whose-boat"] and data.counts["records"] == 14
 
 
 # ---------------------------------------------------------------- malformed input
+
 
 def _drop_split(d):
     del d["dpo_val"]
@@ -234,11 +252,15 @@ def _plain_file(tmp_path):
     return tmp_path / "data.json"
 
 
-@pytest.mark.parametrize("make, names", [
-    (_empty_directory, ["not a `save_to_disk` dataset directory"]),
-    (_plain_file, ["not a `save_to_disk` dataset directory"]),
-    (lambda tmp_path: tmp_path / "nowhere", ["no such dataset directory", "no hub id"]),
-], ids=["empty_directory", "plain_file", "absent"])
+@pytest.mark.parametrize(
+    "make, names",
+    [
+        (_empty_directory, ["not a `save_to_disk` dataset directory"]),
+        (_plain_file, ["not a `save_to_disk` dataset directory"]),
+        (lambda tmp_path: tmp_path / "nowhere", ["no such dataset directory", "no hub id"]),
+    ],
+    ids=["empty_directory", "plain_file", "absent"],
+)
 def test_unreadable_path_names_the_path(tmp_path, make, names):
     path = make(tmp_path)
     with pytest.raises(DatasetError) as err:
@@ -249,6 +271,7 @@ def test_unreadable_path_names_the_path(tmp_path, make, names):
 
 
 # ---------------------------------------------------------------- persona inference (fixture)
+
 
 def inference_rows() -> list[dict]:
     return [{c: r[c] for c in ("prompt", "chosen", "rejected")} for r in fixture("valid.json")["dpo_train"]]
@@ -292,6 +315,7 @@ def test_persona_inference_non_dataset_directory_is_a_dataset_error(tmp_path):
 
 # ---------------------------------------------------------------- load_datasets
 
+
 def pt_spec(path: Path, **sizes) -> DatasetSpec:
     return DatasetSpec(format="persona_tailoring", path=str(path), **sizes)
 
@@ -311,8 +335,12 @@ def test_load_datasets_merges_persona_tailoring_datasets(valid_dir, unlabelled_d
     assert any(n.startswith("beta: the fewshot split") for n in data.notes)
 
     # each dataset is drawn with its own generator, seeded from the base seed and its name
-    alone = load_persona_tailoring("alpha", unlabelled_dir, {**ALL, "train": 2, "test": 2},
-                                   np.random.default_rng(stable_seed(11, "dataset", "alpha")))
+    alone = load_persona_tailoring(
+        "alpha",
+        unlabelled_dir,
+        {**ALL, "train": 2, "test": 2},
+        np.random.default_rng(stable_seed(11, "dataset", "alpha")),
+    )
     merged_alpha = data.records[data.records.source == "alpha"].reset_index(drop=True)
     pd.testing.assert_frame_equal(merged_alpha, alone.records)
 
@@ -323,8 +351,10 @@ def test_load_datasets_merges_persona_tailoring_datasets(valid_dir, unlabelled_d
 
 
 def test_load_datasets_rejects_a_user_shared_by_two_datasets():
-    specs = {"p_two": DatasetSpec(format="psoups", path=str(PSOUPS)),
-             "p_one": DatasetSpec(format="psoups", path=str(PSOUPS))}
+    specs = {
+        "p_two": DatasetSpec(format="psoups", path=str(PSOUPS)),
+        "p_one": DatasetSpec(format="psoups", path=str(PSOUPS)),
+    }
     with pytest.raises(DatasetError) as err:
         load_datasets(specs, n_folds=5, base_seed=0)
     message = str(err.value)
@@ -353,6 +383,7 @@ def test_load_datasets_sizes_another_format(valid_dir):
 
 
 # ---------------------------------------------------------------- the real releases
+
 
 @pytest.fixture(scope="module")
 def real() -> Path:

@@ -1,4 +1,5 @@
-"""`dvc repro` on the smoke profile in a temporary copy of the repo: outputs, schema, counts, determinism, no-op rerun."""
+"""`dvc repro` on the smoke profile in a temporary copy of the repo: outputs, schema, counts, determinism, no-op
+rerun."""
 
 from __future__ import annotations
 
@@ -71,7 +72,10 @@ def repo_copy(dest: Path, profile: str = "smoke.yaml") -> Path:
     """The working tree as git would clone it (tracked + untracked-but-not-ignored files), with a profile's params."""
     files = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split("\0")
     for name in filter(None, files):
         src = ROOT / name
@@ -174,8 +178,9 @@ def test_stage_2_writes_every_prefix_type_and_pair_persona(smoke_runs, stub_serv
     assert all(p["retr_source_id"] in train_ids for p in pairs if p["id"] in test_ids)
     checks = json.loads((repo / "results/persona_inference.json").read_text())["inference_check"]
     assert {c["persona"] for c in checks} == {"chosen", "rejected"}
-    assert all(0 <= c[f"{k}_ci_low"] <= c[f"{k}_rate"] <= c[f"{k}_ci_high"] <= 1 for c in checks
-               for k in ("own", "control"))
+    assert all(
+        0 <= c[f"{k}_ci_low"] <= c[f"{k}_rate"] <= c[f"{k}_ci_high"] <= 1 for c in checks for k in ("own", "control")
+    )
     claims = (repo / "results/claims/infer_personas.csv").read_text().splitlines()
     assert len(claims) == len(checks) + 1 and all("Whose Boat Finding 1" in line for line in claims[1:])
 
@@ -189,11 +194,27 @@ def test_the_api_key_never_reaches_a_file_the_pipeline_writes(smoke_runs):
 
 def test_same_params_give_byte_identical_outputs(smoke_runs):
     first, second = smoke_runs
-    written = {p.relative_to(first).as_posix() for folder in ("figures", "results") for p in (first / folder).rglob("*")
-               if p.is_file()}
-    assert set(DETERMINISTIC_OUTPUTS) - {n for n in DETERMINISTIC_OUTPUTS if n.startswith(("data/", "models/"))} <= written
+    written = {
+        p.relative_to(first).as_posix()
+        for folder in ("figures", "results")
+        for p in (first / folder).rglob("*")
+        if p.is_file()
+    }
+    assert (
+        set(DETERMINISTIC_OUTPUTS) - {n for n in DETERMINISTIC_OUTPUTS if n.startswith(("data/", "models/"))} <= written
+    )
     for name in sorted(written | set(DETERMINISTIC_OUTPUTS)):  # every figure, table and results file, and the data
         assert digest(first / name) == digest(second / name), name
+
+
+def test_same_params_give_identical_rendered_notebooks(smoke_runs):
+    """The executed notebooks are a record (personalign.rendered): two runs in two checkouts differ in no byte."""
+    first, second = smoke_runs
+    rendered = sorted(p.relative_to(first) for p in (first / "notebooks/rendered").rglob("*.ipynb"))
+    assert len(rendered) >= 8
+    for name in rendered:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+        assert str(first) not in (first / name).read_text()
 
 
 def test_second_repro_is_a_no_op_and_a_build_param_reruns_only_stage_1(smoke_runs):
@@ -212,13 +233,10 @@ def test_every_train_run_writes_its_adapter_curve_metrics_and_notebook(smoke_run
 
     repo = smoke_runs[0]
     runs = yaml.safe_load((repo / "params.yaml").read_text())["train"]["runs"]
-    metrics = json.loads(dvc("metrics", "show", "--json", cwd=repo).stdout)
-    shown = {path for workspace in metrics.values() for path in workspace["data"]}
     for name, spec in runs.items():
         assert PeftConfig.from_pretrained(str(repo / "models/adapters" / name / "adapter")).r == 4
         summary = json.loads((repo / "results/train" / name / "metrics.json").read_text())
         assert summary["kind"] == spec["kind"] and summary["steps"] >= 1
-        assert f"results/train/{name}/metrics.json" in shown
         notebook = json.loads((repo / "notebooks/rendered/03_train" / f"{name}.ipynb").read_text())
         assert any(c.get("outputs") for c in notebook["cells"] if c["cell_type"] == "code")
     curve = (repo / "results/train/dpo_after_sft/curve.csv").read_text().splitlines()
@@ -253,9 +271,7 @@ def test_stage_4_scores_every_system_and_condition(smoke_runs):
     assert trained[is_own].implicit_correct.notna().all()  # implicit-reward accuracy on each run's own prompt only
     assert trained[~is_own].implicit_correct.isna().all()
     assert examples[examples.system == "sft_gold"].implicit_correct.isna().all()  # SFT has no reference model
-    metrics = json.loads(dvc("metrics", "show", "--json", cwd=repo).stdout)
-    shown = {path for workspace in metrics.values() for path in workspace["data"]}
-    assert "results/scores/metrics.json" in shown
+    assert json.loads((repo / "results/scores/metrics.json").read_text())["base"]
     cells = (repo / "figures/accuracy_cells.md").read_text()
     assert "mt_tag_f0" in cells and "shuffled_prefix" in cells
     notebook = json.loads((repo / "notebooks/rendered/04_score.ipynb").read_text())
@@ -288,34 +304,57 @@ def test_stage_5_judges_every_comparison_in_both_orders(smoke_runs):
     boat = (repo / "figures/table_whose_boat.md").read_text()
     assert "pt_pair + P_pair" in boat and "ΔPQ" in boat and "| average" in boat
     metrics = json.loads((repo / "results/generate_judge/metrics.json").read_text())
-    assert set(metrics["whose_boat"]) == {"builtin/chosen/pair", "builtin/chosen/retr", "builtin/rejected/pair",
-                                          "builtin/rejected/retr", "average"}
+    assert set(metrics["whose_boat"]) == {
+        "builtin/chosen/pair",
+        "builtin/chosen/retr",
+        "builtin/rejected/pair",
+        "builtin/rejected/retr",
+        "average",
+    }
     assert len(metrics["table3"]) == 6
     notebook = json.loads((repo / "notebooks/rendered/05_generate_judge.ipynb").read_text())
-    assert any("Table 3 outcomes" in "".join(o.get("data", {}).get("text/markdown", ""))
-               for c in notebook["cells"] for o in c.get("outputs", []))
+    assert any(
+        "Table 3 outcomes" in "".join(o.get("data", {}).get("text/markdown", ""))
+        for c in notebook["cells"]
+        for o in c.get("outputs", [])
+    )
 
 
-def test_stage_6_writes_every_figure_the_index_and_the_data_curve(smoke_runs):
+def test_stage_6_writes_every_figure_the_index_and_the_headline_metrics(smoke_runs):
     repo = smoke_runs[0]
     index = (repo / "figures/INDEX.md").read_text()
-    for stem in ("fig3_prompting", "fig4_personal_models", "fig5_multitask", "fig6_equity", "fig13_data_efficiency",
-                 "fig15_sensitivity", "fig16_demographics"):
-        assert (repo / "figures/analysis" / f"{stem}.png").exists() and (repo / "figures/analysis" / f"{stem}.pdf").exists()
+    for stem in (
+        "fig3_prompting",
+        "fig4_personal_models",
+        "fig5_multitask",
+        "fig6_equity",
+        "fig13_data_efficiency",
+        "fig15_sensitivity",
+        "fig16_demographics",
+    ):
+        assert (repo / "figures/analysis" / f"{stem}.png").exists() and (
+            repo / "figures/analysis" / f"{stem}.pdf"
+        ).exists()
         assert f"analysis/{stem}.png" in index
     assert "table_whose_boat.md" in index and "WikiPersona Table 2" in index
-    plots = dvc("plots", "show", "--json", cwd=repo).stdout
-    assert "results/analysis/fig13_data_efficiency.csv" in plots
+    metrics = json.loads(dvc("metrics", "show", "--json", cwd=repo).stdout)
+    shown = {path: data for workspace in metrics.values() for path, data in workspace["data"].items()}
+    assert list(shown) == ["results/analysis/headline.json"]  # one small file; the rest are CSVs, tables and plots
+    headline = shown["results/analysis/headline.json"]["data"]
+    assert headline["positive_control"]["rows"] >= 1 and sum(headline["verdicts"].values()) >= 5
     import pandas as pd
 
     agreement = pd.read_csv(repo / "results/analysis/judge_order_agreement.csv")
     assert set(agreement.aspect) == {"personalization", "quality"} and (agreement.agreement == 1.0).all()  # symmetric
     notebook = json.loads((repo / "notebooks/rendered/06_analysis.ipynb").read_text())
-    notes = ["".join(o.get("data", {}).get("text/markdown", "")) for c in notebook["cells"] for o in c.get("outputs", [])]
+    notes = [
+        "".join(o.get("data", {}).get("text/markdown", "")) for c in notebook["cells"] for o in c.get("outputs", [])
+    ]
     assert sum("WikiPersona" in n or "not in `train.runs`" in n for n in notes) >= 7  # claims under every figure
     verdicts = pd.read_csv(repo / "figures/analysis/verdicts.csv")
     assert {"claim", "95% CI", "MDD", "p (Holm)", "verdict"} <= set(verdicts.columns) and "this pipeline" in set(
-        verdicts.paper)  # the positive control
+        verdicts.paper
+    )  # the positive control
 
 
 def test_editing_one_runs_learning_rate_reruns_that_run_only(smoke_runs):
@@ -330,11 +369,27 @@ def test_editing_one_runs_learning_rate_reruns_that_run_only(smoke_runs):
 def test_two_gloo_processes_agree_on_steps_and_losses(smoke_runs):
     """The training entry point under torchrun: 2 CPU processes (gloo), each logging the same gathered losses."""
     repo = smoke_runs[0]
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "personalign", "train", "dpo", "--out", "ddp_out"]
-    result = subprocess.run(command, cwd=repo, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "personalign",
+        "train",
+        "dpo",
+        "--out",
+        "ddp_out",
+    ]
+    result = subprocess.run(
+        command, cwd=repo, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    summaries = {s["rank"]: s for s in map(json.loads, filter(lambda ln: ln.startswith('{"'), result.stdout.splitlines()))}
+    summaries = {
+        s["rank"]: s for s in map(json.loads, filter(lambda ln: ln.startswith('{"'), result.stdout.splitlines()))
+    }
     assert set(summaries) == {0, 1}
     pairs, params = summaries[0]["pairs"], yaml.safe_load((repo / "params.yaml").read_text())["train"]["defaults"]
     expected_steps = -(-pairs // (2 * params["batch_size"])) * params["epochs"]
@@ -345,19 +400,29 @@ def test_two_gloo_processes_agree_on_steps_and_losses(smoke_runs):
 
 def test_a_bad_train_run_stops_with_the_run_and_the_cause(smoke_runs):
     repo = smoke_runs[1]
-    result = subprocess.run([sys.executable, "-m", "personalign", "train", "nope"], cwd=repo, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "personalign", "train", "nope"], cwd=repo, capture_output=True, text=True
+    )
     assert result.returncode == 2 and "run 'nope' is not in train.runs; defined runs: dpo, pt_pair" in result.stderr
     shipped = (repo / "params.yaml").read_text()
     for run, spec, message in (
-            ("pm_nobody", {"kind": "pm", "user": "nobody"},
-             "train.runs.pm_nobody.user = 'nobody' is not a user of the built world"),  # the params check
-            ("mt_strong", {"kind": "mt", "prefix": "name", "prefix_seed": 9},
-             "run 'mt_strong': no prefixes of type 'name' (seed 9) were computed in stage 2")):  # stage 2's outputs
+        (
+            "pm_nobody",
+            {"kind": "pm", "user": "nobody"},
+            "train.runs.pm_nobody.user = 'nobody' is not a user of the built world",
+        ),  # the params check
+        (
+            "mt_strong",
+            {"kind": "mt", "prefix": "name", "prefix_seed": 9},
+            "run 'mt_strong': no prefixes of type 'name' (seed 9) were computed in stage 2",
+        ),
+    ):  # stage 2's outputs
         params = yaml.safe_load(shipped)
         params["train"]["runs"][run] = spec
         (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        result = subprocess.run([sys.executable, "-m", "personalign", "train", run], cwd=repo, capture_output=True,
-                                text=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "personalign", "train", run], cwd=repo, capture_output=True, text=True
+        )
         assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
     (repo / "params.yaml").write_text(shipped)
 
@@ -374,12 +439,17 @@ def test_a_bad_param_stops_the_pipeline_before_compute(tmp_path):
 
 
 FAULT_POINTS = {  # where the pipeline is killed (SIGKILL to dvc and every process it started): what must exist then
-    "generating candidates": lambda r: (r / ".cache/personalign/generations.sqlite").is_file()
-    and not (r / "data/records.jsonl").exists(),
+    "generating candidates": lambda r: (
+        (r / ".cache/personalign/generations.sqlite").is_file() and not (r / "data/records.jsonl").exists()
+    ),
     "training": lambda r: any(r.glob(".cache/personalign/train/*/dpo/checkpoint-*/trainer_state.json")),
-    "scoring": lambda r: any(r.glob(".cache/personalign/scores/*.json")) and not (r / "results/scores/examples.csv").exists(),
-    "judging": lambda r: (r / ".cache/personalign/judgments.sqlite").is_file()
-    and not (r / "results/generate_judge/judgments.csv").exists(),
+    "scoring": lambda r: (
+        any(r.glob(".cache/personalign/scores/*.json")) and not (r / "results/scores/examples.csv").exists()
+    ),
+    "judging": lambda r: (
+        (r / ".cache/personalign/judgments.sqlite").is_file()
+        and not (r / "results/generate_judge/judgments.csv").exists()
+    ),
 }
 
 
@@ -388,8 +458,13 @@ def repro_killed_when(repo: Path, point: str, timeout_s: float = 900) -> None:
     import signal
     import time
 
-    process = subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=repo, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dvc", "repro"],
+        cwd=repo,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + timeout_s
     while not FAULT_POINTS[point](repo):
         assert process.poll() is None, f"dvc repro ended before reaching {point!r}"
@@ -438,8 +513,9 @@ def test_stage_1_labels_the_smoke_world_with_an_llm_judge(backend, tmp_path, stu
     repo = repo_copy(tmp_path)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     if backend == "openai":
-        params["judge"].update(backend="openai", model="stub-judge", base_url=stub_server.base_url,
-                               api_key_env=KEY_VARIABLE)
+        params["judge"].update(
+            backend="openai", model="stub-judge", base_url=stub_server.base_url, api_key_env=KEY_VARIABLE
+        )
     else:
         params["judge"].update(backend="hf", model="tiny-random-llama")
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -488,7 +564,10 @@ def test_the_persona_tailoring_profile_runs_end_to_end_on_real_rows(persona_tail
         assert (repo / "models/adapters" / run / "adapter").is_dir()
     examples = pd.read_csv(repo / "results/scores/examples.csv")
     assert not set(examples.id) & set(mnemonic_test.id)  # no responses: not scored
-    assert set(examples[examples.system == "pt_beavertails"].condition) == {"pt_dataset_retr", "pt_dataset_pair_oracle_sees_label"}
+    assert set(examples[examples.system == "pt_beavertails"].condition) == {
+        "pt_dataset_retr",
+        "pt_dataset_pair_oracle_sees_label",
+    }
     boat = pd.read_csv(repo / "results/generate_judge/whose_boat.csv", keep_default_na=False)
     per_dataset = params["generate_judge"]["prompts_per_type"]
     missing = boat[boat.missing != ""]
@@ -525,11 +604,19 @@ def test_stage_7_characterises_the_data_and_compares_reward_models(smoke_runs):
     assert {"gpo", "vpl", "similar_user", "vanilla_finetuned", "individual_full"} <= set(adaptation.model)
     tax = pd.read_csv(repo / "results/reward_models/personalization_tax.csv")
     assert {"vanilla", "individual"} == set(tax.model) and "Safety" in set(tax.name)
-    for figure in ("fig1_accuracy", "fig2_sample_efficiency", "fig3_new_users", "fig4_personalization_tax",
-                   "fig5_per_user", "mv_acc"):
+    for figure in (
+        "fig1_accuracy",
+        "fig2_sample_efficiency",
+        "fig3_new_users",
+        "fig4_personalization_tax",
+        "fig5_per_user",
+        "mv_acc",
+    ):
         assert (repo / f"figures/reward_models/{figure}.png").is_file()
     claims = pd.read_csv(repo / "results/claims/reward_models.csv")
     assert set(claims.paper) == {"Personalization Meets Reality"} and claims.family.str.contains("Fig. 3").any()
     notebook = (repo / "notebooks/rendered/07_reward_models.ipynb").read_text()
-    assert "Individual RM is a strong baseline" in notebook and "reward_models/fig1_accuracy.png" in (
-        repo / "figures/INDEX.md").read_text()
+    assert (
+        "Individual RM is a strong baseline" in notebook
+        and "reward_models/fig1_accuracy.png" in (repo / "figures/INDEX.md").read_text()
+    )

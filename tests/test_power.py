@@ -32,10 +32,14 @@ def test_items_for_target_inverts_the_mdd_of_a_simulated_design():
 
 
 def test_power_table_reads_a_verdict_table(tmp_path):
-    verdicts = pd.DataFrame({
-        "claim": ["c1", "c2", "c3"],
-        "comparison": ["MT + persona vs MT, no prefix: divergent, seen users", "pm_a vs pm_b", "other"],
-        "n": ["80 (10 users)", "13 (13 pairs)", "—"], "MDD": [10.0, 30.0, math.nan]})
+    verdicts = pd.DataFrame(
+        {
+            "claim": ["c1", "c2", "c3"],
+            "comparison": ["MT + persona vs MT, no prefix: divergent, seen users", "pm_a vs pm_b", "other"],
+            "n": ["80 (10 users)", "13 (13 pairs)", "—"],
+            "MDD": [10.0, 30.0, math.nan],
+        }
+    )
     table = power.power_table(verdicts, {"MT \\+ persona": 1, "pm_a": 2}, 5.0)
     assert table.items_needed.tolist() == [320, power.items_for_target(30.0, 13, 5.0, 2)]
     assert table.users_needed.tolist()[0] == 40 and table.items_per_user.tolist() == [8.0, 1.0]

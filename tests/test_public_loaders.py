@@ -46,12 +46,17 @@ def rows_of(frame: pd.DataFrame, columns: list[str]) -> list[tuple]:
 
 
 def test_registry_names_every_loader():
-    assert LOADERS == {"wikipersona": load_wikipersona, "psoups": load_psoups,
-                       "personal_llm_dpo": load_personal_llm_dpo, "tldr": load_tldr,
-                       "personal_llm": load_personal_llm}
+    assert LOADERS == {
+        "wikipersona": load_wikipersona,
+        "psoups": load_psoups,
+        "personal_llm_dpo": load_personal_llm_dpo,
+        "tldr": load_tldr,
+        "personal_llm": load_personal_llm,
+    }
 
 
 # ---------------------------------------------------------------- WikiPersona
+
 
 def test_wikipersona_valid_records_and_personas():
     data = load_wikipersona(FIX / "wikipersona" / "valid.json", WP_PERSONAS)
@@ -59,19 +64,66 @@ def test_wikipersona_valid_records_and_personas():
     diet = "Is a high-protein diet good for everyone?"
     plants = "Not necessarily; plant proteins can cover most needs."
     assert rows_of(data.records, KEY + ["fold", "user_name", "chosen_persona_gold"]) == [
-        ("wikipersona-test-000001", "ada_quill", "divergent", diet, plants, "Yes, eat as much meat as you can.",
-         "test", 0, "Ada Quill", ADA_GOLD),
-        ("wikipersona-test-000005", "bo_lindqvist_ng", "personal", "Which shoes suit a trail race?",
-         "Shoes with deep lugs and a rock plate.", "Any light road shoe.", "test", 2, "Bo Lindqvist-Ng", BO_GOLD),
-        ("wikipersona-train-000000", "ada_quill", "personal", "What should I cook for a dinner party of six?",
-         "A lentil and squash stew with herb flatbreads.", "A roast chicken with gravy.", "train", 0, "Ada Quill",
-         ADA_GOLD),
-        ("wikipersona-val-000002", "bo_lindqvist_ng", "divergent", diet,
-         "For endurance athletes, protein with few carbs can work well.", plants, "val", 2, "Bo Lindqvist-Ng",
-         BO_GOLD),
-        ("wikipersona-val-000004", "celia_moreau", "personal", "How do I follow two sides of a debate fairly?",
-         "Read one outlet from each side every morning.", "Pick the side you agree with.", "val", 4,
-         "Célia Moreau", ""),
+        (
+            "wikipersona-test-000001",
+            "ada_quill",
+            "divergent",
+            diet,
+            plants,
+            "Yes, eat as much meat as you can.",
+            "test",
+            0,
+            "Ada Quill",
+            ADA_GOLD,
+        ),
+        (
+            "wikipersona-test-000005",
+            "bo_lindqvist_ng",
+            "personal",
+            "Which shoes suit a trail race?",
+            "Shoes with deep lugs and a rock plate.",
+            "Any light road shoe.",
+            "test",
+            2,
+            "Bo Lindqvist-Ng",
+            BO_GOLD,
+        ),
+        (
+            "wikipersona-train-000000",
+            "ada_quill",
+            "personal",
+            "What should I cook for a dinner party of six?",
+            "A lentil and squash stew with herb flatbreads.",
+            "A roast chicken with gravy.",
+            "train",
+            0,
+            "Ada Quill",
+            ADA_GOLD,
+        ),
+        (
+            "wikipersona-val-000002",
+            "bo_lindqvist_ng",
+            "divergent",
+            diet,
+            "For endurance athletes, protein with few carbs can work well.",
+            plants,
+            "val",
+            2,
+            "Bo Lindqvist-Ng",
+            BO_GOLD,
+        ),
+        (
+            "wikipersona-val-000004",
+            "celia_moreau",
+            "personal",
+            "How do I follow two sides of a debate fairly?",
+            "Read one outlet from each side every morning.",
+            "Pick the side you agree with.",
+            "val",
+            4,
+            "Célia Moreau",
+            "",
+        ),
     ]
     assert list(data.records["axes"]) == [["diet"], ["diet", "sports"], ["diet"], ["diet", "sports"], ["politics"]]
     assert (data.records[["rejected_persona_gold", "chosen_persona_retr", "rejected_persona_retr"]] == "").all().all()
@@ -88,6 +140,7 @@ def test_wikipersona_valid_records_and_personas():
 
 # ---------------------------------------------------------------- P-SOUPS / PersonalLLM DPO
 
+
 @pytest.mark.parametrize("loader, source", [(load_psoups, "psoups"), (load_personal_llm_dpo, "personal_llm_dpo")])
 def test_pairwise_valid_directory(loader, source):
     data = loader(FIX / "pairwise" / "valid", np.random.default_rng(3))
@@ -99,8 +152,7 @@ def test_pairwise_valid_directory(loader, source):
         (f"{source}-test-000001", "alice", "none", "Describe a cloud.", "White.", cloud, "test"),
         (f"{source}-train-000000", "u1", "none", "Explain photosynthesis.", photo, "It is a process.", "train"),
         (f"{source}-train-000001", "u2", "none", "Explain photosynthesis.", "It is a process.", photo, "train"),
-        (f"{source}-train-000003", "u3", "none", "Name a prime number.", "Two, the only even prime.", "Nine.",
-         "train"),
+        (f"{source}-train-000003", "u3", "none", "Name a prime number.", "Two, the only even prime.", "Nine.", "train"),
     ]
     folds = user_folds(["u1", "u2", "u3", "alice"], 5, np.random.default_rng(3))
     assert dict(zip(data.records.user_id, data.records.fold)) == folds
@@ -110,27 +162,74 @@ def test_pairwise_valid_directory(loader, source):
 
 # ---------------------------------------------------------------- TL;DR
 
+
 def test_tldr_keeps_top_workers_and_counts_the_rest():
     data = load_tldr(FIX / "tldr" / "valid.jsonl", rng=np.random.default_rng(0))
     check_canonical(data, "tldr")
     assert rows_of(data.records, KEY) == [
-        ("tldr-test-000004", "wC", "none", "The city council voted to close the old bridge for repairs next month.",
-         " Council closes old bridge next month for repairs.", " A bridge.", "test"),
-        ("tldr-train-000000", "wA", "none",
-         "Roommate and dishes\n\nMy roommate never does the dishes and I am tired of it.",
-         " Roommate skips dishes, I am annoyed.", " Dishes.", "train"),
-        ("tldr-train-000005", "wD", "none", "I got two job offers and cannot decide between them.",
-         " Torn between two job offers.", " Two offers.", "train"),
-        ("tldr-train-000007", "wB", "none", "I keep forgetting to water my plants.", " I forget to water plants.",
-         " Plants are dying.", "train"),
-        ("tldr-val-000001", "wB", "none", "I want to learn the guitar at forty but feel too old.",
-         " Forty-year-old wants to start guitar, worries about age.", " Am I too old for guitar?", "val"),
-        ("tldr-val-000003", "wA", "none", "Should I tell my friend her band is not good?",
-         " Friend has a band and I have opinions about it.", " Friend's band is bad; tell her?", "val"),
+        (
+            "tldr-test-000004",
+            "wC",
+            "none",
+            "The city council voted to close the old bridge for repairs next month.",
+            " Council closes old bridge next month for repairs.",
+            " A bridge.",
+            "test",
+        ),
+        (
+            "tldr-train-000000",
+            "wA",
+            "none",
+            "Roommate and dishes\n\nMy roommate never does the dishes and I am tired of it.",
+            " Roommate skips dishes, I am annoyed.",
+            " Dishes.",
+            "train",
+        ),
+        (
+            "tldr-train-000005",
+            "wD",
+            "none",
+            "I got two job offers and cannot decide between them.",
+            " Torn between two job offers.",
+            " Two offers.",
+            "train",
+        ),
+        (
+            "tldr-train-000007",
+            "wB",
+            "none",
+            "I keep forgetting to water my plants.",
+            " I forget to water plants.",
+            " Plants are dying.",
+            "train",
+        ),
+        (
+            "tldr-val-000001",
+            "wB",
+            "none",
+            "I want to learn the guitar at forty but feel too old.",
+            " Forty-year-old wants to start guitar, worries about age.",
+            " Am I too old for guitar?",
+            "val",
+        ),
+        (
+            "tldr-val-000003",
+            "wA",
+            "none",
+            "Should I tell my friend her band is not good?",
+            " Friend has a band and I have opinions about it.",
+            " Friend's band is bad; tell her?",
+            "val",
+        ),
     ]
     assert list(data.personas.user_id) == ["wA", "wB", "wC", "wD", "wE"]  # wF (1 row) loses the tie by id
-    assert data.counts == {"rows_read": 8, "records": 6, "filtered_other_workers": 1, "identical_responses": 1,
-                           "workers": 6}
+    assert data.counts == {
+        "rows_read": 8,
+        "records": 6,
+        "filtered_other_workers": 1,
+        "identical_responses": 1,
+        "workers": 6,
+    }
     assert "wF" not in set(data.records.user_id)
 
 
@@ -144,6 +243,7 @@ def test_tldr_n_users_counts_every_row():
 
 # ---------------------------------------------------------------- PersonalLLM (simulated users)
 
+
 def reference_utilities(path: Path, weights: dict[str, dict[str, float]]) -> dict[str, dict[str, dict[str, float]]]:
     """Independent reference: z per reward model over all entries, utility w . z; prompt -> user -> response text ->
     utility (a text repeated among the responses takes its first response's, the one the loader may draw)."""
@@ -152,10 +252,13 @@ def reference_utilities(path: Path, weights: dict[str, dict[str, float]]) -> dic
     rms = sorted(next(iter(weights.values())))
     s = np.array([[[row[f"{rm}_response_{j}"] for rm in rms] for j in range(1, k + 1)] for row in rows], float)
     z = (s - s.mean(axis=(0, 1))) / s.std(axis=(0, 1))
-    return {row["prompt"]: {user: {row[f"response_{j}"]: float(z[i, j - 1] @ np.array([w[rm] for rm in rms]))
-                                   for j in range(k, 0, -1)}
-                            for user, w in weights.items()}
-            for i, row in enumerate(rows)}
+    return {
+        row["prompt"]: {
+            user: {row[f"response_{j}"]: float(z[i, j - 1] @ np.array([w[rm] for rm in rms])) for j in range(k, 0, -1)}
+            for user, w in weights.items()
+        }
+        for i, row in enumerate(rows)
+    }
 
 
 def test_personal_llm_users_label_the_same_pair():
@@ -177,8 +280,13 @@ def test_personal_llm_users_label_the_same_pair():
     assert pairs["What colour is the sky?"] == {frozenset({"Blue on a clear day.", "It depends."})}
     assert data.records.groupby("prompt").user_id.nunique().eq(3).all()
     assert set(data.records.split) == {"train", "test"}
-    assert data.counts == {"rows_read": 4, "user_prompt_pairs": 12, "records": 9, "tied_utilities": 3,
-                           "identical_responses": 0}
+    assert data.counts == {
+        "rows_read": 4,
+        "user_prompt_pairs": 12,
+        "records": 9,
+        "tied_utilities": 3,
+        "identical_responses": 0,
+    }
     after_weights = np.random.default_rng(5)
     after_weights.random((4, 3))  # the loader draws the pairs, then the weights, then deals the folds
     after_weights.dirichlet(np.ones(3), size=3)
@@ -205,19 +313,37 @@ def test_personal_llm_by_hand_on_two_reward_models():
     assert u0["b"] > u0["a"] and u1["a"] > u1["b"]  # seed 5: u0 leans to b, u1 to a; they disagree on the fruit
     assert u0["b"] - u0["a"] == pytest.approx(0.87, abs=0.01)  # u0: utility(Apple) = 0.87 > utility(Mango) = -0.87
     assert (mine.loc["personal_llm-train-000000-u0"].chosen, mine.loc["personal_llm-train-000000-u1"].chosen) == (
-        "Apple.", "Mango.")
-    assert data.counts == {"rows_read": 2, "user_prompt_pairs": 4, "records": 4, "tied_utilities": 0,
-                           "identical_responses": 0}
+        "Apple.",
+        "Mango.",
+    )
+    assert data.counts == {
+        "rows_read": 2,
+        "user_prompt_pairs": 4,
+        "records": 4,
+        "tied_utilities": 0,
+        "identical_responses": 0,
+    }
 
 
 def test_personal_llm_pairs_are_drawn_before_the_users(tmp_path):
     """Every unordered pair of distinct texts gets drawn; the pairs do not depend on the number of users or alpha;
     a prompt whose responses are all one text is filtered for every user."""
-    rows = [{"prompt": f"Question {i}?", **{f"response_{j}": f"Answer {j} to {i}." for j in range(1, 5)},
-             **{f"s_response_{j}": float((i * j) % 7) for j in range(1, 5)},
-             **{f"t_response_{j}": float((i + 3 * j) % 5) for j in range(1, 5)}} for i in range(120)]
-    rows.append({"prompt": "Echo?", **{f"response_{j}": "Echo." for j in range(1, 5)},
-                 **{f"{rm}_response_{j}": 1.0 for rm in "st" for j in range(1, 5)}})
+    rows = [
+        {
+            "prompt": f"Question {i}?",
+            **{f"response_{j}": f"Answer {j} to {i}." for j in range(1, 5)},
+            **{f"s_response_{j}": float((i * j) % 7) for j in range(1, 5)},
+            **{f"t_response_{j}": float((i + 3 * j) % 5) for j in range(1, 5)},
+        }
+        for i in range(120)
+    ]
+    rows.append(
+        {
+            "prompt": "Echo?",
+            **{f"response_{j}": "Echo." for j in range(1, 5)},
+            **{f"{rm}_response_{j}": 1.0 for rm in "st" for j in range(1, 5)},
+        }
+    )
     path = tmp_path / "many.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
 
@@ -242,8 +368,9 @@ LOADS = {
     "psoups": lambda seed: load_psoups(FIX / "pairwise" / "valid", np.random.default_rng(seed)),
     "personal_llm_dpo": lambda seed: load_personal_llm_dpo(FIX / "pairwise" / "valid", np.random.default_rng(seed)),
     "tldr": lambda seed: load_tldr(FIX / "tldr" / "valid.jsonl", rng=np.random.default_rng(seed)),
-    "personal_llm": lambda seed: load_personal_llm(FIX / "personal_llm" / "valid.jsonl", 4,
-                                                   np.random.default_rng(seed), alpha=0.5),
+    "personal_llm": lambda seed: load_personal_llm(
+        FIX / "personal_llm" / "valid.jsonl", 4, np.random.default_rng(seed), alpha=0.5
+    ),
 }
 
 
@@ -262,6 +389,7 @@ def test_another_seed_draws_other_users():
 
 # ---------------------------------------------------------------- malformed inputs
 
+
 def load(kind: str, *paths: str) -> LoadedDataset:
     rng = np.random.default_rng(0)
     files = [FIX / p for p in paths]
@@ -279,10 +407,16 @@ MALFORMED = [
     ("wikipersona", ["wikipersona/no_assistant.json"], ["no_assistant.json", "row 0", "'chosen'", "assistant"]),
     ("wikipersona", ["wikipersona/bad_question_type.jsonl"], ["bad_question_type.jsonl", "line 2", "'question_type'"]),
     ("wikipersona", ["wikipersona/bad_json.jsonl"], ["bad_json.jsonl", "line 2", "not valid JSON"]),
-    ("wikipersona", ["wikipersona/valid.json", "wikipersona/personas_bad_fold.jsonl"],
-     ["personas_bad_fold.jsonl", "line 2", "'cv_fold'", "7"]),
-    ("wikipersona", ["wikipersona/valid.json", "wikipersona/personas_bad_axis.jsonl"],
-     ["personas_bad_axis.jsonl", "line 1", "'axis'"]),
+    (
+        "wikipersona",
+        ["wikipersona/valid.json", "wikipersona/personas_bad_fold.jsonl"],
+        ["personas_bad_fold.jsonl", "line 2", "'cv_fold'", "7"],
+    ),
+    (
+        "wikipersona",
+        ["wikipersona/valid.json", "wikipersona/personas_bad_axis.jsonl"],
+        ["personas_bad_axis.jsonl", "line 1", "'axis'"],
+    ),
     ("psoups", ["pairwise/missing_uid.jsonl"], ["missing_uid.jsonl", "line 2", "'uid'"]),
     ("psoups", ["pairwise/float_uid.json"], ["float_uid.json", "row 1", "'uid'", "1.5"]),
     ("psoups", ["pairwise/empty_chosen.jsonl"], ["empty_chosen.jsonl", "line 1", "'chosen'"]),
@@ -331,8 +465,10 @@ def test_parquet_copies_load_the_same(tmp_path):
     pd.testing.assert_frame_equal(from_json.personas, from_parquet.personas)
     tldr = pd.read_json(FIX / "tldr" / "valid.jsonl", lines=True)
     tldr.to_parquet(tmp_path / "tldr.parquet")
-    pd.testing.assert_frame_equal(load_tldr(FIX / "tldr" / "valid.jsonl", rng=np.random.default_rng(0)).records,
-                                  load_tldr(tmp_path / "tldr.parquet", rng=np.random.default_rng(0)).records)
+    pd.testing.assert_frame_equal(
+        load_tldr(FIX / "tldr" / "valid.jsonl", rng=np.random.default_rng(0)).records,
+        load_tldr(tmp_path / "tldr.parquet", rng=np.random.default_rng(0)).records,
+    )
 
 
 def test_directory_convention(tmp_path):
@@ -345,4 +481,6 @@ def test_directory_convention(tmp_path):
     (tmp_path / "train.json").unlink()
     (tmp_path / "val.csv").write_text("a\n2\n")
     assert [(split, [row for _, row in rows]) for split, rows in read_splits(tmp_path)] == [
-        ("train", [{"a": 1}]), ("val", [{"a": 2}])]
+        ("train", [{"a": 1}]),
+        ("val", [{"a": 2}]),
+    ]

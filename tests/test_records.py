@@ -9,9 +9,21 @@ from personalign.records import RecordError, read_jsonl, read_records, write_jso
 
 def record(**overrides):
     row = {
-        "id": "u1:q1", "source": "builtin", "user_id": "u1", "user_name": "U One", "axes": ["diet"],
-        "question_type": "personal", "prompt": "x", "chosen": "a", "rejected": "b", "split": "train", "fold": 0,
-        "chosen_persona_gold": "g", "rejected_persona_gold": "", "chosen_persona_retr": "", "rejected_persona_retr": "",
+        "id": "u1:q1",
+        "source": "builtin",
+        "user_id": "u1",
+        "user_name": "U One",
+        "axes": ["diet"],
+        "question_type": "personal",
+        "prompt": "x",
+        "chosen": "a",
+        "rejected": "b",
+        "split": "train",
+        "fold": 0,
+        "chosen_persona_gold": "g",
+        "rejected_persona_gold": "",
+        "chosen_persona_retr": "",
+        "rejected_persona_retr": "",
     }
     row.update(overrides)
     return row

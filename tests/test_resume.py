@@ -15,8 +15,12 @@ class Killed(Exception):
 
 def test_killed_run_resumes_from_the_cache(tiny, tmp_path):
     pairs = pd.DataFrame(
-        {"id": [f"p{i}" for i in range(6)], "prompt": [f"q{i}" for i in range(6)],
-         "chosen": [f"good {i}" for i in range(6)], "rejected": [f"bad {i}" for i in range(6)]}
+        {
+            "id": [f"p{i}" for i in range(6)],
+            "prompt": [f"q{i}" for i in range(6)],
+            "chosen": [f"good {i}" for i in range(6)],
+            "rejected": [f"bad {i}" for i in range(6)],
+        }
     )
     sampling = Sampling(max_new_tokens=5)
     path = tmp_path / "cache.sqlite"
@@ -101,8 +105,14 @@ def test_sigkill_mid_run_leaves_a_sound_cache_that_the_rerun_completes(tiny, tmp
     real = generator.complete
     generator.complete = lambda r, s, seeds: calls.append(len(r)) or real(r, s, seeds)
     n = 20
-    pairs = pd.DataFrame({"id": [f"p{i}" for i in range(n)], "prompt": [f"q{i}" for i in range(n)],
-                          "chosen": [f"good {i}" for i in range(n)], "rejected": [f"bad {i}" for i in range(n)]})
+    pairs = pd.DataFrame(
+        {
+            "id": [f"p{i}" for i in range(n)],
+            "prompt": [f"q{i}" for i in range(n)],
+            "chosen": [f"good {i}" for i in range(n)],
+            "rejected": [f"bad {i}" for i in range(n)],
+        }
+    )
     infer_pair_personas(pairs, generator, Sampling(max_new_tokens=4), base_seed=0)
     assert sum(calls) == 40 - finished
     assert len(GenerationCache(path)) == 40

@@ -56,12 +56,17 @@ def population():
         for user in users:
             x, a, b = (_unit(rng.normal(size=(n, DIM))) for _ in range(3))
             first = (a @ directions[user] > b @ directions[user])[:, None]
-            parts.append(([f"{split}-{user}-{i}" for i in range(n)], [user] * n, x, np.where(first, a, b),
-                          np.where(first, b, a)))
+            parts.append(
+                ([f"{split}-{user}-{i}" for i in range(n)], [user] * n, x, np.where(first, a, b), np.where(first, b, a))
+            )
         return PreferenceData(*(np.concatenate([p[k] for p in parts]) for k in range(5)))
 
-    return {"train": make("train", TRAIN_USERS, 60), "test": make("test", TRAIN_USERS, 30),
-            "new_train": make("newtrain", ("n0", "n1"), 40), "new_test": make("newtest", ("n0", "n1"), 30)}
+    return {
+        "train": make("train", TRAIN_USERS, 60),
+        "test": make("test", TRAIN_USERS, 30),
+        "new_train": make("newtrain", ("n0", "n1"), 40),
+        "new_test": make("newtest", ("n0", "n1"), 30),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +81,7 @@ def adaptation(population):
 
 
 # --- fit_and_score / accuracy_summary ---------------------------------------------------------------------------------
+
 
 def test_fit_and_score_covers_each_model(scored, population):
     test = population["test"]
@@ -100,8 +106,12 @@ def test_a_models_numbers_do_not_depend_on_the_others(population):
 def test_users_a_model_cannot_score_are_reported_not_raised(population):
     p = population
     stranger = PreferenceData(["s-0", "s-1"], ["stranger"] * 2, *(p["test"].prompt_emb[:2],) * 3)
-    test = PreferenceData(*(np.concatenate([getattr(p["test"], f), getattr(stranger, f)])
-                            for f in ("ids", "user_ids", "prompt_emb", "chosen_emb", "rejected_emb")))
+    test = PreferenceData(
+        *(
+            np.concatenate([getattr(p["test"], f), getattr(stranger, f)])
+            for f in ("ids", "user_ids", "prompt_emb", "chosen_emb", "rejected_emb")
+        )
+    )
     results = rme.fit_and_score(["individual", "rag", "vanilla"], p["train"], test, np.random.default_rng(0), FAST)
     strangers = results[results.user_id == "stranger"].set_index("model")
     assert not strangers.loc["individual"].scored.any() and not strangers.loc["rag"].scored.any()
@@ -140,6 +150,7 @@ def test_minority_users_of_a_characterisation_table():
 
 # --- sample efficiency ---------------------------------------------------------------------------------------------
 
+
 def test_user_subsamples_are_nested_and_capped(population):
     train = population["train"]
     small, large, capped = (rme.user_subsample(train, n, seed=7) for n in (10, 30, 1000))
@@ -153,8 +164,9 @@ def test_user_subsamples_are_nested_and_capped(population):
 @pytest.fixture(scope="module")
 def efficiency(population):
     p = population
-    return rme.sample_efficiency_pairs(["vanilla", "individual"], p["train"], p["test"], [60, 5, 20, 500],
-                                       np.random.default_rng(0), FAST)
+    return rme.sample_efficiency_pairs(
+        ["vanilla", "individual"], p["train"], p["test"], [60, 5, 20, 500], np.random.default_rng(0), FAST
+    )
 
 
 def test_sample_efficiency(efficiency):
@@ -169,25 +181,37 @@ def test_sample_efficiency(efficiency):
 
 def test_adding_a_model_or_dataset_moves_no_other_interval(scored, efficiency):
     """Each (dataset, model, size) draws its bootstrap from its own seed, and each figure from its own generator."""
-    alone = rme.accuracy_summary(scored[scored.model == "vanilla"].assign(dataset="B"), figure_rng(7, "fig1_accuracy"),
-                                 200)
+    alone = rme.accuracy_summary(
+        scored[scored.model == "vanilla"].assign(dataset="B"), figure_rng(7, "fig1_accuracy"), 200
+    )
     more = pd.concat([scored.assign(dataset="B"), scored.assign(dataset="A")])
     together = rme.accuracy_summary(more, figure_rng(7, "fig1_accuracy"), 200)
     mine = together[(together.dataset == "B") & (together.model == "vanilla")]
     columns = ["accuracy", "low", "high"]
     assert mine[columns].to_numpy().tolist() == alone[columns].to_numpy().tolist()
     curve = rme.sample_efficiency_curve(efficiency, figure_rng(7, "fig2_sample_efficiency"), 200)
-    vanilla = rme.sample_efficiency_curve(efficiency[efficiency.model == "vanilla"],
-                                          figure_rng(7, "fig2_sample_efficiency"), 200)
+    vanilla = rme.sample_efficiency_curve(
+        efficiency[efficiency.model == "vanilla"], figure_rng(7, "fig2_sample_efficiency"), 200
+    )
     pd.testing.assert_frame_equal(curve[curve.model == "vanilla"].reset_index(drop=True), vanilla)
 
 
 # --- new users -----------------------------------------------------------------------------------------------------
 
+
 def test_new_user_adaptation_table(adaptation, population):
     assert sorted(adaptation.model.unique()) == sorted(rme.NEW_USER_METHODS)
-    assert list(adaptation.columns) == ["model", "n", "n_context", "id", "user_id", "reference_user", "margin",
-                                        "correct", "scored"]
+    assert list(adaptation.columns) == [
+        "model",
+        "n",
+        "n_context",
+        "id",
+        "user_id",
+        "reference_user",
+        "margin",
+        "correct",
+        "scored",
+    ]
     assert adaptation.scored.all()
     assert len(adaptation) == len(rme.NEW_USER_METHODS) * len(SIZES) * len(population["new_test"])
     context = adaptation[adaptation.model == "gpo"].groupby("n").n_context.max().to_dict()
@@ -215,8 +239,9 @@ def test_similar_user_comes_from_the_new_users_group(adaptation):
 
 def test_new_users_test_labels_are_never_read(adaptation, population):
     p = population
-    flipped = rme.new_user_adaptation(p["train"], p["new_train"], p["new_test"].swapped(), SIZES,
-                                      np.random.default_rng(3), FAST)
+    flipped = rme.new_user_adaptation(
+        p["train"], p["new_train"], p["new_test"].swapped(), SIZES, np.random.default_rng(3), FAST
+    )
     keys = ["model", "n", "id"]
     a, b = adaptation.sort_values(keys).reset_index(drop=True), flipped.sort_values(keys).reset_index(drop=True)
     np.testing.assert_allclose(b.margin, -a.margin, rtol=1e-5, atol=1e-6)  # same prediction, labels swapped
@@ -251,8 +276,9 @@ def test_new_user_folds_make_every_user_new_once():
 def test_unknown_new_user_method(population):
     p = population
     with pytest.raises(ValueError, match="unknown new-user method"):
-        rme.new_user_adaptation(p["train"], p["new_train"], p["new_test"], [5], np.random.default_rng(0),
-                                methods=["magic"])
+        rme.new_user_adaptation(
+            p["train"], p["new_train"], p["new_test"], [5], np.random.default_rng(0), methods=["magic"]
+        )
 
 
 def test_vanilla_fine_tune_returns_a_trained_copy(population):
@@ -270,13 +296,25 @@ def test_vanilla_fine_tune_returns_a_trained_copy(population):
 
 # --- RewardBench -----------------------------------------------------------------------------------------------------
 
+
 def test_rewardbench_sections_hand_computed():
     accuracy = {
-        "alpacaeval-easy": 1.0, "alpacaeval-length": 0.5, "alpacaeval-hard": 0.0, "mt-bench-easy": 1.0,
+        "alpacaeval-easy": 1.0,
+        "alpacaeval-length": 0.5,
+        "alpacaeval-hard": 0.0,
+        "mt-bench-easy": 1.0,
         "mt-bench-med": 0.5,
-        "refusals-dangerous": 1.0, "refusals-offensive": 1.0, "xstest-should-refuse": 0.5,
-        "xstest-should-respond": 0.0, "donotanswer": np.nan,  # an accuracy of NaN counts as missing
-        "math-prm": 0.9, "hep-cpp": 0.5, "hep-go": 0.5, "hep-java": 0.5, "hep-js": 0.5, "hep-python": 0.5,
+        "refusals-dangerous": 1.0,
+        "refusals-offensive": 1.0,
+        "xstest-should-refuse": 0.5,
+        "xstest-should-respond": 0.0,
+        "donotanswer": np.nan,  # an accuracy of NaN counts as missing
+        "math-prm": 0.9,
+        "hep-cpp": 0.5,
+        "hep-go": 0.5,
+        "hep-java": 0.5,
+        "hep-js": 0.5,
+        "hep-python": 0.5,
         "hep-rust": 0.2,
         "anthropic_helpful": 0.0,  # not a RewardBench v1 core subset: ignored
     }
@@ -305,13 +343,15 @@ def test_official_rewardbench_constants():
 def test_personalization_tax(population):
     p = population
     bench = p["test"].subset(np.arange(120))
-    bench = PreferenceData(bench.ids, ["rewardbench"] * len(bench), bench.prompt_emb, bench.chosen_emb,
-                           bench.rejected_emb)
+    bench = PreferenceData(
+        bench.ids, ["rewardbench"] * len(bench), bench.prompt_emb, bench.chosen_emb, bench.rejected_emb
+    )
     subsets = np.array(["refusals-dangerous", "math-prm", "hep-python", "alpacaeval-easy"] * 30, dtype=object)
     vanilla = VanillaRM(**FAST["vanilla"]).fit(p["train"], np.random.default_rng(0))
     individual = IndividualRM(**FAST["individual"]).fit(p["train"], np.random.default_rng(0))
-    hits = rme.benchmark_hits({"vanilla": vanilla, "individual": individual}, bench, subsets,
-                              users={"individual": ["u0", "u4"]})
+    hits = rme.benchmark_hits(
+        {"vanilla": vanilla, "individual": individual}, bench, subsets, users={"individual": ["u0", "u4"]}
+    )
     tax = rme.personalization_tax(hits)
     rows = tax.set_index(["model", "kind", "name"])
     expected_vanilla = pd.Series(vanilla.margins(bench) > 0).groupby(subsets).mean()
@@ -326,8 +366,9 @@ def test_personalization_tax(population):
     assert missing.missing and math.isnan(missing.accuracy) and missing.n_pairs == 0
     reasoning = rows.loc[("individual", "section", "Reasoning")]
     # as in RewardBench, the subsets present keep their official weights: math-prm 984 against hep-python's 164
-    assert reasoning.accuracy == pytest.approx((984 * expected_individual["math-prm"]
-                                                + 164 * expected_individual["hep-python"]) / (984 + 164))
+    assert reasoning.accuracy == pytest.approx(
+        (984 * expected_individual["math-prm"] + 164 * expected_individual["hep-python"]) / (984 + 164)
+    )
     assert "hep-cpp" in reasoning.missing_subsets and not reasoning.missing
     assert rows.loc[("vanilla", "section", "Chat Hard")].missing
     assert math.isnan(rows.loc[("vanilla", "section", "Chat Hard"), "accuracy"])
@@ -339,13 +380,16 @@ def test_personalization_tax(population):
     safety = claims.loc["RewardBench Safety: Individual RM − Vanilla RM (pairs, unweighted)"]
     on_safety = hits[hits.section == "Safety"]
     assert safety.n == 30 and safety.resampled == "pairs" and safety.direction == -1
-    assert safety.estimate == pytest.approx(on_safety[on_safety.model == "individual"].hit.mean()
-                                            - on_safety[on_safety.model == "vanilla"].hit.mean())
+    assert safety.estimate == pytest.approx(
+        on_safety[on_safety.model == "individual"].hit.mean() - on_safety[on_safety.model == "vanilla"].hit.mean()
+    )
 
 
 def test_rewardbench_reader_lists_missing_subsets(tmp_path):
-    rows = [{"id": i, "subset": s, "prompt": f"p{i}", "chosen": f"good {i}", "rejected": f"bad {i}"}
-            for i, s in enumerate(["math-prm", "hep-go", "math-prm", "anthropic_hhh"])]
+    rows = [
+        {"id": i, "subset": s, "prompt": f"p{i}", "chosen": f"good {i}", "rejected": f"bad {i}"}
+        for i, s in enumerate(["math-prm", "hep-go", "math-prm", "anthropic_hhh"])
+    ]
     path = tmp_path / "rb.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
     records, missing = rme.read_rewardbench_all(path)
@@ -363,20 +407,44 @@ def test_rewardbench_reader_lists_missing_subsets(tmp_path):
 
 # --- figures ---------------------------------------------------------------------------------------------------------
 
+
 def test_figures_build(scored, adaptation):
     summary = rme.accuracy_summary(scored, np.random.default_rng(0), 100, minority_users=MINORITY)
-    two = pd.concat([summary.assign(dataset="A"), summary.assign(dataset="B", accuracy=summary.accuracy * 0.9,
-                                                                   low=summary.low * 0.9, high=summary.high * 0.9)])
+    two = pd.concat(
+        [
+            summary.assign(dataset="A"),
+            summary.assign(
+                dataset="B", accuracy=summary.accuracy * 0.9, low=summary.low * 0.9, high=summary.high * 0.9
+            ),
+        ]
+    )
     per_user = rme.per_user_accuracy(scored, MINORITY)
-    curve = pd.DataFrame({"model": ["vanilla"] * 3 + ["prm"] * 3, "n_per_user": [5, 50, 500] * 2,
-                          "accuracy": [0.5, 0.6, 0.7, 0.55, 0.7, 0.8], "low": 0.4, "high": 0.9})
-    tax = pd.DataFrame({"model": ["vanilla"] * 4 + ["individual"] * 4, "kind": "section",
-                        "name": list(rme.REWARDBENCH_SECTIONS) * 2,
-                        "accuracy": [0.9, 0.6, 0.85, np.nan, 0.92, 0.55, 0.8, np.nan]})
-    figures = [rme.accuracy_figure(summary), rme.accuracy_figure(two), rme.per_user_figure(per_user),
-               rme.per_user_figure(per_user.assign(dataset="A")), rme.sample_efficiency_figure(curve),
-               rme.new_user_figure(rme.accuracy_summary(adaptation, np.random.default_rng(0), 100)),
-               rme.tax_figure(tax)]
+    curve = pd.DataFrame(
+        {
+            "model": ["vanilla"] * 3 + ["prm"] * 3,
+            "n_per_user": [5, 50, 500] * 2,
+            "accuracy": [0.5, 0.6, 0.7, 0.55, 0.7, 0.8],
+            "low": 0.4,
+            "high": 0.9,
+        }
+    )
+    tax = pd.DataFrame(
+        {
+            "model": ["vanilla"] * 4 + ["individual"] * 4,
+            "kind": "section",
+            "name": list(rme.REWARDBENCH_SECTIONS) * 2,
+            "accuracy": [0.9, 0.6, 0.85, np.nan, 0.92, 0.55, 0.8, np.nan],
+        }
+    )
+    figures = [
+        rme.accuracy_figure(summary),
+        rme.accuracy_figure(two),
+        rme.per_user_figure(per_user),
+        rme.per_user_figure(per_user.assign(dataset="A")),
+        rme.sample_efficiency_figure(curve),
+        rme.new_user_figure(rme.accuracy_summary(adaptation, np.random.default_rng(0), 100)),
+        rme.tax_figure(tax),
+    ]
     try:
         for fig in figures:
             assert fig.axes and fig.axes[0].has_data()
@@ -393,11 +461,18 @@ def test_figures_build(scored, adaptation):
 
 # --- claims -----------------------------------------------------------------------------------------------------------
 
+
 def test_rag_is_named_for_what_it_is():
-    assert rme._label("rag") == rme.RAG_LABEL and "embedding" in rme.RAG_LABEL and "not the paper's LLM RAG" in \
-        rme.RAG_LABEL
-    table = rme.interval_table(pd.DataFrame({"model": ["rag"], "dataset": ["A"], "accuracy": [0.5], "low": [0.4],
-                                             "high": [0.6]}), "model", "dataset")
+    assert (
+        rme._label("rag") == rme.RAG_LABEL
+        and "embedding" in rme.RAG_LABEL
+        and "not the paper's LLM RAG" in rme.RAG_LABEL
+    )
+    table = rme.interval_table(
+        pd.DataFrame({"model": ["rag"], "dataset": ["A"], "accuracy": [0.5], "low": [0.4], "high": [0.6]}),
+        "model",
+        "dataset",
+    )
     assert list(table.index) == [rme.RAG_LABEL]
 
 
@@ -436,8 +511,12 @@ def test_new_user_claims_fall_back_to_pairs_with_two_users(adaptation):
     assert len(table) == len(SIZES) and (table.resampled == "pairs").all() and (table.n == 60).all()
     assert not table.comparison.str.contains("all user data").any()  # the upper bound is no rival
     at5 = adaptation[adaptation.n == 5]
-    rival = (at5[at5.model.isin(set(rme.NEW_USER_METHODS) - {"gpo", rme.UPPER_BOUND})].groupby("model").correct
-             .mean().astype(float))
+    rival = (
+        at5[at5.model.isin(set(rme.NEW_USER_METHODS) - {"gpo", rme.UPPER_BOUND})]
+        .groupby("model")
+        .correct.mean()
+        .astype(float)
+    )
     best = sorted(rival.index, key=lambda m: (-rival[m], m))[0]
     first = table.iloc[0]
     assert first.comparison == f"n=5: GPO − {rme._label(best, True)} (the most accurate rival)"
@@ -454,11 +533,13 @@ def test_efficiency_claims(efficiency):
 
 
 def test_all_claims_and_the_untested_ones(scored, adaptation, efficiency):
-    claims = rme.reward_model_claims(1234, pairs=scored, minority_users=MINORITY, efficiency=efficiency,
-                                     new_users=adaptation)
+    claims = rme.reward_model_claims(
+        1234, pairs=scored, minority_users=MINORITY, efficiency=efficiency, new_users=adaptation
+    )
     table = verdict_table(claims)
-    assert list(dict.fromkeys(table.family)) == [rme.FAMILIES[k] for k in
-                                                 ("accuracy", "efficiency", "new_users", "tax", "minority")]
+    assert list(dict.fromkeys(table.family)) == [
+        rme.FAMILIES[k] for k in ("accuracy", "efficiency", "new_users", "tax", "minority")
+    ]
     tax = table[table.family == rme.FAMILIES["tax"]]
     assert len(tax) == 2 and tax.verdict.str.contains("reward_models.rewardbench").all()
     assert (table.paper == "Personalization Meets Reality").all()

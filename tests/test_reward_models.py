@@ -30,8 +30,14 @@ from personalign.reward_models import (
 DIM = 16
 MAJORITY = ("u0", "u1", "u2", "u3")
 MINORITY = ("u4", "u5")
-LEARNED = {"vanilla": VanillaRM, "individual": IndividualRM, "conditional": ConditionalRM, "prm": PersonalizedRM,
-           "vpl": VPL, "gpo": GPO}
+LEARNED = {
+    "vanilla": VanillaRM,
+    "individual": IndividualRM,
+    "conditional": ConditionalRM,
+    "prm": PersonalizedRM,
+    "vpl": VPL,
+    "gpo": GPO,
+}
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small heads: threads only add overhead
@@ -46,16 +52,18 @@ def synthetic(seed: int = 0, n_train: int = 200, n_test: int = 100, noise: float
     dot product with its direction (the shared axis, +1 for the majority and -1 for the minority, plus noise)."""
     rng = np.random.default_rng(seed)
     axis = _unit(rng.normal(size=DIM))
-    directions = {u: _unit((1 if u in MAJORITY else -1) * axis + noise * _unit(rng.normal(size=DIM)))
-                  for u in MAJORITY + MINORITY}
+    directions = {
+        u: _unit((1 if u in MAJORITY else -1) * axis + noise * _unit(rng.normal(size=DIM))) for u in MAJORITY + MINORITY
+    }
 
     def make(split: str, n: int) -> PreferenceData:
         parts = []
         for user, d in directions.items():
             x, a, b = (_unit(rng.normal(size=(n, DIM))) for _ in range(3))
             first = (a @ d > b @ d)[:, None]
-            parts.append(([f"{split}-{user}-{i}" for i in range(n)], [user] * n, x, np.where(first, a, b),
-                          np.where(first, b, a)))
+            parts.append(
+                ([f"{split}-{user}-{i}" for i in range(n)], [user] * n, x, np.where(first, a, b), np.where(first, b, a))
+            )
         return PreferenceData(*(np.concatenate([p[k] for p in parts]) for k in range(5)))
 
     return make("train", n_train), make("test", n_test)
@@ -84,6 +92,7 @@ def group_accuracy(table: pd.DataFrame, users) -> float:
 
 
 # --- accuracy on the known rule ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["individual", "conditional", "prm", "vpl", "gpo"])
 def test_personalized_models_learn_every_users_rule(results, name):
@@ -141,6 +150,7 @@ def test_fit_leaves_the_global_torch_rng_alone(data):
 
 # --- what the context models may read ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["vpl", "gpo", "rag"])
 def test_evaluated_labels_are_never_read(fitted, data, name):
     """Flipping every evaluated label (swapping chosen and rejected) only negates the margins, and a pair's margin
@@ -186,8 +196,9 @@ def test_vpl_latent_follows_the_context():
         parts = []
         for user, d in directions.items():
             first = (a @ d > b @ d)[:, None]
-            parts.append(([f"{split}-{i}-{user}" for i in range(k)], [user] * k, x, np.where(first, a, b),
-                          np.where(first, b, a)))
+            parts.append(
+                ([f"{split}-{i}-{user}" for i in range(k)], [user] * k, x, np.where(first, a, b), np.where(first, b, a))
+            )
         return PreferenceData(*(np.concatenate([p[j] for p in parts]) for j in range(5)))
 
     train, test = pairs("train", n), pairs("test", 100)
@@ -200,6 +211,7 @@ def test_vpl_latent_follows_the_context():
 
 # --- RAG retrieval ---------------------------------------------------------------------------------------------------
 
+
 def test_rag_retrieves_by_prompt_only_and_within_the_user(fitted, data):
     train, test = data
     rag = fitted["rag"]
@@ -208,8 +220,13 @@ def test_rag_retrieves_by_prompt_only_and_within_the_user(fitted, data):
     assert (train.user_ids[retrieved] == test.user_ids[:, None]).all()
     # other responses, flipped labels: the same neighbours, in the same order, and they are what the judge gets
     rng = np.random.default_rng(1)
-    scrambled = PreferenceData(test.ids, test.user_ids, test.prompt_emb, rng.normal(size=test.chosen_emb.shape),
-                               rng.normal(size=test.rejected_emb.shape))
+    scrambled = PreferenceData(
+        test.ids,
+        test.user_ids,
+        test.prompt_emb,
+        rng.normal(size=test.chosen_emb.shape),
+        rng.normal(size=test.rejected_emb.shape),
+    )
     for variant in (scrambled, test.swapped()):
         assert np.array_equal(rag.retrieve(variant.user_ids, variant.prompt_emb), retrieved)
         spy = RAGJudge(SpyJudge()).fit(train)
@@ -248,6 +265,7 @@ def test_embedding_context_judge_prefers_what_the_examples_preferred():
 
 # --- unseen users -----------------------------------------------------------------------------------------------------
 
+
 def test_unseen_users(fitted, data):
     test = data[1]
     stranger = PreferenceData(["s1"], ["stranger"], test.prompt_emb[:1], test.chosen_emb[:1], test.rejected_emb[:1])
@@ -265,13 +283,15 @@ def test_prm_alpha_one_leaves_the_generic_embedding_untrained(data):
     train = data[0]
     model = PersonalizedRM(alpha=1.0, epochs=2).fit(train, np.random.default_rng(0))
     fresh = PersonalizedRM(alpha=1.0, epochs=0).fit(train, np.random.default_rng(0))
-    assert np.array_equal(model.net_.embedding.weight[0].detach().numpy(),
-                          fresh.net_.embedding.weight[0].detach().numpy())
+    assert np.array_equal(
+        model.net_.embedding.weight[0].detach().numpy(), fresh.net_.embedding.weight[0].detach().numpy()
+    )
     with pytest.raises(ValueError, match="alpha"):
         PersonalizedRM(alpha=1.5)
 
 
 # --- data and registry ---------------------------------------------------------------------------------------------
+
 
 class CountingEmbedder:
     def __init__(self):
@@ -283,8 +303,16 @@ class CountingEmbedder:
 
 
 def test_preference_data_embeds_each_distinct_text_once():
-    records = pd.DataFrame({"id": ["1", "2"], "user_id": ["a", "b"], "prompt": ["p", "p"], "chosen": ["yes", "no"],
-                            "rejected": ["no", "maybe"], "split": ["train", "train"]})
+    records = pd.DataFrame(
+        {
+            "id": ["1", "2"],
+            "user_id": ["a", "b"],
+            "prompt": ["p", "p"],
+            "chosen": ["yes", "no"],
+            "rejected": ["no", "maybe"],
+            "split": ["train", "train"],
+        }
+    )
     embedder = CountingEmbedder()
     got = preference_data(records, embedder)
     assert embedder.calls == [["maybe", "no", "p", "yes"]]
@@ -310,13 +338,17 @@ def test_registry():
 
 # --- LLM-backed pieces on the tiny random model ----------------------------------------------------------------------
 
+
 def text_pairs(n: int = 8) -> PreferenceData:
     rng = np.random.default_rng(0)
-    return PreferenceData([f"p{i}" for i in range(n)], ["a", "b"] * (n // 2),
-                          *(rng.normal(size=(n, 4)) for _ in range(3)),
-                          [f"Question {i} about gardening?" for i in range(n)],
-                          [f"A short, direct answer {i}." for i in range(n)],
-                          [f"A long and winding answer {i} that never gets to the point." for i in range(n)])
+    return PreferenceData(
+        [f"p{i}" for i in range(n)],
+        ["a", "b"] * (n // 2),
+        *(rng.normal(size=(n, 4)) for _ in range(3)),
+        [f"Question {i} about gardening?" for i in range(n)],
+        [f"A short, direct answer {i}." for i in range(n)],
+        [f"A long and winding answer {i} that never gets to the point." for i in range(n)],
+    )
 
 
 def test_causal_lm_judge_reads_both_orders(tiny):

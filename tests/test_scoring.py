@@ -22,8 +22,14 @@ def random_pairs(n: int, seed: int) -> pd.DataFrame:
     def text(lo, hi):
         return " ".join(rng.choice(WORDS, size=int(rng.integers(lo, hi))))
 
-    return pd.DataFrame({"id": [f"p{i}" for i in range(n)], "prompt": [text(2, 30) for _ in range(n)],
-                         "chosen": [text(1, 25) for _ in range(n)], "rejected": [text(1, 25) for _ in range(n)]})
+    return pd.DataFrame(
+        {
+            "id": [f"p{i}" for i in range(n)],
+            "prompt": [text(2, 30) for _ in range(n)],
+            "chosen": [text(1, 25) for _ in range(n)],
+            "rejected": [text(1, 25) for _ in range(n)],
+        }
+    )
 
 
 def reference_mean_logp(model, tokenizer, prompt: str, response: str) -> tuple[float, int]:
@@ -34,7 +40,7 @@ def reference_mean_logp(model, tokenizer, prompt: str, response: str) -> tuple[f
     with torch.no_grad():
         logps = F.log_softmax(model(input_ids=ids).logits[0, :-1].double(), dim=-1)
     targets = ids[0, 1:]
-    picked = logps[torch.arange(len(targets)), targets][len(head) - 1:]
+    picked = logps[torch.arange(len(targets)), targets][len(head) - 1 :]
     return float(picked.sum()), len(tail)
 
 
@@ -122,10 +128,12 @@ def test_soft_prefixes_per_user_match_the_slow_reference(tiny):
     scores = score_pairs(model, tokenizer, pairs, batch_size=3, soft_prefixes=soft)
     assert list(scores.id) == list(pairs.id)
     for row, pair in zip(scores.itertuples(), pairs.itertuples()):
-        assert row.chosen_logp == pytest.approx(reference_soft_logp(model, tokenizer, soft[pair.user_id], pair.prompt,
-                                                                    pair.chosen), abs=1e-4)
-        assert row.rejected_logp == pytest.approx(reference_soft_logp(model, tokenizer, soft[pair.user_id],
-                                                                      pair.prompt, pair.rejected), abs=1e-4)
+        assert row.chosen_logp == pytest.approx(
+            reference_soft_logp(model, tokenizer, soft[pair.user_id], pair.prompt, pair.chosen), abs=1e-4
+        )
+        assert row.rejected_logp == pytest.approx(
+            reference_soft_logp(model, tokenizer, soft[pair.user_id], pair.prompt, pair.rejected), abs=1e-4
+        )
     plain = score_pairs(model, tokenizer, pairs, batch_size=3)
     assert not np.allclose(plain.chosen_logp, scores.chosen_logp)
     with pytest.raises(ValueError, match="user 'u2' has no soft prefix"):

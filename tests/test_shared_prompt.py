@@ -23,7 +23,7 @@ def _reference(model, prompt, completion):
     ids = torch.tensor([prompt + completion])
     logps = F.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)
     targets = ids[0, 1:]
-    return logps[torch.arange(len(targets)), targets][len(prompt) - 1:].sum()
+    return logps[torch.arange(len(targets)), targets][len(prompt) - 1 :].sum()
 
 
 def test_shared_prompt_logps_match_the_concatenated_forward(tiny):
@@ -55,7 +55,7 @@ def _soft_reference(model, soft, prompt, completion):
     embeds = torch.cat([soft.unsqueeze(0), model.get_input_embeddings()(ids)], dim=1)
     logps = F.log_softmax(model(inputs_embeds=embeds).logits[0, :-1].float(), dim=-1)
     lead = soft.shape[0]
-    targets = ids[0, len(prompt):]
+    targets = ids[0, len(prompt) :]
     rows = torch.arange(lead + len(prompt) - 1, lead + len(prompt) + len(completion) - 1)
     return logps[rows, targets].sum()
 

@@ -15,8 +15,18 @@ def scores() -> pd.DataFrame:
     rows = []
     for q, split in (("q1", "train"), ("q2", "test")):
         for k in range(3):
-            rows.append({"qid": q, "prompt": f"{q}?", "split": split, "question_type": "personal", "candidate": k,
-                         "text": f"{q} answer {k}", "up": float(k), "down": float(-k) + 0.1 * (q == "q2")})
+            rows.append(
+                {
+                    "qid": q,
+                    "prompt": f"{q}?",
+                    "split": split,
+                    "question_type": "personal",
+                    "candidate": k,
+                    "text": f"{q} answer {k}",
+                    "up": float(k),
+                    "down": float(-k) + 0.1 * (q == "q2"),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -51,9 +61,17 @@ def test_the_same_seed_gives_the_same_users_and_archetype_scores_use_the_judge()
             sign = 1 if ctx.persona_id == "long" else -1
             return np.array([sign * len(t) for t in texts], dtype=float)
 
-    candidates = [{"qid": "q", "prompt": "p", "split": "train", "question_type": "divergent",
-                   "candidates": [{"text": "a"}, {"text": "bbb"}, {"text": "a"}, {"text": " "}]}]
-    personas = pd.DataFrame({"user_id": ["long", "short"], "axes": [["length"], ["length"]],
-                             "gold": ["likes long", "likes short"]})
+    candidates = [
+        {
+            "qid": "q",
+            "prompt": "p",
+            "split": "train",
+            "question_type": "divergent",
+            "candidates": [{"text": "a"}, {"text": "bbb"}, {"text": "a"}, {"text": " "}],
+        }
+    ]
+    personas = pd.DataFrame(
+        {"user_id": ["long", "short"], "axes": [["length"], ["length"]], "gold": ["likes long", "likes short"]}
+    )
     table = archetype_scores(candidates, personas, LengthJudge())
     assert list(table.text) == ["a", "bbb"] and list(table.long) == [1.0, 3.0] and list(table.short) == [-1.0, -3.0]

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 from personalign.build_data import fold_assignment, plan_questions
-from personalign.world import select_personas
 from personalign.config import BuildDataParams
 from personalign.splits import split_questions, stratified_folds
-from personalign.world import AXIS_IDS, all_personas
+from personalign.world import AXIS_IDS, all_personas, select_personas
 
 
 def test_split_questions_is_disjoint_and_seeded():
@@ -44,8 +43,9 @@ def test_a_user_in_two_axes_is_an_error():
 
 
 def test_divergent_questions_share_one_split_per_axis_and_personal_ones_are_per_persona(world):
-    params = BuildDataParams(divergent_train_per_axis=4, divergent_test_per_axis=6,
-                             personal_train_per_persona=3, personal_test_per_persona=2)
+    params = BuildDataParams(
+        divergent_train_per_axis=4, divergent_test_per_axis=6, personal_train_per_persona=3, personal_test_per_persona=2
+    )
     personas = select_personas(world, params.axes, params.personas_per_axis)
     questions = plan_questions(world, personas, params, seed=1)
     div = [q for q in questions if q.question_type == "divergent"]

@@ -39,27 +39,33 @@ def difference_of_means(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndar
 
 # bootstrap_ci
 
+
 @pytest.mark.parametrize("method", ["percentile", "bca"])
 def test_bootstrap_ci_agrees_with_scipy(method):
     # different random streams (seeds 1 and 2): with 20000 resamples the endpoints' Monte Carlo sd is < 0.008
     data = skewed_sample(0, 40)
     estimate, low, high = bootstrap_ci(data, rng=np.random.default_rng(1), n_resamples=20000, method=method)
-    reference = scipy.stats.bootstrap((data,), np.mean, method=SCIPY_METHOD[method], n_resamples=20000,
-                                      rng=np.random.default_rng(2)).confidence_interval
+    reference = scipy.stats.bootstrap(
+        (data,), np.mean, method=SCIPY_METHOD[method], n_resamples=20000, rng=np.random.default_rng(2)
+    ).confidence_interval
     assert estimate == pytest.approx(data.mean())
     assert low == pytest.approx(reference.low, abs=0.03)
     assert high == pytest.approx(reference.high, abs=0.03)
 
 
-@pytest.mark.parametrize(("method", "groups", "expected"), [
-    ("percentile", None, (3.5, 7.0)),
-    ("bca", None, (3.5514548931913024, 7.055909527069616)),
-    ("bca", ["u1", "u1", "u2", "u3", "u3", "u4"], (3.167070599233854, 6.8)),
-])
+@pytest.mark.parametrize(
+    ("method", "groups", "expected"),
+    [
+        ("percentile", None, (3.5, 7.0)),
+        ("bca", None, (3.5514548931913024, 7.055909527069616)),
+        ("bca", ["u1", "u1", "u2", "u3", "u3", "u4"], (3.167070599233854, 6.8)),
+    ],
+)
 def test_bootstrap_ci_fixed_seed_output_is_pinned(method, groups, expected):
     # regression values computed once with this seed; they change only if the resampling or the interval changes
-    estimate, low, high = bootstrap_ci(SMALL_SAMPLE, rng=np.random.default_rng(2024), n_resamples=200, method=method,
-                                       groups=groups)
+    estimate, low, high = bootstrap_ci(
+        SMALL_SAMPLE, rng=np.random.default_rng(2024), n_resamples=200, method=method, groups=groups
+    )
     assert estimate == pytest.approx(31 / 6)
     assert (low, high) == pytest.approx(expected, rel=1e-12)
 
@@ -106,13 +112,19 @@ def test_bca_is_nan_when_the_estimate_lies_outside_the_bootstrap_distribution():
     def distinct_count_plus_mean(sample):
         return np.unique(sample).size + 0.01 * sample.mean()
 
-    estimate, low, high = bootstrap_ci(SMALL_SAMPLE[:1] + [3.0, 5.5, 6.0, 8.0, 10.0], distinct_count_plus_mean,
-                                       rng=np.random.default_rng(0), n_resamples=100, method="bca")
+    estimate, low, high = bootstrap_ci(
+        SMALL_SAMPLE[:1] + [3.0, 5.5, 6.0, 8.0, 10.0],
+        distinct_count_plus_mean,
+        rng=np.random.default_rng(0),
+        n_resamples=100,
+        method="bca",
+    )
     assert estimate == pytest.approx(6 + 0.01 * 34.5 / 6)
     assert math.isnan(low) and math.isnan(high)
 
 
 # bootstrap_difference_ci
+
 
 @pytest.mark.parametrize("method", ["percentile", "bca"])
 def test_paired_difference_resamples_prompt_indices(method):
@@ -125,10 +137,12 @@ def test_paired_difference_resamples_prompt_indices(method):
 @pytest.mark.parametrize("method", ["percentile", "bca"])
 def test_unpaired_difference_agrees_with_scipy_two_sample_bootstrap(method):
     a, b = skewed_sample(0, 40), skewed_sample(5, 30, scale=1.3)
-    difference, low, high = bootstrap_difference_ci(a, b, np.random.default_rng(1), paired=False, n_resamples=20000,
-                                                    method=method)
-    reference = scipy.stats.bootstrap((a, b), difference_of_means, method=SCIPY_METHOD[method], n_resamples=20000,
-                                      rng=np.random.default_rng(2)).confidence_interval
+    difference, low, high = bootstrap_difference_ci(
+        a, b, np.random.default_rng(1), paired=False, n_resamples=20000, method=method
+    )
+    reference = scipy.stats.bootstrap(
+        (a, b), difference_of_means, method=SCIPY_METHOD[method], n_resamples=20000, rng=np.random.default_rng(2)
+    ).confidence_interval
     assert difference == pytest.approx(a.mean() - b.mean())
     assert low == pytest.approx(reference.low, abs=0.03)
     assert high == pytest.approx(reference.high, abs=0.03)
@@ -143,21 +157,29 @@ def test_unpaired_difference_is_deterministic_per_seed():
 
 # paired_permutation_test and sign_test
 
+
 @pytest.mark.parametrize("n", [10, 16])
 def test_exact_permutation_test_equals_scipy_exact(n):
     # integer scores give many exact ties of |sum of differences|, which both must count as extreme
     scores = np.random.default_rng(n)
     a, b = scores.integers(0, 6, size=n).astype(float), scores.integers(1, 7, size=n).astype(float)
-    reference = scipy.stats.permutation_test((a, b), difference_of_means, permutation_type="samples",
-                                             n_resamples=np.inf, vectorized=True).pvalue
+    reference = scipy.stats.permutation_test(
+        (a, b), difference_of_means, permutation_type="samples", n_resamples=np.inf, vectorized=True
+    ).pvalue
     assert paired_permutation_test(a, b, np.random.default_rng(0)) == pytest.approx(reference, rel=1e-12)
 
 
 def test_random_permutation_test_agrees_with_scipy_and_is_deterministic():
     a, b = skewed_sample(0, 30), skewed_sample(1, 30, scale=1.4)
     p_value = paired_permutation_test(a, b, np.random.default_rng(1), n_resamples=20000)
-    reference = scipy.stats.permutation_test((a, b), difference_of_means, permutation_type="samples",
-                                             n_resamples=20000, vectorized=True, rng=np.random.default_rng(2)).pvalue
+    reference = scipy.stats.permutation_test(
+        (a, b),
+        difference_of_means,
+        permutation_type="samples",
+        n_resamples=20000,
+        vectorized=True,
+        rng=np.random.default_rng(2),
+    ).pvalue
     assert p_value == pytest.approx(reference, abs=0.01)
     assert p_value == paired_permutation_test(a, b, np.random.default_rng(1), n_resamples=20000)
     assert p_value != paired_permutation_test(a, b, np.random.default_rng(3), n_resamples=20000)
@@ -177,6 +199,7 @@ def test_sign_test_drops_ties_and_equals_binomtest():
 
 
 # pearson_with_ci
+
 
 def test_pearson_with_ci_equals_scipy():
     x = skewed_sample(0, 25)
@@ -198,6 +221,7 @@ def test_pearson_with_ci_is_nan_for_fewer_than_4_points_or_a_constant_variable(x
 
 # ols_band
 
+
 def test_ols_band_of_a_perfect_line_has_zero_width():
     x = np.arange(10.0)
     band = ols_band(x, 2.5 * x - 1.0, grid=[0.0, 1.0, 4.5, 20.0])
@@ -216,13 +240,17 @@ def test_ols_band_line_equals_polyfit_and_band_equals_textbook_formula():
     assert band["fit"][1] - band["fit"][0] == pytest.approx(slope, rel=1e-10)
     # mean-prediction band: fit ± t_{n-2} · s · sqrt(1/n + (x0 - mean x)² / Sxx)
     residual_sd = np.sqrt(np.sum((y - np.polyval([slope, intercept], x)) ** 2) / 18)
-    half = (scipy.stats.t.ppf(0.95, 18) * residual_sd
-            * np.sqrt(1 / 20 + (grid - x.mean()) ** 2 / np.sum((x - x.mean()) ** 2)))
+    half = (
+        scipy.stats.t.ppf(0.95, 18)
+        * residual_sd
+        * np.sqrt(1 / 20 + (grid - x.mean()) ** 2 / np.sum((x - x.mean()) ** 2))
+    )
     assert band["low"].to_numpy() == pytest.approx(band["fit"].to_numpy() - half, rel=1e-10)
     assert band["high"].to_numpy() == pytest.approx(band["fit"].to_numpy() + half, rel=1e-10)
 
 
 # one_way_anova
+
 
 def test_one_way_anova_hand_computed_and_scipy():
     # groups {1,2,3} and {4,5,6}: SSB = 2 · 3 · 1.5² = 13.5 on 1 df, SSW = 2 + 2 = 4 on 4 df, F = 13.5 / 1 = 13.5;
@@ -241,6 +269,7 @@ def test_one_way_anova_with_fewer_than_two_groups_left_is_nan():
 
 
 # cohen_kappa
+
 
 def test_cohen_kappa_textbook_table():
     # Wikipedia's example: 20 yes/yes, 5 yes/no, 10 no/yes, 15 no/no; p_o = 0.7, p_e = 0.5, kappa = 0.4
@@ -262,18 +291,23 @@ def test_cohen_kappa_equals_statsmodels_on_three_categories():
 
 # krippendorff_alpha
 
+
 def test_krippendorff_alpha_published_examples():
     missing = np.nan
     # Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability": 4 observers × 12 units, nominal, alpha = 0.743
-    observers_by_units = [[1, 2, 3, 3, 2, 1, 4, 1, 2, missing, missing, missing],
-                          [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, missing, 3],
-                          [missing, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, missing],
-                          [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, missing]]
+    observers_by_units = [
+        [1, 2, 3, 3, 2, 1, 4, 1, 2, missing, missing, missing],
+        [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, missing, 3],
+        [missing, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, missing],
+        [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, missing],
+    ]
     assert krippendorff_alpha(np.array(observers_by_units).T) == pytest.approx(0.743, abs=5e-4)
     # Wikipedia's computational example: 3 coders × 15 units, nominal, alpha = 0.691
-    coders_by_units = [[missing] * 5 + [3, 4, 1, 2, 1, 1, 3, 3, missing, 3],
-                       [1, missing, 2, 1, 3, 3, 4, 3] + [missing] * 7,
-                       [missing, missing, 2, 1, 3, 4, 4, missing, 2, 1, 1, 3, 3, missing, 4]]
+    coders_by_units = [
+        [missing] * 5 + [3, 4, 1, 2, 1, 1, 3, 3, missing, 3],
+        [1, missing, 2, 1, 3, 3, 4, 3] + [missing] * 7,
+        [missing, missing, 2, 1, 3, 4, 4, missing, 2, 1, 1, 3, 3, missing, 4],
+    ]
     assert krippendorff_alpha(np.array(coders_by_units).T) == pytest.approx(0.691, abs=5e-4)
 
 
@@ -288,6 +322,7 @@ def test_krippendorff_alpha_hand_computed_and_edge_cases():
 
 
 # shares, half-widths, detectable differences
+
 
 def test_wilson_intervals_for_shares():
     shares = wilson_intervals_for_shares({"win": 30, "tie": 10, "loss": 60})
@@ -305,27 +340,31 @@ def test_half_width_and_minimum_detectable_difference_hand_computed():
 
 # input errors
 
-@pytest.mark.parametrize(("call", "argument"), [
-    (lambda: bootstrap_ci([], rng=np.random.default_rng(0)), "values"),
-    (lambda: bootstrap_ci([1.0, 2.0], rng=np.random.default_rng(0), groups=[1]), "groups"),
-    (lambda: bootstrap_ci([1.0, 2.0], rng=np.random.default_rng(0), method="bootstrap-t"), "method"),
-    (lambda: bootstrap_ci([1.0, 2.0], rng=np.random.default_rng(0), confidence=95), "confidence"),
-    (lambda: bootstrap_ci([1.0], rng=np.random.default_rng(0), method="bca"), "values"),
-    (lambda: bootstrap_difference_ci([1.0, 2.0], [1.0], np.random.default_rng(0)), "b"),
-    (lambda: bootstrap_difference_ci([], [1.0], np.random.default_rng(0), paired=False), "a"),
-    (lambda: paired_permutation_test([1.0, 2.0], [1.0], np.random.default_rng(0)), "b"),
-    (lambda: paired_permutation_test([1.0], [1.0], np.random.default_rng(0), n_resamples=0), "n_resamples"),
-    (lambda: sign_test([], []), "a"),
-    (lambda: pearson_with_ci([1, 2, 3, 4], [1, 2, 3]), "y"),
-    (lambda: ols_band([1, 2, 3], [1, 2], [0]), "y"),
-    (lambda: ols_band([1, 2, 3], [1, 2, 3], []), "grid"),
-    (lambda: one_way_anova([1, 2, 3], ["a", "b"]), "groups"),
-    (lambda: cohen_kappa(["x"], ["x", "y"]), "b"),
-    (lambda: krippendorff_alpha([1, 2, 3]), "ratings"),
-    (lambda: wilson_intervals_for_shares({"win": -1}), "counts"),
-    (lambda: ci_half_width(0), "n"),
-    (lambda: minimum_detectable_difference(0), "n"),
-])
+
+@pytest.mark.parametrize(
+    ("call", "argument"),
+    [
+        (lambda: bootstrap_ci([], rng=np.random.default_rng(0)), "values"),
+        (lambda: bootstrap_ci([1.0, 2.0], rng=np.random.default_rng(0), groups=[1]), "groups"),
+        (lambda: bootstrap_ci([1.0, 2.0], rng=np.random.default_rng(0), method="bootstrap-t"), "method"),
+        (lambda: bootstrap_ci([1.0, 2.0], rng=np.random.default_rng(0), confidence=95), "confidence"),
+        (lambda: bootstrap_ci([1.0], rng=np.random.default_rng(0), method="bca"), "values"),
+        (lambda: bootstrap_difference_ci([1.0, 2.0], [1.0], np.random.default_rng(0)), "b"),
+        (lambda: bootstrap_difference_ci([], [1.0], np.random.default_rng(0), paired=False), "a"),
+        (lambda: paired_permutation_test([1.0, 2.0], [1.0], np.random.default_rng(0)), "b"),
+        (lambda: paired_permutation_test([1.0], [1.0], np.random.default_rng(0), n_resamples=0), "n_resamples"),
+        (lambda: sign_test([], []), "a"),
+        (lambda: pearson_with_ci([1, 2, 3, 4], [1, 2, 3]), "y"),
+        (lambda: ols_band([1, 2, 3], [1, 2], [0]), "y"),
+        (lambda: ols_band([1, 2, 3], [1, 2, 3], []), "grid"),
+        (lambda: one_way_anova([1, 2, 3], ["a", "b"]), "groups"),
+        (lambda: cohen_kappa(["x"], ["x", "y"]), "b"),
+        (lambda: krippendorff_alpha([1, 2, 3]), "ratings"),
+        (lambda: wilson_intervals_for_shares({"win": -1}), "counts"),
+        (lambda: ci_half_width(0), "n"),
+        (lambda: minimum_detectable_difference(0), "n"),
+    ],
+)
 def test_bad_input_raises_value_error_naming_the_argument(call, argument):
     with pytest.raises(ValueError, match=rf"\b{argument}\b"):
         call()

@@ -9,7 +9,6 @@ import pytest
 from personalign.cli import main
 from personalign.study_archive import MAX_RESULT_BYTES, archive_study
 
-
 LOCK = """schema: '2.0'
 stages:
   generate_judge:
@@ -33,10 +32,15 @@ stages:
 
 def workspace(root: Path, profile: str = "persona_tailoring") -> Path:
     files = {
-        "params.yaml": f"base:\n  profile: {profile}\ntrain:\n  runs:\n    dpo: {{kind: dpo}}\n", "dvc.lock": LOCK, "data/dataset_card.md": "# card\n",
-        "notebooks/rendered/05_generate_judge.ipynb": "{}", "notebooks/rendered/03_train/dpo.ipynb": "{}",
-        "figures/table_whose_boat.md": "| a |\n", "figures/analysis/whose_boat_ci.png": "png",
-        "results/generate_judge/whose_boat.csv": "setting\n", "results/scores/examples.csv": "x" * (MAX_RESULT_BYTES + 1),
+        "params.yaml": f"base:\n  profile: {profile}\ntrain:\n  runs:\n    dpo: {{kind: dpo}}\n",
+        "dvc.lock": LOCK,
+        "data/dataset_card.md": "# card\n",
+        "notebooks/rendered/05_generate_judge.ipynb": "{}",
+        "notebooks/rendered/03_train/dpo.ipynb": "{}",
+        "figures/table_whose_boat.md": "| a |\n",
+        "figures/analysis/whose_boat_ci.png": "png",
+        "results/generate_judge/whose_boat.csv": "setting\n",
+        "results/scores/examples.csv": "x" * (MAX_RESULT_BYTES + 1),
         "figures/train/mt_tag_f0.png": "the clone's: DVC keeps the lock entry of a run params.yaml dropped",
         "notebooks/rendered/03_train/mt_tag_f0.ipynb": "{}",
     }
@@ -53,8 +57,13 @@ def test_a_study_is_copied_as_written_and_large_results_are_listed(tmp_path):
     left_out = archive_study(run, repo, "persona_tailoring")
     study = repo / "figures/studies/persona_tailoring"
     assert sorted(str(p.relative_to(study)) for p in study.rglob("*") if p.is_file()) == [
-        "dataset_card.md", "dvc.lock", "figures/analysis/whose_boat_ci.png", "figures/table_whose_boat.md",
-        "params.yaml", "results/generate_judge/whose_boat.csv"]
+        "dataset_card.md",
+        "dvc.lock",
+        "figures/analysis/whose_boat_ci.png",
+        "figures/table_whose_boat.md",
+        "params.yaml",
+        "results/generate_judge/whose_boat.csv",
+    ]
     assert (repo / "notebooks/rendered/studies/persona_tailoring/03_train/dpo.ipynb").is_file()
     assert not (repo / "notebooks/rendered/studies/persona_tailoring/03_train/mt_tag_f0.ipynb").exists()
     assert left_out == [f"results/scores/examples.csv ({MAX_RESULT_BYTES + 1} bytes)"]

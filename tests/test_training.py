@@ -16,15 +16,26 @@ def records():
     for u, fold in (("ana", 0), ("ben", 0), ("cy", 1)):
         for i in range(4):
             for split in ("train", "test"):
-                rows.append({"id": f"{u}:{split}{i}", "user_id": u, "split": split, "fold": fold,
-                             "prompt": f"{u} asks question {i}?", "chosen": f"good answer {i}", "rejected": f"bad {i}",
-                             "chosen_persona_gold": f"{u} likes detail."})
+                rows.append(
+                    {
+                        "id": f"{u}:{split}{i}",
+                        "user_id": u,
+                        "split": split,
+                        "fold": fold,
+                        "prompt": f"{u} asks question {i}?",
+                        "chosen": f"good answer {i}",
+                        "rejected": f"bad {i}",
+                        "chosen_persona_gold": f"{u} likes detail.",
+                    }
+                )
     return pd.DataFrame(rows)
 
 
 @pytest.fixture()
 def prefixes():
-    return pd.DataFrame([{"user_id": u, "prefix_type": "tag", "seed": 0, "text": f"<tag_{u}>"} for u in ("ana", "ben", "cy")])
+    return pd.DataFrame(
+        [{"user_id": u, "prefix_type": "tag", "seed": 0, "text": f"<tag_{u}>"} for u in ("ana", "ben", "cy")]
+    )
 
 
 def test_dpo_uses_every_training_pair_without_persona(records):
@@ -36,7 +47,10 @@ def test_pt_puts_the_chosen_persona_in_the_pt_template(records):
     pairs = training_pairs(RunSpec("pt", "pt", prefix="gold"), records)
     assert pairs.prompt[0] == "Prompt: ana asks question 0?\nPersona: ana likes detail.\nResponse:"
     inferred = pd.DataFrame({"id": pairs.id, "chosen_persona": "The user is curious."})
-    assert "Persona: The user is curious." in training_pairs(RunSpec("pt2", "pt", prefix="pair"), records, None, inferred).prompt[0]
+    assert (
+        "Persona: The user is curious."
+        in training_pairs(RunSpec("pt2", "pt", prefix="pair"), records, None, inferred).prompt[0]
+    )
     with pytest.raises(TrainingDataError, match="run 'pt3': persona source 'pair' needs stage 2's pair personas"):
         training_pairs(RunSpec("pt3", "pt", prefix="pair"), records)
 
@@ -51,11 +65,23 @@ def test_pm_trains_on_one_user_and_fraction_subsamples_deterministically(records
 
 
 def test_data_fractions_of_one_seed_are_nested_across_runs():
-    rows = [{"id": f"ann:train{i:02d}", "user_id": "ann", "split": "train", "fold": 0, "prompt": f"q{i}?",
-             "chosen": "good", "rejected": "bad"} for i in range(40)]
+    rows = [
+        {
+            "id": f"ann:train{i:02d}",
+            "user_id": "ann",
+            "split": "train",
+            "fold": 0,
+            "prompt": f"q{i}?",
+            "chosen": "good",
+            "rejected": "bad",
+        }
+        for i in range(40)
+    ]
     records = pd.DataFrame(rows)
-    subsets = {f: set(training_pairs(RunSpec(f"pm_ann_f{f}_s0", "pm", user="ann", fraction=f / 100), records).id)
-               for f in (25, 50, 75)}
+    subsets = {
+        f: set(training_pairs(RunSpec(f"pm_ann_f{f}_s0", "pm", user="ann", fraction=f / 100), records).id)
+        for f in (25, 50, 75)
+    }
     assert [len(subsets[f]) for f in (25, 50, 75)] == [10, 20, 30]
     assert subsets[25] < subsets[50] < subsets[75]  # runs of different names, one seed: each inside the next
     other_seed = set(training_pairs(RunSpec("pm_ann_f50_s1", "pm", user="ann", fraction=0.5, seed=1), records).id)
@@ -148,8 +174,12 @@ def test_runs_resolve_over_the_defaults_and_work_dirs_depend_on_spec_and_data(re
     from personalign.training import resolve_run, work_dir_for
 
     # the train section alone: a whole params file would also check `ana` against the built world
-    train = TrainParams.model_validate({"defaults": {"learning_rate": 1e-4, "epochs": 3},
-                                        "runs": {"pm_ana": {"kind": "pm", "user": "ana", "epochs": 5}}})
+    train = TrainParams.model_validate(
+        {
+            "defaults": {"learning_rate": 1e-4, "epochs": 3},
+            "runs": {"pm_ana": {"kind": "pm", "user": "ana", "epochs": 5}},
+        }
+    )
     run = resolve_run("pm_ana", train, base_seed=1)
     assert (run.name, run.kind, run.user, run.epochs, run.learning_rate) == ("pm_ana", "pm", "ana", 5, 1e-4)
     assert run.seed != resolve_run("pm_ana", train, base_seed=2).seed  # seeds derive from base.seed
@@ -166,8 +196,9 @@ def test_runs_resolve_over_the_defaults_and_work_dirs_depend_on_spec_and_data(re
 def test_bf16_autocast_with_precomputed_reference_trains(records, base_dir, tmp_path):
     import math
 
-    run = RunSpec("fast", "dpo", epochs=1, batch_size=4, learning_rate=1e-3, max_length=64,
-                  precision="bf16", precompute_ref=True)
+    run = RunSpec(
+        "fast", "dpo", epochs=1, batch_size=4, learning_rate=1e-3, max_length=64, precision="bf16", precompute_ref=True
+    )
     summary = train_adapter(run, training_pairs(run, records), base_dir, tmp_path / "fast")
     log = [json.loads(line) for line in (tmp_path / "fast" / "log.jsonl").read_text().splitlines()]
     assert summary["steps"] == 3 and len(log) == 3
@@ -189,8 +220,17 @@ def test_sft_then_dpo_merges_the_sft_adapter_and_resumes_without_redoing_it(reco
 
     from personalign.training import load_trained
 
-    run = RunSpec("boat", "pt", prefix="gold", epochs=1, batch_size=4, learning_rate=1e-3, max_length=64,
-                  sft_epochs=1, save_steps=1)
+    run = RunSpec(
+        "boat",
+        "pt",
+        prefix="gold",
+        epochs=1,
+        batch_size=4,
+        learning_rate=1e-3,
+        max_length=64,
+        sft_epochs=1,
+        save_steps=1,
+    )
     pairs = training_pairs(run, records)
     real_step = Trainer.training_step
     calls = []
@@ -209,7 +249,14 @@ def test_sft_then_dpo_merges_the_sft_adapter_and_resumes_without_redoing_it(reco
     summary = train_adapter(run, pairs, base_dir, tmp_path / "boat")  # SFT is done: only DPO resumes
     assert summary["resumed_from"].endswith("checkpoint-1") and summary["steps"] == 3
     log = [json.loads(line) for line in (tmp_path / "boat" / "log.jsonl").read_text().splitlines()]
-    assert [(r["phase"], r["step"]) for r in log] == [("sft", 1), ("sft", 2), ("sft", 3), ("dpo", 1), ("dpo", 2), ("dpo", 3)]
+    assert [(r["phase"], r["step"]) for r in log] == [
+        ("sft", 1),
+        ("sft", 2),
+        ("sft", 3),
+        ("dpo", 1),
+        ("dpo", 2),
+        ("dpo", 3),
+    ]
     model = load_trained(base_dir, tmp_path / "boat")
     assert (tmp_path / "boat" / "sft_adapter" / "adapter_config.json").exists()
     assert any("lora_A" in name for name, _ in model.named_parameters())
@@ -225,12 +272,28 @@ def test_curve_and_metrics_come_from_the_log(tmp_path):
     from personalign.training import run_metrics, training_curve
 
     rows = [{"phase": "sft", "step": 1, "loss": 2.0, "learning_rate": 1e-3, "mean_token_accuracy": 0.1}]
-    rows += [{"phase": "dpo", "step": s, "loss": 0.7 - 0.1 * s, "learning_rate": 1e-3, "rewards/accuracies": s / 4,
-              "rewards/margins": 0.01 * s} for s in range(1, 5)]
+    rows += [
+        {
+            "phase": "dpo",
+            "step": s,
+            "loss": 0.7 - 0.1 * s,
+            "learning_rate": 1e-3,
+            "rewards/accuracies": s / 4,
+            "rewards/margins": 0.01 * s,
+        }
+        for s in range(1, 5)
+    ]
     (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     curve = training_curve(tmp_path / "log.jsonl")
-    assert list(curve.columns) == ["phase", "step", "loss", "learning_rate", "reward_accuracy", "reward_margin",
-                                   "token_accuracy"]
+    assert list(curve.columns) == [
+        "phase",
+        "step",
+        "loss",
+        "learning_rate",
+        "reward_accuracy",
+        "reward_margin",
+        "token_accuracy",
+    ]
     pairs = pd.DataFrame({"user_id": ["a", "b", "a"]})
     metrics = run_metrics(RunSpec("r", "dpo"), pairs, curve)
     assert (metrics["steps"], metrics["pairs"], metrics["users"]) == (4, 3, 2)
@@ -240,24 +303,53 @@ def test_curve_and_metrics_come_from_the_log(tmp_path):
 def test_launcher_commands(tmp_path):
     from personalign.training import launcher_command
 
-    assert launcher_command("dpo", 2) == ["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "personalign",
-                                          "train", "dpo", "--params", "params.yaml"]
+    assert launcher_command("dpo", 2) == [
+        "torchrun",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "personalign",
+        "train",
+        "dpo",
+        "--params",
+        "params.yaml",
+    ]
     config = tmp_path / "ddp.yaml"
     config.write_text("distributed_type: MULTI_GPU\n")
-    assert launcher_command("dpo", 4, str(config))[:6] == ["accelerate", "launch", "--config_file", str(config),
-                                                           "--num_processes", "4"]
+    assert launcher_command("dpo", 4, str(config))[:6] == [
+        "accelerate",
+        "launch",
+        "--config_file",
+        str(config),
+        "--num_processes",
+        "4",
+    ]
     with pytest.raises(TrainingDataError, match="accelerate_config 'nope.yaml' is not a file"):
         launcher_command("dpo", 2, "nope.yaml")
 
 
-def test_a_vpl_run_learns_a_soft_prefix_for_every_user_and_resumes_to_the_same_one(records, base_dir, embedder,
-                                                                                   tmp_path, monkeypatch):
+def test_a_vpl_run_learns_a_soft_prefix_for_every_user_and_resumes_to_the_same_one(
+    records, base_dir, embedder, tmp_path, monkeypatch
+):
     import torch
 
     from personalign.soft_prefix import PREFIXES_FILE, load_prefixes, pair_pools
 
-    run = RunSpec("mt_vpl", "mt", prefix="vpl", held_out_fold=1, epochs=2, batch_size=4, learning_rate=1e-3,
-                  max_length=64, save_steps=1, vpl_tokens=2, vpl_context=2, vpl_pool=3)
+    run = RunSpec(
+        "mt_vpl",
+        "mt",
+        prefix="vpl",
+        held_out_fold=1,
+        epochs=2,
+        batch_size=4,
+        learning_rate=1e-3,
+        max_length=64,
+        save_steps=1,
+        vpl_tokens=2,
+        vpl_context=2,
+        vpl_pool=3,
+    )
     pairs = training_pairs(run, records)
     assert set(pairs.user_id) == {"ana", "ben"} and set(pairs.prompt) <= set(records.prompt)  # no text prefix
     pools = pair_pools(records, run.vpl_pool, run.seed, embedder.encode)
@@ -284,7 +376,11 @@ def test_a_vpl_run_learns_a_soft_prefix_for_every_user_and_resumes_to_the_same_o
 def test_a_torn_checkpoint_is_skipped_and_the_one_before_it_resumed(tmp_path):
     from personalign.training import _last_checkpoint
 
-    for step, files in ((2, ["trainer_state.json", "soft_prefix.pt"]), (4, ["trainer_state.json"]), (6, ["adapter_model.safetensors"])):
+    for step, files in (
+        (2, ["trainer_state.json", "soft_prefix.pt"]),
+        (4, ["trainer_state.json"]),
+        (6, ["adapter_model.safetensors"]),
+    ):
         folder = tmp_path / f"checkpoint-{step}"
         folder.mkdir()
         for name in files:

@@ -3,11 +3,12 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from personalign.seeding import figure_rng
 from personalign.statistics import paired_permutation_test
-from personalign.verdicts import Claim, decide, holm, paired_difference, verdict_table
+from personalign.verdicts import Claim, decide, headline_metrics, holm, paired_difference, verdict_counts, verdict_table
 
 
 def test_one_user_comparison_resamples_pairs_and_has_a_nonzero_interval():
@@ -41,15 +42,18 @@ def test_holm_matches_hand_computation():
     assert math.isnan(adjusted[3])
 
 
-@pytest.mark.parametrize("low, high, p, direction, verdict", [
-    (0.02, 0.10, 0.01, 1, "reproduced"),
-    (-0.10, -0.02, 0.01, 1, "contradicted"),
-    (-0.10, -0.02, 0.01, -1, "reproduced"),
-    (0.02, 0.10, 0.20, 1, "inconclusive"),  # interval excludes 0 but the Holm-adjusted p does not
-    (-0.02, 0.10, 0.01, 1, "inconclusive"),
-    (0.02, 0.10, 0.01, 0, "contradicted"),
-    (-0.02, 0.02, 0.9, 0, "inconclusive"),
-])
+@pytest.mark.parametrize(
+    "low, high, p, direction, verdict",
+    [
+        (0.02, 0.10, 0.01, 1, "reproduced"),
+        (-0.10, -0.02, 0.01, 1, "contradicted"),
+        (-0.10, -0.02, 0.01, -1, "reproduced"),
+        (0.02, 0.10, 0.20, 1, "inconclusive"),  # interval excludes 0 but the Holm-adjusted p does not
+        (-0.02, 0.10, 0.01, 1, "inconclusive"),
+        (0.02, 0.10, 0.01, 0, "contradicted"),
+        (-0.02, 0.02, 0.9, 0, "inconclusive"),
+    ],
+)
 def test_decide_is_three_valued(low, high, p, direction, verdict):
     assert decide(low, high, p, direction, mdd=0.05).startswith(verdict)
 
@@ -63,10 +67,12 @@ def test_verdict_table_adjusts_within_a_family_only():
     a = rng.random(300) + 0.2
     b = rng.random(300)
     strong = paired_difference(a, b, rng=rng)
-    claims = [Claim("P", "fig A", "a beats b", "a vs b", 1, strong),
-              Claim("P", "fig A", "a beats b again", "a vs b", 1, strong),
-              Claim("P", "fig B", "alone", "a vs b", 1, strong),
-              Claim("P", "fig B", "missing", "x vs y", 1, None, missing="run x not trained")]
+    claims = [
+        Claim("P", "fig A", "a beats b", "a vs b", 1, strong),
+        Claim("P", "fig A", "a beats b again", "a vs b", 1, strong),
+        Claim("P", "fig B", "alone", "a vs b", 1, strong),
+        Claim("P", "fig B", "missing", "x vs y", 1, None, missing="run x not trained"),
+    ]
     table = verdict_table(claims)
     assert table.loc[0, "p_holm"] == pytest.approx(min(1, 2 * strong.p))
     assert table.loc[2, "p_holm"] == pytest.approx(strong.p)
@@ -83,3 +89,28 @@ def test_an_interval_excluding_zero_demoted_by_holm_says_so():
     verdict = decide(0.02, 0.10, 0.12, 1, mdd=0.05)
     assert verdict.startswith("inconclusive (interval excludes 0, but Holm-adjusted p 0.120")
     assert verdict.endswith("smallest detectable difference 5.0 points)")
+
+
+def test_headline_metrics_count_verdicts_and_give_the_single_control_row_in_points():
+    table = pd.DataFrame(
+        {
+            "family": ["positive control", "training vs base (other runs)", "Fig. 5", "Fig. 5"],
+            "estimate": [0.052, 0.01, -0.04, float("nan")],
+            "ci_low": [0.011, -0.02, -0.07, float("nan")],
+            "ci_high": [0.093, 0.04, -0.01, float("nan")],
+            "mdd": [0.058, 0.04, 0.03, float("nan")],
+            "verdict": [
+                "reproduced",
+                "inconclusive (smallest detectable difference 4.0 points)",
+                "contradicted",
+                "not tested (no MT run)",
+            ],
+        }
+    )
+    assert verdict_counts(table).to_dict() == {"reproduced": 1, "contradicted": 1, "inconclusive": 1, "not tested": 1}
+    assert headline_metrics(table) == {
+        "verdicts": {"reproduced": 1, "contradicted": 1, "inconclusive": 1, "not_tested": 1},
+        "positive_control": {"rows": 1, "reproduced": 1, "estimate": 5.2, "ci_low": 1.1, "ci_high": 9.3, "mdd": 5.8},
+    }
+    both = table.assign(family=["positive control"] * 2 + ["Fig. 5"] * 2)
+    assert headline_metrics(both)["positive_control"] == {"rows": 2, "reproduced": 1}  # no single row to show

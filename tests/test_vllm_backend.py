@@ -8,7 +8,14 @@ import pytest
 from personalign import comparisons as cmp
 from personalign import generation
 from personalign.generation import (
-    ChatPrompt, GenerationCache, Sampling, VLLMGenerator, chat, model_fingerprint, vllm_available, vllm_sampling_kwargs,
+    ChatPrompt,
+    GenerationCache,
+    Sampling,
+    VLLMGenerator,
+    chat,
+    model_fingerprint,
+    vllm_available,
+    vllm_sampling_kwargs,
 )
 
 

@@ -38,8 +38,9 @@ def _wtl(text: str) -> list[float]:
     return [float(part) for part in text.split("/")]
 
 
-@pytest.mark.parametrize("row", list(CELLS.itertuples(index=False)),
-                         ids=lambda r: f"{r.paper_dataset}-{r.side}-{r.persona}")
+@pytest.mark.parametrize(
+    "row", list(CELLS.itertuples(index=False)), ids=lambda r: f"{r.paper_dataset}-{r.side}-{r.persona}"
+)
 def test_delta_pq_reproduces_every_cell_of_the_papers_table(row):
     # Whose Boat, PT + P vs DPO + P: e.g. BT Chosen P_retr, 46.7/70.7 + 38.5/69.6 - 1 = 0.2137, i.e. 21.37 against the
     # published +21.3; the paper computed ΔPQ from unrounded counts, so agreement within 0.1 is what the published
@@ -53,8 +54,9 @@ def test_the_papers_average_row_is_the_mean_of_its_ten_cells():
     assert len(CELLS) == 10
     assert CELLS.delta_pq.mean() == pytest.approx(average.delta_pq, abs=0.05)  # +18.4, not ΔPQ of the mean W/T/L
     for column in ("p_wtl", "q_wtl"):
-        assert [sum(v) / len(CELLS) for v in zip(*map(_wtl, CELLS[column]))] == pytest.approx(_wtl(average[column]),
-                                                                                         abs=0.1)
+        assert [sum(v) / len(CELLS) for v in zip(*map(_wtl, CELLS[column]))] == pytest.approx(
+            _wtl(average[column]), abs=0.1
+        )
 
 
 def test_summary_row():

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from personalign.config import MT_PREFIX_TYPES, SOFT_PREFIX_TYPES
+from personalign.figures import legend
 from personalign.persona_sources import PERSONA_SOURCES, SEES_LABEL, TESTED_WITH, PersonaSourceError, persona_texts
 from personalign.prompts import PT_TEMPLATE, prefixed_prompt
 from personalign.seeding import stable_seed
@@ -55,8 +56,9 @@ def pt_headline_condition(prefix: str) -> str:
     return f"pt_{TESTED_WITH[prefix]}"
 
 
-def variant_prompts(variant: str, test: pd.DataFrame, prefixes: pd.DataFrame,
-                    pair_personas: pd.DataFrame | None) -> list[str]:
+def variant_prompts(
+    variant: str, test: pd.DataFrame, prefixes: pd.DataFrame, pair_personas: pd.DataFrame | None
+) -> list[str]:
     """The user message of every test pair under a prompt variant."""
     if variant == "none":
         return list(test.prompt)
@@ -92,10 +94,15 @@ def run_conditions(run: RunSpec, prefix_seeds: list[int], sensitivity: bool) -> 
     cells = [Condition(run.name, "seen_prefix", f"{run.prefix}@{run.prefix_seed}")]
     if sensitivity:
         if run.prefix in SEEDED_PREFIXES:
-            cells += [Condition(run.name, f"new_prefix_seed_{s}", f"{run.prefix}@{s}")
-                      for s in prefix_seeds if s != run.prefix_seed]
-        cells += [Condition(run.name, "shuffled_prefix", f"shuffled_{run.prefix}@{run.prefix_seed}"),
-                  Condition(run.name, "no_prefix", "none")]
+            cells += [
+                Condition(run.name, f"new_prefix_seed_{s}", f"{run.prefix}@{s}")
+                for s in prefix_seeds
+                if s != run.prefix_seed
+            ]
+        cells += [
+            Condition(run.name, "shuffled_prefix", f"shuffled_{run.prefix}@{run.prefix_seed}"),
+            Condition(run.name, "no_prefix", "none"),
+        ]
     return cells
 
 
@@ -120,8 +127,9 @@ def cell_soft_prefixes(run: RunSpec, run_dir: Path, variant: str) -> dict | None
     return table
 
 
-def base_conditions(prefix_types: list[str], available: set[str], prefix_seeds: list[int],
-                    needed: set[str]) -> list[Condition]:
+def base_conditions(
+    prefix_types: list[str], available: set[str], prefix_seeds: list[int], needed: set[str]
+) -> list[Condition]:
     """The prompting baseline: the base model under each listed prefix type stage 2 computed (every seed of seeded
     types), plus every other text variant a trained run is scored on (the reference for its implicit-reward
     accuracy; a soft-prefix cell's reference is the base on the prompt alone, `none`)."""
@@ -134,8 +142,12 @@ def base_conditions(prefix_types: list[str], available: set[str], prefix_seeds: 
             seeds = prefix_seeds if prefix_type in SEEDED_PREFIXES else [0]
             variants += [f"{prefix_type}@{s}" for s in seeds]
     variants += sorted(needed - set(variants))
-    return [pt_condition("base", PT_VARIANTS[v]) if v in PT_VARIANTS
-            else Condition("base", v.split("@")[0] if v.endswith("@0") else v, v) for v in variants]
+    return [
+        pt_condition("base", PT_VARIANTS[v])
+        if v in PT_VARIANTS
+        else Condition("base", v.split("@")[0] if v.endswith("@0") else v, v)
+        for v in variants
+    ]
 
 
 def seen_users(run: RunSpec | None, test: pd.DataFrame) -> np.ndarray:
@@ -157,14 +169,22 @@ def row_reductions(rows: pd.DataFrame, log_prob_reduction: dict[str, str], sourc
     records sources); a dataset name that is not among `sources` is an error naming the key."""
     unknown = sorted(set(log_prob_reduction) - {"default"} - sources)
     if unknown:
-        raise ScoringInputError(f"score.log_prob_reduction.{unknown[0]}: no dataset of that name in the records; "
-                                f"their sources are {', '.join(sorted(sources))}")
+        raise ScoringInputError(
+            f"score.log_prob_reduction.{unknown[0]}: no dataset of that name in the records; "
+            f"their sources are {', '.join(sorted(sources))}"
+        )
     return np.array([log_prob_reduction.get(s, log_prob_reduction["default"]) for s in rows.source])
 
 
-def examples_frame(condition: Condition, rows: pd.DataFrame, seen: np.ndarray, scores: pd.DataFrame,
-                   implicit_margin: np.ndarray | None, reductions: np.ndarray | str = "mean",
-                   implicit_precision: str = "") -> pd.DataFrame:
+def examples_frame(
+    condition: Condition,
+    rows: pd.DataFrame,
+    seen: np.ndarray,
+    scores: pd.DataFrame,
+    implicit_margin: np.ndarray | None,
+    reductions: np.ndarray | str = "mean",
+    implicit_precision: str = "",
+) -> pd.DataFrame:
     """Per-example record of one condition: reference-free decision (each row under its dataset's log-prob
     reduction, `reductions`) and, given the implicit-reward margins log π/π_ref(y_w) − log π/π_ref(y_l)
     (`implicit_margins`, computed at `implicit_precision`), the implicit-reward decision margin > 0 (β > 0 does not
@@ -172,19 +192,31 @@ def examples_frame(condition: Condition, rows: pd.DataFrame, seen: np.ndarray, s
     from personalign.scoring import prefers_chosen
 
     reductions = np.broadcast_to(np.asarray(reductions), (len(rows),))
-    frame = pd.DataFrame({
-        "system": condition.system, "condition": condition.name, "variant": condition.variant,
-        "sees_label": condition.sees_label, "id": list(rows.id), "source": list(rows.source),
-        "user_id": list(rows.user_id), "question_type": list(rows.question_type),
-        "seen": seen, "chosen_logp": scores.chosen_logp.to_numpy(), "chosen_tokens": scores.chosen_tokens.to_numpy(),
-        "rejected_logp": scores.rejected_logp.to_numpy(), "rejected_tokens": scores.rejected_tokens.to_numpy(),
-        "reduction": reductions,
-        "correct": prefers_chosen(scores.chosen_logp, scores.chosen_tokens, scores.rejected_logp,
-                                  scores.rejected_tokens, reductions),
-    })
+    frame = pd.DataFrame(
+        {
+            "system": condition.system,
+            "condition": condition.name,
+            "variant": condition.variant,
+            "sees_label": condition.sees_label,
+            "id": list(rows.id),
+            "source": list(rows.source),
+            "user_id": list(rows.user_id),
+            "question_type": list(rows.question_type),
+            "seen": seen,
+            "chosen_logp": scores.chosen_logp.to_numpy(),
+            "chosen_tokens": scores.chosen_tokens.to_numpy(),
+            "rejected_logp": scores.rejected_logp.to_numpy(),
+            "rejected_tokens": scores.rejected_tokens.to_numpy(),
+            "reduction": reductions,
+            "correct": prefers_chosen(
+                scores.chosen_logp, scores.chosen_tokens, scores.rejected_logp, scores.rejected_tokens, reductions
+            ),
+        }
+    )
     frame["implicit_precision"] = implicit_precision if implicit_margin is not None else ""
-    frame["implicit_correct"] = pd.array([pd.NA] * len(frame) if implicit_margin is None else implicit_margin > 0,
-                                         dtype="boolean")
+    frame["implicit_correct"] = pd.array(
+        [pd.NA] * len(frame) if implicit_margin is None else implicit_margin > 0, dtype="boolean"
+    )
     return frame
 
 
@@ -202,11 +234,20 @@ def summarize(examples: pd.DataFrame) -> pd.DataFrame:
                 hits = int(cell.correct.sum())
                 low, high = wilson_interval(hits, len(cell))
                 implicit = cell.implicit_correct.dropna()
-                rows.append({
-                    "system": system, "condition": condition, "variant": variant, "question_type": question_type,
-                    "users": users, "n": len(cell), "accuracy": hits / len(cell), "ci_low": low, "ci_high": high,
-                    "implicit_accuracy": float(implicit.astype(bool).mean()) if len(implicit) else np.nan,
-                })
+                rows.append(
+                    {
+                        "system": system,
+                        "condition": condition,
+                        "variant": variant,
+                        "question_type": question_type,
+                        "users": users,
+                        "n": len(cell),
+                        "accuracy": hits / len(cell),
+                        "ci_low": low,
+                        "ci_high": high,
+                        "implicit_accuracy": float(implicit.astype(bool).mean()) if len(implicit) else np.nan,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -231,51 +272,89 @@ def length_diagnostic(examples: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for source, group in base.groupby("source", sort=True):
         difference = (group.chosen_tokens - group.rejected_tokens).to_numpy()
-        decisions = {r: prefers_chosen(group.chosen_logp, group.chosen_tokens, group.rejected_logp,
-                                       group.rejected_tokens, r) for r in ("mean", "sum")}
-        for pairs, mask in (("all", difference == difference), ("y_w longer", difference > 0),
-                            ("same length", difference == 0), ("y_w shorter", difference < 0)):
+        decisions = {
+            r: prefers_chosen(group.chosen_logp, group.chosen_tokens, group.rejected_logp, group.rejected_tokens, r)
+            for r in ("mean", "sum")
+        }
+        for pairs, mask in (
+            ("all", difference == difference),
+            ("y_w longer", difference > 0),
+            ("same length", difference == 0),
+            ("y_w shorter", difference < 0),
+        ):
             if not mask.any():
                 continue
-            row = {"dataset": source, "pairs": pairs, "n": int(mask.sum()), "share": float(mask.mean()),
-                   "token_difference": float(difference[mask].mean())}
+            row = {
+                "dataset": source,
+                "pairs": pairs,
+                "n": int(mask.sum()),
+                "share": float(mask.mean()),
+                "token_difference": float(difference[mask].mean()),
+            }
             for reduction, correct in decisions.items():
                 hits = int(correct[mask].sum())
                 row[f"accuracy_{reduction}"] = hits / int(mask.sum())
                 row[f"ci_low_{reduction}"], row[f"ci_high_{reduction}"] = wilson_interval(hits, int(mask.sum()))
             rows.append(row)
-    return pd.DataFrame(rows, columns=["dataset", "pairs", "n", "share", "token_difference", "accuracy_mean",
-                                       "ci_low_mean", "ci_high_mean", "accuracy_sum", "ci_low_sum", "ci_high_sum"])
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "dataset",
+            "pairs",
+            "n",
+            "share",
+            "token_difference",
+            "accuracy_mean",
+            "ci_low_mean",
+            "ci_high_mean",
+            "accuracy_sum",
+            "ci_low_sum",
+            "ci_high_sum",
+        ],
+    )
 
 
 def length_sentences(diagnostic: pd.DataFrame) -> str:
     """One paragraph per dataset of `length_diagnostic`, every number read from it: how often y_w is the longer
     response, accuracy under both reductions, and whether the pairs where y_w is shorter stay below chance."""
+
     def acc(row, reduction: str) -> str:
-        return (f"{getattr(row, f'accuracy_{reduction}'):.2f} [{getattr(row, f'ci_low_{reduction}'):.2f}, "
-                f"{getattr(row, f'ci_high_{reduction}'):.2f}]")
+        return (
+            f"{getattr(row, f'accuracy_{reduction}'):.2f} [{getattr(row, f'ci_low_{reduction}'):.2f}, "
+            f"{getattr(row, f'ci_high_{reduction}'):.2f}]"
+        )
 
     paragraphs = []
     for dataset, table in diagnostic.groupby("dataset", sort=True):
         cells = {r.pairs: r for r in table.itertuples()}
         overall, longer, shorter = cells["all"], cells.get("y_w longer"), cells.get("y_w shorter")
-        text = (f"**{dataset}** ({overall.n} test pairs, base model, no prefix): y_w has more tokens than y_l in "
-                f"{longer.share if longer else 0:.0%} of pairs (mean difference {overall.token_difference:+.1f} "
-                f"tokens). Reference-free accuracy is {acc(overall, 'mean')} with mean token log-probs and "
-                f"{acc(overall, 'sum')} with summed log-probs.")
+        text = (
+            f"**{dataset}** ({overall.n} test pairs, base model, no prefix): y_w has more tokens than y_l in "
+            f"{longer.share if longer else 0:.0%} of pairs (mean difference {overall.token_difference:+.1f} "
+            f"tokens). Reference-free accuracy is {acc(overall, 'mean')} with mean token log-probs and "
+            f"{acc(overall, 'sum')} with summed log-probs."
+        )
         if longer is not None and shorter is not None:
-            text += (f" Where y_w is longer: {acc(longer, 'mean')} (mean), {acc(longer, 'sum')} (sum); where it is "
-                     f"shorter (n={shorter.n}): {acc(shorter, 'mean')} (mean), {acc(shorter, 'sum')} (sum).")
+            text += (
+                f" Where y_w is longer: {acc(longer, 'mean')} (mean), {acc(longer, 'sum')} (sum); where it is "
+                f"shorter (n={shorter.n}): {acc(shorter, 'mean')} (mean), {acc(shorter, 'sum')} (sum)."
+            )
             longer_below = min(longer.ci_high_mean, longer.ci_high_sum) < 0.5
             if shorter.ci_high_mean < 0.5:
-                text += (" Even where y_w is shorter the model prefers y_l beyond chance, so length alone does not "
-                         "explain the deficit: the base model finds the rejected responses themselves more likely.")
+                text += (
+                    " Even where y_w is shorter the model prefers y_l beyond chance, so length alone does not "
+                    "explain the deficit: the base model finds the rejected responses themselves more likely."
+                )
             elif longer_below and max(shorter.ci_low_mean, shorter.ci_low_sum) > 0.5:
-                text += (" Accuracy is below chance where y_w is longer and above it where y_w is shorter: the "
-                         "length difference of the pairs drives the deficit, not the label direction.")
+                text += (
+                    " Accuracy is below chance where y_w is longer and above it where y_w is shorter: the "
+                    "length difference of the pairs drives the deficit, not the label direction."
+                )
             elif longer_below:
-                text += (f" Accuracy is below chance where y_w is longer; the {shorter.n} pairs where it is shorter are "
-                         "too few to tell whether length alone explains it.")
+                text += (
+                    f" Accuracy is below chance where y_w is longer; the {shorter.n} pairs where it is shorter are "
+                    "too few to tell whether length alone explains it."
+                )
             else:
                 text += " Neither length group is below chance beyond its interval."
         paragraphs.append(text)
@@ -298,7 +377,9 @@ class ScoreCache:
 
     @staticmethod
     def key(model_id: str, adapter_id: str, pairs: pd.DataFrame, settings: dict) -> str:
-        payload = json.dumps([model_id, adapter_id, settings, pairs[["id", "prompt", "chosen", "rejected"]].values.tolist()])
+        payload = json.dumps(
+            [model_id, adapter_id, settings, pairs[["id", "prompt", "chosen", "rejected"]].values.tolist()]
+        )
         return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
     def get(self, key: str) -> pd.DataFrame | None:
@@ -357,8 +438,9 @@ class _Scorer:
         key = ScoreCache.key(self.base_id, adapter_id, pairs, settings)
         scores = self.cache.get(key)
         if scores is None:
-            scores = score_pairs(model, self.tokenizer, pairs, self.batch_size, autocast_bf16=precision == "bf16",
-                                 soft_prefixes=soft)
+            scores = score_pairs(
+                model, self.tokenizer, pairs, self.batch_size, autocast_bf16=precision == "bf16", soft_prefixes=soft
+            )
             self.cache.put(key, scores)
         return scores.reset_index(drop=True)
 
@@ -373,15 +455,25 @@ def implicit_margins(scores: pd.DataFrame, reference: pd.DataFrame) -> np.ndarra
     """log π/π_ref(y_w) − log π/π_ref(y_l) per pair of `scores` (the reference's rows matched by id)."""
     ref = reference.set_index("id").loc[scores.id]
     return (scores.chosen_logp.to_numpy() - ref.chosen_logp.to_numpy()) - (
-        scores.rejected_logp.to_numpy() - ref.rejected_logp.to_numpy())
+        scores.rejected_logp.to_numpy() - ref.rejected_logp.to_numpy()
+    )
 
 
 IMPLICIT_FLIP_LIMIT = 0.01  # share of implicit-reward decisions bf16 autocast may change before scoring uses fp32
 
 
-def implicit_precision_check(base_dir: str | Path, adapters_dir: str | Path, runs: list[RunSpec], test: pd.DataFrame,
-                             prefixes: pd.DataFrame, pair_personas: pd.DataFrame | None, prefix_seeds: list[int],
-                             batch_size: int, cache_root: str | Path, precision: str = "auto") -> dict:
+def implicit_precision_check(
+    base_dir: str | Path,
+    adapters_dir: str | Path,
+    runs: list[RunSpec],
+    test: pd.DataFrame,
+    prefixes: pd.DataFrame,
+    pair_personas: pd.DataFrame | None,
+    prefix_seeds: list[int],
+    batch_size: int,
+    cache_root: str | Path,
+    precision: str = "auto",
+) -> dict:
     """The precision stage 4 scores in. `precision` (score.precision) resolves to fp32 here: fp32, nothing checked.
     Resolves to bf16: the implicit-reward decisions of the first run with a reference model (not SFT), on the test
     pairs of its first cell, under bf16 autocast and under fp32 — policy ≈ reference, so the margin is a small
@@ -395,8 +487,16 @@ def implicit_precision_check(base_dir: str | Path, adapters_dir: str | Path, run
     run = next((r for r in runs if r.kind != "sft"), None)
     resolved = resolve_precision(precision, "cpu")
     if run is None or resolved == "fp32":
-        return {"run": "", "condition": "", "n": 0, "differing": 0, "share": 0.0, "max_margin_change": 0.0,
-                "limit": IMPLICIT_FLIP_LIMIT, "precision": resolved}
+        return {
+            "run": "",
+            "condition": "",
+            "n": 0,
+            "differing": 0,
+            "share": 0.0,
+            "max_margin_change": 0.0,
+            "limit": IMPLICIT_FLIP_LIMIT,
+            "precision": resolved,
+        }
     _check_adapters(adapters_dir, [run])
     condition = run_conditions(run, prefix_seeds, sensitivity=False)[0]
     prompts = {condition.variant: variant_prompts(condition.variant, test, prefixes, pair_personas)}
@@ -406,33 +506,58 @@ def implicit_precision_check(base_dir: str | Path, adapters_dir: str | Path, run
     reference_model = scorer.model if reference_model is None else reference_model
     reference_id = "" if reference_model is scorer.model else f"{directory_fingerprint(run_dir)}/reference"
     soft = cell_soft_prefixes(run, run_dir, condition.variant)
-    margins = {precision: implicit_margins(scorer(policy, directory_fingerprint(run_dir), condition.variant, precision,
-                                                  soft),
-                                           scorer(reference_model, reference_id, condition.variant, precision))
-               for precision in ("bf16", "fp32")}
+    margins = {
+        precision: implicit_margins(
+            scorer(policy, directory_fingerprint(run_dir), condition.variant, precision, soft),
+            scorer(reference_model, reference_id, condition.variant, precision),
+        )
+        for precision in ("bf16", "fp32")
+    }
     differing = int(((margins["bf16"] > 0) != (margins["fp32"] > 0)).sum())
     share = differing / len(test)
-    return {"run": run.name, "condition": condition.name, "n": len(test), "differing": differing,
-            "share": round(share, 6), "max_margin_change": round(float(np.abs(margins["bf16"] - margins["fp32"]).max()), 6),
-            "limit": IMPLICIT_FLIP_LIMIT, "precision": "fp32" if share > IMPLICIT_FLIP_LIMIT else "bf16"}
+    return {
+        "run": run.name,
+        "condition": condition.name,
+        "n": len(test),
+        "differing": differing,
+        "share": round(share, 6),
+        "max_margin_change": round(float(np.abs(margins["bf16"] - margins["fp32"]).max()), 6),
+        "limit": IMPLICIT_FLIP_LIMIT,
+        "precision": "fp32" if share > IMPLICIT_FLIP_LIMIT else "bf16",
+    }
 
 
 def implicit_precision_sentence(check: dict) -> str:
     """What `implicit_precision_check` found, in words, every number read from it."""
     if not check["run"]:
-        return (f"Every cell is scored in **{check['precision']}** (`score.precision` on this machine); there is no "
-                "bf16 rounding of implicit-reward margins to check.")
-    return (f"On the {check['n']} test pairs of `{check['run']}` / `{check['condition']}`, bf16 autocast and fp32 "
-            f"disagree on {check['differing']} implicit-reward decisions ({check['share']:.1%}; largest change of a "
-            f"margin {check['max_margin_change']:.4f} nats). Above {check['limit']:.0%} every cell is scored in fp32 "
-            f"(one precision for reference-free and implicit-reward decisions alike), so every accuracy below uses "
-            f"**{check['precision']}**.")
+        return (
+            f"Every cell is scored in **{check['precision']}** (`score.precision` on this machine); there is no "
+            "bf16 rounding of implicit-reward margins to check."
+        )
+    return (
+        f"On the {check['n']} test pairs of `{check['run']}` / `{check['condition']}`, bf16 autocast and fp32 "
+        f"disagree on {check['differing']} implicit-reward decisions ({check['share']:.1%}; largest change of a "
+        f"margin {check['max_margin_change']:.4f} nats). Above {check['limit']:.0%} every cell is scored in fp32 "
+        f"(one precision for reference-free and implicit-reward decisions alike), so every accuracy below uses "
+        f"**{check['precision']}**."
+    )
 
 
-def score_systems(base_dir: str | Path, adapters_dir: str | Path, runs: list[RunSpec], test: pd.DataFrame,
-                  prefixes: pd.DataFrame, pair_personas: pd.DataFrame | None, base_prefixes: list[str],
-                  prefix_seeds: list[int], sensitivity: bool, batch_size: int, precision: str,
-                  cache_root: str | Path, log_prob_reduction: dict[str, str] | None = None) -> pd.DataFrame:
+def score_systems(
+    base_dir: str | Path,
+    adapters_dir: str | Path,
+    runs: list[RunSpec],
+    test: pd.DataFrame,
+    prefixes: pd.DataFrame,
+    pair_personas: pd.DataFrame | None,
+    base_prefixes: list[str],
+    prefix_seeds: list[int],
+    sensitivity: bool,
+    batch_size: int,
+    precision: str,
+    cache_root: str | Path,
+    log_prob_reduction: dict[str, str] | None = None,
+) -> pd.DataFrame:
     """Per-example scores of the base model (every base condition) and of every run (its conditions), all at
     `precision` (see `implicit_precision_check`). The base model is loaded once; each run is its adapter merged into
     a copy of it in memory (`merged_run`). Reference-free decisions use each dataset's `log_prob_reduction`
@@ -451,30 +576,46 @@ def score_systems(base_dir: str | Path, adapters_dir: str | Path, runs: list[Run
     conditions = {run.name: run_conditions(run, prefix_seeds, sensitivity) for run in runs}
     needed = {c.variant for cells in conditions.values() for c in cells}
     conditions["base"] = base_conditions(base_prefixes, set(prefixes.prefix_type), prefix_seeds, needed)
-    prompts = {c.variant: variant_prompts(c.variant, test, prefixes, pair_personas)
-               for cells in conditions.values() for c in cells}
+    prompts = {
+        c.variant: variant_prompts(c.variant, test, prefixes, pair_personas)
+        for cells in conditions.values()
+        for c in cells
+    }
     scored = _Scorer(base_dir, test, prompts, batch_size, cache_root)
     bar = tqdm(total=sum(len(c) for c in conditions.values()), desc="score", unit="cell")
 
     frames = []
     for condition in conditions["base"]:
-        frames.append(examples_frame(condition, test, seen_users(None, test),
-                                     scored(scored.model, "", condition.variant, precision), None, reductions))
+        frames.append(
+            examples_frame(
+                condition,
+                test,
+                seen_users(None, test),
+                scored(scored.model, "", condition.variant, precision),
+                None,
+                reductions,
+            )
+        )
         bar.update()
     for run in runs:
         run_dir = adapters_dir / run.name
         adapter_id = directory_fingerprint(run_dir)
         policy, reference_model = merged_run(scored.model, run_dir)
         for index, condition in enumerate(conditions[run.name]):
-            scores = scored(policy, adapter_id, condition.variant, precision,
-                            cell_soft_prefixes(run, run_dir, condition.variant))
+            scores = scored(
+                policy, adapter_id, condition.variant, precision, cell_soft_prefixes(run, run_dir, condition.variant)
+            )
             implicit = None  # SFT has no reference model; other cells than the run's own prompt feed no figure
             if run.kind != "sft" and index == 0:
-                reference = (scored(scored.model, "", condition.variant, precision) if reference_model is None
-                             else scored(reference_model, f"{adapter_id}/reference", condition.variant, precision))
+                reference = (
+                    scored(scored.model, "", condition.variant, precision)
+                    if reference_model is None
+                    else scored(reference_model, f"{adapter_id}/reference", condition.variant, precision)
+                )
                 implicit = implicit_margins(scores, reference)
-            frames.append(examples_frame(condition, test, seen_users(run, test), scores, implicit, reductions,
-                                         precision))
+            frames.append(
+                examples_frame(condition, test, seen_users(run, test), scores, implicit, reductions, precision)
+            )
             bar.update()
         del policy, reference_model
     bar.close()
@@ -486,11 +627,17 @@ def cells_table(cells: pd.DataFrame, oracles: bool = False) -> pd.DataFrame:
     interval by question type (all users) and by seen/unseen users (all questions), and implicit-reward accuracy.
     The honest cells by default; with `oracles`, only the cells whose prompt sees the test label."""
     cells = cells[cells.condition.str.endswith(ORACLE_SUFFIX) == oracles]
+
     def fmt(row) -> str:
         return f"{row.accuracy:.3f} [{row.ci_low:.2f}, {row.ci_high:.2f}] (n={row.n})"
 
-    wanted = {("overall", "all"): "overall", ("personal", "all"): "personal", ("divergent", "all"): "divergent",
-              ("overall", "seen"): "seen users", ("overall", "unseen"): "unseen users"}
+    wanted = {
+        ("overall", "all"): "overall",
+        ("personal", "all"): "personal",
+        ("divergent", "all"): "divergent",
+        ("overall", "seen"): "seen users",
+        ("overall", "unseen"): "unseen users",
+    }
     rows: dict[tuple[str, str], dict[str, str]] = {}
     for row in cells.itertuples():
         column = wanted.get((row.question_type, row.users))
@@ -516,8 +663,15 @@ def _accuracy_bars(ax, data: pd.DataFrame, x: str, hue: str, order: list[str], h
             hits, n = int(cell.correct.sum()), len(cell)
             low, high = wilson_interval(hits, n)
             mean = hits / n
-            ax.bar(i + (j - (len(hue_order) - 1) / 2) * width, mean, width, color=f"C{j}",
-                   yerr=[[mean - low], [high - mean]], capsize=2, label=level if i == 0 or ax.get_legend() is None else None)
+            ax.bar(
+                i + (j - (len(hue_order) - 1) / 2) * width,
+                mean,
+                width,
+                color=f"C{j}",
+                yerr=[[mean - low], [high - mean]],
+                capsize=2,
+                label=level if i == 0 or ax.get_legend() is None else None,
+            )
     ax.axhline(0.5, color="0.4", lw=0.8, ls="--")
     ax.set_xticks(range(len(order)), order, rotation=30, ha="right")
     ax.set_ylim(0, 1)
@@ -531,8 +685,10 @@ def prefix_figure(examples: pd.DataFrame, runs: list[RunSpec]):
     mt_prefix = {r.name: r.prefix for r in runs if r.kind == "mt"}
     base = examples[(examples.system == "base") & ~examples.variant.str.contains("shuffled|pt_", regex=True)]
     base = base.assign(prefix=base.variant.str.split("@").str[0], who="base (prompting)")
-    own = examples[examples.system.isin(list(mt_prefix)) & examples.condition.isin(["seen_prefix"])
-                   | (examples.system.map(mt_prefix) == "none")]
+    own = examples[
+        examples.system.isin(list(mt_prefix)) & examples.condition.isin(["seen_prefix"])
+        | (examples.system.map(mt_prefix) == "none")
+    ]
     own = own.assign(prefix=own.system.map(mt_prefix), who=np.where(own.seen, "MT, seen users", "MT, unseen users"))
     data = pd.concat([base, own], ignore_index=True)
     order = [p for p in MT_PREFIX_TYPES if p in set(data.prefix)]
@@ -543,7 +699,7 @@ def prefix_figure(examples: pd.DataFrame, runs: list[RunSpec]):
         ax.set_title(f"{question_type} questions")
         ax.set_xlabel("prefix type at inference")
     axes[0].set_ylabel("reference-free accuracy")
-    axes[1].legend(loc="lower right", frameon=True)
+    legend(axes[1], loc="lower right", frameon=True)
     fig.tight_layout()
     return fig
 
@@ -559,14 +715,17 @@ def sensitivity_figure(examples: pd.DataFrame, runs: list[RunSpec]):
         return None
     names = {"seen_prefix": "own prefix", "shuffled_prefix": "shuffled prefix", "no_prefix": "no prefix"}
     cell = data.condition.map(lambda c: names.get(c, "new prefix seed"))
-    data = data.assign(prefix=data.system.map(mt_prefix),
-                       cell=cell + np.where(data.seen, ", seen", ", unseen"))
-    order = [f"{c}, {s}" for c in ("own prefix", "new prefix seed", "shuffled prefix", "no prefix")
-             for s in ("seen", "unseen") if f"{c}, {s}" in set(data.cell)]
+    data = data.assign(prefix=data.system.map(mt_prefix), cell=cell + np.where(data.seen, ", seen", ", unseen"))
+    order = [
+        f"{c}, {s}"
+        for c in ("own prefix", "new prefix seed", "shuffled prefix", "no prefix")
+        for s in ("seen", "unseen")
+        if f"{c}, {s}" in set(data.cell)
+    ]
     prefixes = [p for p in ("tag", "name", "few_shot", "persona", "persona_strong", "gold") if p in set(data.prefix)]
     fig, ax = plt.subplots(figsize=(9, 3.2))
     _accuracy_bars(ax, data, "cell", "prefix", order, prefixes)
     ax.set_ylabel("reference-free accuracy")
-    ax.legend(title="MT prefix type", loc="lower right", ncols=len(prefixes), frameon=True)
+    legend(ax, title="MT prefix type", loc="lower right", ncols=len(prefixes), frameon=True)
     fig.tight_layout()
     return fig

@@ -113,32 +113,61 @@ def read_rewardbench(path: str | Path, subsets: Iterable[str] = SAFETY_SUBSETS) 
 def _arc(path: Path, i: int, row: dict) -> dict:
     """allenai/ai2_arc: id, question, choices {text, label}, answerKey (labels A-E or 1-5)."""
     texts = _value(path, i, row, "choices.text", _is_texts, "a list of two or more non-empty texts")
-    labels = _value(path, i, row, "choices.label",
-                    lambda v: isinstance(v, list) and len(v) == len(texts) and len(set(map(str, v))) == len(v)
-                    and all(map(_is_text, v)), f"a list of {len(texts)} distinct labels")
+    labels = _value(
+        path,
+        i,
+        row,
+        "choices.label",
+        lambda v: (
+            isinstance(v, list) and len(v) == len(texts) and len(set(map(str, v))) == len(v) and all(map(_is_text, v))
+        ),
+        f"a list of {len(texts)} distinct labels",
+    )
     key = _value(path, i, row, "answerKey", lambda v: v in labels, f"one of the labels {labels}")
-    return {"id": str(_value(path, i, row, "id", _is_id, "an integer or text id")),
-            "question": _text(path, i, row, "question"), "choices": list(texts), "answer": labels.index(key)}
+    return {
+        "id": str(_value(path, i, row, "id", _is_id, "an integer or text id")),
+        "question": _text(path, i, row, "question"),
+        "choices": list(texts),
+        "answer": labels.index(key),
+    }
 
 
 def _piqa(path: Path, i: int, row: dict) -> dict:
     """PIQA: goal, sol1, sol2, label (0 or 1); the row number is the id when there is none."""
     label = _value(path, i, row, "label", lambda v: type(v) is int and v in (0, 1), "0 or 1")
     item_id = _value(path, i, row, "id", _is_id, "an integer or text id") if "id" in row else i
-    return {"id": str(item_id), "question": _text(path, i, row, "goal"),
-            "choices": [_text(path, i, row, "sol1"), _text(path, i, row, "sol2")], "answer": label}
+    return {
+        "id": str(item_id),
+        "question": _text(path, i, row, "goal"),
+        "choices": [_text(path, i, row, "sol1"), _text(path, i, row, "sol2")],
+        "answer": label,
+    }
 
 
 def _truthfulqa_mc1(path: Path, i: int, row: dict) -> dict:
     """truthful_qa `multiple_choice`: question, mc1_targets {choices, labels} with exactly one label 1; the row number
     is the id when there is none."""
     texts = _value(path, i, row, "mc1_targets.choices", _is_texts, "a list of two or more non-empty texts")
-    labels = _value(path, i, row, "mc1_targets.labels",
-                    lambda v: isinstance(v, list) and len(v) == len(texts) and all(type(x) is int for x in v)
-                    and sorted(v) == [0] * (len(v) - 1) + [1], f"{len(texts)} labels, one 1 and the rest 0")
+    labels = _value(
+        path,
+        i,
+        row,
+        "mc1_targets.labels",
+        lambda v: (
+            isinstance(v, list)
+            and len(v) == len(texts)
+            and all(type(x) is int for x in v)
+            and sorted(v) == [0] * (len(v) - 1) + [1]
+        ),
+        f"{len(texts)} labels, one 1 and the rest 0",
+    )
     item_id = _value(path, i, row, "id", _is_id, "an integer or text id") if "id" in row else i
-    return {"id": str(item_id), "question": _text(path, i, row, "question"), "choices": list(texts),
-            "answer": labels.index(1)}
+    return {
+        "id": str(item_id),
+        "question": _text(path, i, row, "question"),
+        "choices": list(texts),
+        "answer": labels.index(1),
+    }
 
 
 _MC_READERS = {"arc": _arc, "piqa": _piqa, "truthfulqa_mc1": _truthfulqa_mc1}
@@ -169,13 +198,21 @@ def beavertails_pairs(path: str | Path, limit: int | None = None) -> pd.DataFram
     split = data["test"]
     if limit is not None:
         split = split.select(range(min(limit, len(split))))
-    rows = [(i, {"id": f"bt-{i:04d}"} | {field: _text(path / "test", i, row, field) for field in PAIR_COLUMNS[1:]})
-            for i, row in enumerate(split.to_list())]
+    rows = [
+        (i, {"id": f"bt-{i:04d}"} | {field: _text(path / "test", i, row, field) for field in PAIR_COLUMNS[1:]})
+        for i, row in enumerate(split.to_list())
+    ]
     return _frame(path / "test", rows, PAIR_COLUMNS)
 
 
-def multiple_choice_accuracy(model, tokenizer, items: pd.DataFrame, prefix_fn: Callable[[str], str] | None = None,
-                             batch_size: int = 16, autocast_bf16: bool = False) -> pd.DataFrame:
+def multiple_choice_accuracy(
+    model,
+    tokenizer,
+    items: pd.DataFrame,
+    prefix_fn: Callable[[str], str] | None = None,
+    batch_size: int = 16,
+    autocast_bf16: bool = False,
+) -> pd.DataFrame:
     """Log-likelihood multiple choice. Each choice is scored as the assistant's answer to the question, chat-formatted
     as `scoring.encode_pairs` does, the user message being `prefix_fn(question)` when given; the prediction is the
     choice with the highest mean token log-prob (normalised by token count, where lm-eval-harness' acc_norm normalises
@@ -200,15 +237,28 @@ def multiple_choice_accuracy(model, tokenizer, items: pd.DataFrame, prefix_fn: C
     model.train(was_training)
     tokens = [np.array([len(choice) for choice in group]) for group in choices]
     pred = np.array([int(np.argmax(logp / count)) for logp, count in zip(logps, tokens)], dtype=int)
-    return pd.DataFrame({"id": list(items.id), "format": list(items.format), "pred": pred,
-                         "answer": list(items.answer), "correct": pred == items.answer.to_numpy(),
-                         "choice_logps": [logp.tolist() for logp in logps],
-                         "choice_tokens": [count.tolist() for count in tokens]})
+    return pd.DataFrame(
+        {
+            "id": list(items.id),
+            "format": list(items.format),
+            "pred": pred,
+            "answer": list(items.answer),
+            "correct": pred == items.answer.to_numpy(),
+            "choice_logps": [logp.tolist() for logp in logps],
+            "choice_tokens": [count.tolist() for count in tokens],
+        }
+    )
 
 
-def preference_accuracy(model, tokenizer, pairs: pd.DataFrame, summed: bool = True,
-                        prefix_fn: Callable[[str], str] | None = None, batch_size: int = 16,
-                        autocast_bf16: bool = False) -> pd.DataFrame:
+def preference_accuracy(
+    model,
+    tokenizer,
+    pairs: pd.DataFrame,
+    summed: bool = True,
+    prefix_fn: Callable[[str], str] | None = None,
+    batch_size: int = 16,
+    autocast_bf16: bool = False,
+) -> pd.DataFrame:
     """`scoring.score_pairs` on a RewardBench or BeaverTails pair set (summed log-probs by default, as for the safety
     subsets), each prompt replaced by `prefix_fn(prompt)` when given; the pairs' `subset` is kept when they have one."""
     if prefix_fn is not None:
@@ -239,8 +289,15 @@ def configured_sets(paths: dict[str, str], subsets: list[str], limit: int) -> tu
     return sets, notes
 
 
-def tax_scores(base_dir: str | Path, adapters_dir: str | Path, systems: list[tuple[str, str, Callable | None]],
-               sets: dict[str, pd.DataFrame], batch_size: int, precision: str, cache_root: str | Path) -> pd.DataFrame:
+def tax_scores(
+    base_dir: str | Path,
+    adapters_dir: str | Path,
+    systems: list[tuple[str, str, Callable | None]],
+    sets: dict[str, pd.DataFrame],
+    batch_size: int,
+    precision: str,
+    cache_root: str | Path,
+) -> pd.DataFrame:
     """Per item of every set, for every (model, condition, prefix function) in `systems` — model "base" or a run
     name — whether the model gets it right: summed-log-prob preference accuracy on pair sets, mean-log-prob
     multiple-choice accuracy on the others. The base model is loaded once; a run is its adapter merged into a copy
@@ -249,24 +306,36 @@ def tax_scores(base_dir: str | Path, adapters_dir: str | Path, systems: list[tup
 
     from personalign.accuracy import ScoreCache, directory_fingerprint, merged_run
     from personalign.generation import model_fingerprint
-    from personalign.models import load_base
-
     from personalign.hardware import resolve_precision
+    from personalign.models import load_base
 
     precision = resolve_precision(precision, "cpu")  # scoring runs on the CPU (load_base below)
     cache, base_id = ScoreCache(cache_root), model_fingerprint(base_dir)
     base, tokenizer, _ = load_base(base_dir, "cpu", "float32")
     frames, loaded = [], ("base", base)
-    for name, condition, prefix_fn in tqdm(sorted(systems, key=lambda s: (s[0] != "base", s[0], s[1])),
-                                           desc="alignment tax", unit="system"):
+    for name, condition, prefix_fn in tqdm(
+        sorted(systems, key=lambda s: (s[0] != "base", s[0], s[1])), desc="alignment tax", unit="system"
+    ):
         run_dir = Path(adapters_dir) / name
         adapter_id = "" if name == "base" else directory_fingerprint(run_dir)
         for set_name, items in sets.items():
             is_pairs = "chosen" in items.columns
-            shown = items if prefix_fn is None else items.assign(
-                **{"prompt" if is_pairs else "question": (items.prompt if is_pairs else items.question).map(prefix_fn)})
-            key_frame = shown if is_pairs else shown.assign(prompt=shown.question, chosen=shown.choices.map(json.dumps),
-                                                            rejected="")
+            shown = (
+                items
+                if prefix_fn is None
+                else items.assign(
+                    **{
+                        "prompt" if is_pairs else "question": (items.prompt if is_pairs else items.question).map(
+                            prefix_fn
+                        )
+                    }
+                )
+            )
+            key_frame = (
+                shown
+                if is_pairs
+                else shown.assign(prompt=shown.question, chosen=shown.choices.map(json.dumps), rejected="")
+            )
             key = ScoreCache.key(base_id, adapter_id, key_frame, {"set": set_name, "precision": precision})
             scores = cache.get(key)
             if scores is None:
@@ -294,8 +363,17 @@ def tax_table(scores: pd.DataFrame) -> pd.DataFrame:
     for (dataset, system, condition), group in scores.groupby(["dataset", "system", "condition"], sort=True):
         hits, n = int(group.correct.sum()), len(group)
         low, high = wilson_interval(hits, n)
-        rows.append({"dataset": dataset, "system": system, "condition": condition, "n": n, "accuracy": hits / n,
-                     "ci_low": low, "ci_high": high})
+        rows.append(
+            {
+                "dataset": dataset,
+                "system": system,
+                "condition": condition,
+                "n": n,
+                "accuracy": hits / n,
+                "ci_low": low,
+                "ci_high": high,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -308,9 +386,16 @@ def tax_figure(table: pd.DataFrame):
     for ax, dataset in zip(axes[0], datasets):
         part = table[table.dataset == dataset].reset_index(drop=True)
         labels = [f"{s} ({c})" if c != "no_prefix" else s for s, c in zip(part.system, part.condition)]
-        colors = ["0.5" if s == "base" else ("C0" if c == "no_prefix" else "C1") for s, c in zip(part.system, part.condition)]
-        ax.barh(range(len(part)), part.accuracy, color=colors,
-                xerr=[part.accuracy - part.ci_low, part.ci_high - part.accuracy], capsize=2)
+        colors = [
+            "0.5" if s == "base" else ("C0" if c == "no_prefix" else "C1") for s, c in zip(part.system, part.condition)
+        ]
+        ax.barh(
+            range(len(part)),
+            part.accuracy,
+            color=colors,
+            xerr=[part.accuracy - part.ci_low, part.ci_high - part.accuracy],
+            capsize=2,
+        )
         ax.set_yticks(range(len(part)), labels)
         ax.invert_yaxis()
         ax.set_xlim(0, 1)

@@ -13,8 +13,8 @@ from tqdm import tqdm
 
 from personalign.candidates import CotPlan, diverse_subset, parse_cot, quality_range_span, strip_artifacts
 from personalign.config import BuildDataParams
-from personalign.generation import ChatPrompt, Generator, Sampling
 from personalign.embeddings import Embedder
+from personalign.generation import ChatPrompt, Generator, Sampling
 from personalign.judge import Judge, SimulatedJudge, WorldPersonas, quality_utility, world_context
 from personalign.prompts import COT_SYSTEM, cot_header
 from personalign.seeding import stable_seed
@@ -137,7 +137,11 @@ def filter_candidates(questions: list[Question], embedder: Embedder, params: Bui
 
 
 def label_pairs(
-    questions: list[Question], personas: list[Persona], judge: Judge, folds: dict[str, int], seed: int,
+    questions: list[Question],
+    personas: list[Persona],
+    judge: Judge,
+    folds: dict[str, int],
+    seed: int,
     rejected: str = "random",
 ) -> list[dict]:
     """Tournament labels per (persona, question): y_w = winner; y_l = a seeded random non-winner (`rejected`
@@ -163,14 +167,19 @@ def label_pairs(
             ctx = world_context(world, persona.user_id, q.question_type, q.prompt)
             if scored:
                 utility = judge.utilities(ctx, q.selected)
-                match = lambda a, b: bool(utility[a] > utility[b])  # noqa: E731
+                match = lambda a, b, u=utility: bool(u[a] > u[b])  # noqa: E731
             else:
-                match = lambda a, b: judge.prefers(ctx, q.selected[a], q.selected[b])  # noqa: E731
+                match = lambda a, b, c=ctx, s=q.selected: judge.prefers(c, s[a], s[b])  # noqa: E731
             result = single_elimination(
-                len(q.selected), match, np.random.default_rng(stable_seed(seed, "tournament", persona.user_id, q.qid)),
+                len(q.selected),
+                match,
+                np.random.default_rng(stable_seed(seed, "tournament", persona.user_id, q.qid)),
             )
-            loser = result.loser if rejected == "random" else min(
-                (i for i in range(len(q.selected)) if i != result.winner), key=lambda i: utility[i])
+            loser = (
+                result.loser
+                if rejected == "random"
+                else min((i for i in range(len(q.selected)) if i != result.winner), key=lambda i: utility[i])
+            )
             records.append(
                 {
                     "id": f"{persona.user_id}:{q.qid}",

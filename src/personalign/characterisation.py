@@ -32,16 +32,30 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from personalign.figures import apply_style
+from personalign.figures import apply_style, legend
 
 HIGH_DIVERGENCE = 0.3
 MINORITY_BELOW = 0.5
 UNDEFINED = "undefined"
-TABLE2_COLUMNS = ("#Samples", "#Users", "%Cont.", "%Highly Cont.", "MV-ACC Range", "Consistency", "Room",
-                  "#Minority users")
+TABLE2_COLUMNS = (
+    "#Samples",
+    "#Users",
+    "%Cont.",
+    "%Highly Cont.",
+    "MV-ACC Range",
+    "Consistency",
+    "Room",
+    "#Minority users",
+)
 # metric -> the Table 2 column showing it
-METRIC_COLUMNS = {"divergence_rate": "%Cont.", "high_divergence_rate": "%Highly Cont.", "mv_acc": "MV-ACC Range",
-                  "consistency": "Consistency", "room": "Room", "minority_users": "#Minority users"}
+METRIC_COLUMNS = {
+    "divergence_rate": "%Cont.",
+    "high_divergence_rate": "%Highly Cont.",
+    "mv_acc": "MV-ACC Range",
+    "consistency": "Consistency",
+    "room": "Room",
+    "minority_users": "#Minority users",
+}
 PER_USER_COLUMNS = ("user_id", "n_labels", "n_overlapping", "mv_acc", "minority", "n_repeat_labels", "consistency")
 
 
@@ -94,12 +108,16 @@ def label_table(records: pd.DataFrame, splits: Iterable[str] | None = None) -> p
     if same.any():
         raise ValueError(f"record {records.id.to_numpy()[same][0]!r}: chosen and rejected are the same text")
     chose_a = chosen < rejected
-    labels = pd.DataFrame({
-        "id": records.id.to_numpy(dtype=object), "user_id": records.user_id.to_numpy(dtype=object),
-        "prompt": records.prompt.to_numpy(dtype=object),
-        "response_a": np.where(chose_a, chosen, rejected), "response_b": np.where(chose_a, rejected, chosen),
-        "choice": (~chose_a).astype(int),
-    })
+    labels = pd.DataFrame(
+        {
+            "id": records.id.to_numpy(dtype=object),
+            "user_id": records.user_id.to_numpy(dtype=object),
+            "prompt": records.prompt.to_numpy(dtype=object),
+            "response_a": np.where(chose_a, chosen, rejected),
+            "response_b": np.where(chose_a, rejected, chosen),
+            "choice": (~chose_a).astype(int),
+        }
+    )
     labels["pair"] = labels.groupby(["prompt", "response_a", "response_b"], sort=True).ngroup().astype(int)
     return labels.sort_values(["pair", "user_id", "id"], ignore_index=True)
 
@@ -116,8 +134,9 @@ def _user_pair_counts(labels: pd.DataFrame) -> pd.DataFrame:
 def _pair_votes(per: pd.DataFrame) -> pd.DataFrame:
     """Per pair: users, votes for b, unanimous, majority (+1: b, -1: a, 0: tied) and minority_share, the share of
     the users whose votes go against the majority (min(votes a, votes b) / users; 0.5 when tied)."""
-    pairs = per.groupby("pair", sort=True).agg(users=("user_id", "size"), votes_b=("vote_b", "sum"),
-                                               low=("vote_b", "min"), high=("vote_b", "max"))
+    pairs = per.groupby("pair", sort=True).agg(
+        users=("user_id", "size"), votes_b=("vote_b", "sum"), low=("vote_b", "min"), high=("vote_b", "max")
+    )
     pairs["unanimous"] = (pairs.low == pairs.high) & (pairs.low != 0.5)
     pairs["majority"] = np.sign(2 * pairs.votes_b - pairs.users)
     pairs["minority_share"] = np.minimum(pairs.votes_b, pairs.users - pairs.votes_b) / pairs.users
@@ -149,8 +168,9 @@ def _per_user(labels: pd.DataFrame, per: pd.DataFrame, pairs: pd.DataFrame) -> p
     return users.reset_index()[list(PER_USER_COLUMNS)]
 
 
-def characterise(records: pd.DataFrame, name: str, splits: Iterable[str] | None = None,
-                 threshold: float = HIGH_DIVERGENCE) -> Characterisation:
+def characterise(
+    records: pd.DataFrame, name: str, splits: Iterable[str] | None = None, threshold: float = HIGH_DIVERGENCE
+) -> Characterisation:
     """Characterise one dataset's records (of `splits` only, when given); `threshold` is the share of a pair's users
     against the majority that makes it highly divergent (0 < threshold <= 0.5)."""
     if not 0 < threshold <= 0.5:
@@ -171,8 +191,11 @@ def characterise(records: pd.DataFrame, name: str, splits: Iterable[str] | None 
     else:
         overlap_reason = None
     if overlap_reason:
-        reasons.update(dict.fromkeys(("divergence_rate", "high_divergence_rate", "mv_acc", "minority_users", "room"),
-                                     overlap_reason))
+        reasons.update(
+            dict.fromkeys(
+                ("divergence_rate", "high_divergence_rate", "mv_acc", "minority_users", "room"), overlap_reason
+            )
+        )
     repeated = per[per.n >= 2]
     if repeated.empty:
         reasons["consistency"] = "no records" if labels.empty else "no user labelled the same pair twice"
@@ -180,8 +203,12 @@ def characterise(records: pd.DataFrame, name: str, splits: Iterable[str] | None 
     mean_consistency = None if repeated.empty else float(users.consistency.dropna().mean())
     room = None if overlap_reason else (1.0 if mean_consistency is None else mean_consistency) - float(mv.mean())
     return Characterisation(
-        name=name, n_samples=len(labels), n_users=n_users, n_pairs=len(pairs),
-        n_overlapping_pairs=len(overlapping), high_divergence_threshold=threshold,
+        name=name,
+        n_samples=len(labels),
+        n_users=n_users,
+        n_pairs=len(pairs),
+        n_overlapping_pairs=len(overlapping),
+        high_divergence_threshold=threshold,
         divergence_rate=None if overlap_reason else float((~overlapping.unanimous).mean()),
         high_divergence_rate=None if overlap_reason else float((overlapping.minority_share >= threshold).mean()),
         mv_acc_min=None if overlap_reason else float(mv.min()),
@@ -190,16 +217,21 @@ def characterise(records: pd.DataFrame, name: str, splits: Iterable[str] | None 
         n_minority_users=None if overlap_reason else int(users.minority.sum()),
         n_repeat_labels=int(repeated.n.sum()),
         consistency=None if repeated.empty else float(repeated.agree.sum() / repeated.n.sum()),
-        mean_user_consistency=mean_consistency, room=room,
-        room_is_upper_bound=room is not None and mean_consistency is None, reasons=reasons, per_user=users,
+        mean_user_consistency=mean_consistency,
+        room=room,
+        room_is_upper_bound=room is not None and mean_consistency is None,
+        reasons=reasons,
+        per_user=users,
     )
 
 
-def characterise_sources(records: pd.DataFrame, splits: Iterable[str] | None = None,
-                         threshold: float = HIGH_DIVERGENCE) -> list[Characterisation]:
+def characterise_sources(
+    records: pd.DataFrame, splits: Iterable[str] | None = None, threshold: float = HIGH_DIVERGENCE
+) -> list[Characterisation]:
     """One characterisation per dataset (`source`) of a merged record table, sorted by name."""
-    return [characterise(group, str(source), splits, threshold)
-            for source, group in records.groupby("source", sort=True)]
+    return [
+        characterise(group, str(source), splits, threshold) for source, group in records.groupby("source", sort=True)
+    ]
 
 
 def _percent(value: float | None) -> str:
@@ -215,13 +247,18 @@ def table2(results: Sequence[Characterisation]) -> tuple[pd.DataFrame, list[str]
     rows, notes = [], []
     for r in results:
         room = UNDEFINED if r.room is None else f"{'≤ ' if r.room_is_upper_bound else ''}{r.room:.2f}"
-        rows.append({
-            "#Samples": str(r.n_samples), "#Users": str(r.n_users),
-            "%Cont.": _percent(r.divergence_rate), "%Highly Cont.": _percent(r.high_divergence_rate),
-            "MV-ACC Range": UNDEFINED if r.mv_acc_min is None else f"[{r.mv_acc_min:.2f}–{r.mv_acc_max:.2f}]",
-            "Consistency": UNDEFINED if r.consistency is None else f"{r.consistency:.2f}",
-            "Room": room, "#Minority users": UNDEFINED if r.n_minority_users is None else str(r.n_minority_users),
-        })
+        rows.append(
+            {
+                "#Samples": str(r.n_samples),
+                "#Users": str(r.n_users),
+                "%Cont.": _percent(r.divergence_rate),
+                "%Highly Cont.": _percent(r.high_divergence_rate),
+                "MV-ACC Range": UNDEFINED if r.mv_acc_min is None else f"[{r.mv_acc_min:.2f}–{r.mv_acc_max:.2f}]",
+                "Consistency": UNDEFINED if r.consistency is None else f"{r.consistency:.2f}",
+                "Room": room,
+                "#Minority users": UNDEFINED if r.n_minority_users is None else str(r.n_minority_users),
+            }
+        )
         by_reason: dict[str, list[str]] = {}
         for metric, reason in r.reasons.items():
             by_reason.setdefault(reason, []).append(METRIC_COLUMNS[metric])
@@ -235,8 +272,7 @@ def table2(results: Sequence[Characterisation]) -> tuple[pd.DataFrame, list[str]
 def characterisation_json(results: Sequence[Characterisation]) -> dict:
     """JSON-ready results: every dataset's characterisation (by name), the Table 2 cells and its notes."""
     table, notes = table2(results)
-    return {"datasets": {r.name: r.to_dict() for r in results},
-            "table2": table.to_dict("index"), "notes": notes}
+    return {"datasets": {r.name: r.to_dict() for r in results}, "table2": table.to_dict("index"), "notes": notes}
 
 
 def mv_acc_figure(results: Sequence[Characterisation]):
@@ -248,8 +284,10 @@ def mv_acc_figure(results: Sequence[Characterisation]):
     apply_style()
     palette = sns.color_palette()
     fig, ax = plt.subplots(figsize=(max(5.2, 1.1 * len(results) + 3.4), 3.2))
-    styles = {False: ("majority-aligned user", palette[0], "o"),
-              True: ("minority user (MV-ACC < 0.5)", palette[3], "v")}
+    styles = {
+        False: ("majority-aligned user", palette[0], "o"),
+        True: ("minority user (MV-ACC < 0.5)", palette[3], "v"),
+    }
     labelled: set[bool] = set()
     for x, r in enumerate(results):
         users = r.per_user.dropna(subset=["mv_acc"])
@@ -260,8 +298,15 @@ def mv_acc_figure(results: Sequence[Characterisation]):
         for minority, (label, colour, marker) in styles.items():
             mine = (users.minority == minority).to_numpy()
             if mine.any():
-                ax.scatter(x + offsets[mine], users.mv_acc.to_numpy()[mine], color=colour, marker=marker, s=22,
-                           zorder=3, label=label if minority not in labelled else "_nolegend_")
+                ax.scatter(
+                    x + offsets[mine],
+                    users.mv_acc.to_numpy()[mine],
+                    color=colour,
+                    marker=marker,
+                    s=22,
+                    zorder=3,
+                    label=label if minority not in labelled else "_nolegend_",
+                )
                 labelled.add(minority)
     ax.axhline(MINORITY_BELOW, color="grey", lw=0.8, ls="--", label="0.5 (minority below)")
     ax.set_xticks(range(len(results)), [r.name for r in results])
@@ -269,6 +314,6 @@ def mv_acc_figure(results: Sequence[Characterisation]):
     ax.set_ylim(0.0, 1.05)
     ax.set_ylabel("MV-ACC per user")
     ax.set_title("Agreement of each user with the majority vote")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    legend(ax, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return fig

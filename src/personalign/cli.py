@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from personalign.config import ParamsError, Params, load_params
+from personalign.config import Params, ParamsError, load_params
 
 # stage -> (notebook, params sections it receives)
 STAGES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -25,6 +25,11 @@ ITEM_STAGES = {"train"}  # stages fanned out by DVC `foreach`: one notebook run 
 REAL_DATA_NOTEBOOK = "01_load_data.ipynb"  # stage build_data with `build_data.source: datasets`
 
 
+def stage_notebooks(stage: str) -> tuple[str, ...]:
+    """Every notebook `stage` may execute (`stage_notebook` picks one by its params)."""
+    return (STAGES[stage][0], REAL_DATA_NOTEBOOK) if stage == "build_data" else (STAGES[stage][0],)
+
+
 def stage_notebook(stage: str, params: Params) -> str:
     """The notebook a stage runs: build_data reads real datasets instead of building the world when told to."""
     if stage == "build_data" and params.build_data.source == "datasets":
@@ -39,36 +44,57 @@ def check_params(path: str | Path) -> Params:
 
     params = load_params(path)
     if params.build_data.source == "datasets":
-        absent = [(name, spec.path) for name, spec in params.build_data.datasets.items()
-                  if not Path(spec.path).exists() and not spec.hub_id]
+        absent = [
+            (name, spec.path)
+            for name, spec in params.build_data.datasets.items()
+            if not Path(spec.path).exists() and not spec.hub_id
+        ]
         if absent:
             name, where = absent[0]
-            raise ParamsError(f"{path}: build_data.datasets.{name}.path = {where!r}: no such file or directory "
-                              "(and no hub_id to load it from)")
-    resolve_model(params.base.model)
-    resolve_embedder(params.base.embedding_model)
-    if params.generators.strong.backend == "hf":
-        resolve_model(params.generators.strong.model, key="generators.strong.model")
-    if params.judge.backend == "hf":
-        resolve_model(params.judge.model, key="judge.model")
+            raise ParamsError(
+                f"{path}: build_data.datasets.{name}.path = {where!r}: no such file or directory "
+                "(and no hub_id to load it from)"
+            )
+    try:
+        resolve_model(params.base.model)
+        resolve_embedder(params.base.embedding_model)
+        if params.generators.strong.backend == "hf":
+            resolve_model(params.generators.strong.model, key="generators.strong.model")
+        if params.judge.backend == "hf":
+            resolve_model(params.judge.model, key="judge.model")
+    except ParamsError as exc:
+        raise ParamsError(f"{path}: {exc}") from None
     return params
 
 
-def check_data(params: Params) -> None:
-    """Read every configured real dataset of stage 1 (`build_data.source: datasets`) as the stage would, so that a
-    malformed file stops before compute with the file, row and field (DatasetError)."""
-    if params.build_data.source != "datasets":
-        return
-    from personalign.loaders.configured import load_datasets
+def check_data(params: Params, stage: str | None = None) -> None:
+    """Read the data files a stage reads as it would (`None`: every stage's), so that a malformed file stops before
+    compute with the file, row and field (DatasetError): stage 1's real datasets (`build_data.source: datasets`) and
+    stage 4's out-of-domain sets (`score.alignment_tax`, including its RewardBench subsets)."""
+    if stage in (None, "build_data") and params.build_data.source == "datasets":
+        from personalign.loaders.configured import load_datasets
 
-    load_datasets(params.build_data.datasets, params.build_data.n_folds, params.base.seed)
+        load_datasets(params.build_data.datasets, params.build_data.n_folds, params.base.seed)
+    if stage in (None, "score"):
+        from personalign.alignment_tax import configured_sets
+
+        tax = params.score.alignment_tax
+        configured_sets(tax.paths, tax.rewardbench_subsets, tax.limit)
 
 
-def run_stage(stage: str, params: Params, notebooks: Path, rendered: Path, item: str | None = None,
-              params_file: str | Path = "params.yaml") -> Path:
+def run_stage(
+    stage: str,
+    params: Params,
+    notebooks: Path,
+    rendered: Path,
+    item: str | None = None,
+    params_file: str | Path = "params.yaml",
+) -> Path:
     """Execute the stage's notebook with its params sections injected; the executed copy lands in `rendered`
     (for a fanned-out stage: rendered/<notebook stem>/<item>.ipynb, with `item` injected as well)."""
     import papermill
+
+    from personalign.rendered import write_record
 
     notebook, sections = stage_notebook(stage, params), STAGES[stage][1]
     out = rendered / STAGES[stage][0] if item is None else rendered / Path(notebook).stem / f"{item}.ipynb"
@@ -79,15 +105,23 @@ def run_stage(stage: str, params: Params, notebooks: Path, rendered: Path, item:
         if out.exists():
             out.open("a").close()
     except OSError as exc:
-        raise PermissionError(f"{out}: the rendered notebook cannot be written ({exc.strerror}); nothing was run") from None
+        raise PermissionError(
+            f"{out}: the rendered notebook cannot be written ({exc.strerror}); nothing was run"
+        ) from None
     parameters = {name: getattr(params, name).model_dump() for name in sections}
     if item is not None:
         parameters["item"] = item
         parameters["params_file"] = str(params_file)
     papermill.execute_notebook(
-        str(notebooks / notebook), str(out), parameters=parameters, log_output=True, progress_bar=False,
-        kernel_name="python3", cwd=str(Path.cwd()),
+        str(notebooks / notebook),
+        str(out),
+        parameters=parameters,
+        log_output=True,
+        progress_bar=False,
+        kernel_name="python3",
+        cwd=str(Path.cwd()),
     )
+    write_record(out)
     write_environment(environment_path(stage, item))
     return out
 
@@ -118,13 +152,19 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--notebooks", default="notebooks", type=Path)
     run.add_argument("--rendered", default="notebooks/rendered", type=Path)
     run.add_argument("--item", help="the item of a fanned-out stage (train: a key of train.runs)")
-    train = sub.add_parser("train", help="train one run of train.runs without a notebook (works under torchrun and "
-                                          "accelerate launch; the train stage's notebook calls it for num_processes > 1)")
+    train = sub.add_parser(
+        "train",
+        help="train one run of train.runs without a notebook (works under torchrun and "
+        "accelerate launch; the train stage's notebook calls it for num_processes > 1)",
+    )
     train.add_argument("run_name")
     train.add_argument("--params", default="params.yaml")
     train.add_argument("--out", type=Path, help="output directory (default: models/adapters/RUN_NAME)")
-    archive = sub.add_parser("archive-study", help="copy the outputs of a finished run of another profile (in WORKSPACE) "
-                                                    "into notebooks/rendered/studies/NAME and figures/studies/NAME")
+    archive = sub.add_parser(
+        "archive-study",
+        help="copy the outputs of a finished run of another profile (in WORKSPACE) "
+        "into notebooks/rendered/studies/NAME and figures/studies/NAME",
+    )
     archive.add_argument("workspace", type=Path)
     archive.add_argument("name", help="the study's name: the workspace's base.profile")
     args = parser.parse_args(argv)
@@ -135,11 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as exc:
         print(f"personalign: invalid parameters\n{exc}", file=sys.stderr)
         return 2
-    if args.command == "validate" or (args.command == "run" and args.stage == "build_data"):
+    if args.command in ("validate", "run"):
         from personalign.loaders.common import DatasetError
 
         try:
-            check_data(params)
+            check_data(params, args.stage if args.command == "run" else None)
         except DatasetError as exc:
             print(f"personalign: invalid data\n{exc}", file=sys.stderr)
             return 2
@@ -213,7 +253,12 @@ def _train(args, params: Params) -> int:
     import os
 
     from personalign.training import (
-        TrainingDataError, resolve_run, run_inputs, soft_prefix_pools, train_adapter, work_dir_for,
+        TrainingDataError,
+        resolve_run,
+        run_inputs,
+        soft_prefix_pools,
+        train_adapter,
+        work_dir_for,
     )
 
     try:
@@ -221,8 +266,15 @@ def _train(args, params: Params) -> int:
         pairs, sft_pairs = run_inputs(run)
         out = args.out or Path("models/adapters") / run.name
         pools = soft_prefix_pools(run, params.base.embedding_model)
-        summary = train_adapter(run, pairs, "models/base", out,
-                                work_dir_for(run, pairs, ".cache/personalign/train", pools), sft_pairs, pools)
+        summary = train_adapter(
+            run,
+            pairs,
+            "models/base",
+            out,
+            work_dir_for(run, pairs, ".cache/personalign/train", pools),
+            sft_pairs,
+            pools,
+        )
     except TrainingDataError as exc:
         print(f"personalign: {exc}", file=sys.stderr)
         return 2

@@ -15,7 +15,14 @@ from personalign import persona_sources
 from personalign.accuracy import seen_users
 from personalign.config import SOFT_PREFIX_TYPES
 from personalign.judge import (
-    OTHER_SIDE, Judge, JudgeContext, WorldPersonas, combine_orders, order_verdicts, pair_context, world_context,
+    OTHER_SIDE,
+    Judge,
+    JudgeContext,
+    WorldPersonas,
+    combine_orders,
+    order_verdicts,
+    pair_context,
+    world_context,
 )
 from personalign.prompts import PT_TEMPLATE, prefixed_prompt
 from personalign.seeding import stable_seed
@@ -68,8 +75,9 @@ def persona_texts(rows: pd.DataFrame, pair_personas: pd.DataFrame | None, side: 
         raise ComparisonInputError(str(exc)) from exc
 
 
-def judge_contexts(rows: pd.DataFrame, pair_personas: pd.DataFrame | None, side: str, source: str,
-                   world: WorldPersonas) -> list[JudgeContext]:
+def judge_contexts(
+    rows: pd.DataFrame, pair_personas: pd.DataFrame | None, side: str, source: str, world: WorldPersonas
+) -> list[JudgeContext]:
     """The judge's context for each evaluation row, with the rivals DESIGN.md gives its persona. Source `gold`:
     the user's world persona (`world_context`); a user without a gold text in the persona table has only the
     dataset's chosen persona, contrasted with its rejected one. Every other source: the persona inferred from one
@@ -82,16 +90,21 @@ def judge_contexts(rows: pd.DataFrame, pair_personas: pd.DataFrame | None, side:
             if row.user_id in world:
                 contexts.append(world_context(world, row.user_id, row.question_type, row.prompt))
             elif row.chosen_persona_gold.strip() and row.rejected_persona_gold.strip():
-                contexts.append(pair_context(f"{row.id}:chosen", row.chosen_persona_gold, row.rejected_persona_gold,
-                                             row.prompt))
+                contexts.append(
+                    pair_context(f"{row.id}:chosen", row.chosen_persona_gold, row.rejected_persona_gold, row.prompt)
+                )
             else:
-                raise ComparisonInputError(f"test pair {row.id!r}: user {row.user_id!r} has no gold persona in the "
-                                           "persona table and the pair no chosen and rejected dataset personas")
+                raise ComparisonInputError(
+                    f"test pair {row.id!r}: user {row.user_id!r} has no gold persona in the "
+                    "persona table and the pair no chosen and rejected dataset personas"
+                )
         return contexts
     personas = persona_texts(rows, pair_personas, side, source)
     opposites = persona_texts(rows, pair_personas, OTHER_SIDE[side], source)
-    return [pair_context(f"{row.id}:{side}:{source}", persona, opposite, row.prompt)
-            for row, persona, opposite in zip(rows.itertuples(), personas, opposites)]
+    return [
+        pair_context(f"{row.id}:{side}:{source}", persona, opposite, row.prompt)
+        for row, persona, opposite in zip(rows.itertuples(), personas, opposites)
+    ]
 
 
 @dataclass(frozen=True)
@@ -116,31 +129,38 @@ class WhoseBoatCell:
 def check_comparison_runs(settings, run_names: list[str], sources: set[str]) -> None:
     """Stop before compute when a configured comparison names a run that is not trained or a dataset without
     evaluation rows; the message names the key."""
-    named = [(f"whose_boat.runs.{d}.{k}", getattr(r, k)) for d, r in settings.whose_boat.runs.items()
-             for k in ("dpo", "pt")]
+    named = [
+        (f"whose_boat.runs.{d}.{k}", getattr(r, k)) for d, r in settings.whose_boat.runs.items() for k in ("dpo", "pt")
+    ]
     if settings.prefix_table.mt_run:
         named.append(("prefix_table.mt_run", settings.prefix_table.mt_run))
     for key, name in named:
         if name not in run_names:
-            raise ComparisonInputError(f"generate_judge.{key} = {name!r} is not in train.runs; defined runs: "
-                                       f"{', '.join(run_names) or 'none'}")
+            raise ComparisonInputError(
+                f"generate_judge.{key} = {name!r} is not in train.runs; defined runs: {', '.join(run_names) or 'none'}"
+            )
     for dataset in settings.whose_boat.runs:
         if dataset not in sources:
-            raise ComparisonInputError(f"generate_judge.whose_boat.runs: dataset {dataset!r} has no test prompts; "
-                                       f"the records' sources are {', '.join(sorted(sources))}")
+            raise ComparisonInputError(
+                f"generate_judge.whose_boat.runs: dataset {dataset!r} has no test prompts; "
+                f"the records' sources are {', '.join(sorted(sources))}"
+            )
 
 
 def check_agreement_judge(judge, agreement) -> None:
     """Stop before compute when the second judge of `generate_judge.agreement` is the configured judge itself (its
     agreement with itself would measure nothing)."""
     if agreement.sample and agreement.judge == judge:
-        raise ComparisonInputError("generate_judge.agreement.judge is the configured `judge` itself; name a second "
-                                   "judge (e.g. backend hf on models/base) or set generate_judge.agreement.sample: 0")
+        raise ComparisonInputError(
+            "generate_judge.agreement.judge is the configured `judge` itself; name a second "
+            "judge (e.g. backend hf on models/base) or set generate_judge.agreement.sample: 0"
+        )
 
 
 def whose_boat_cells(rows: pd.DataFrame, pair_personas: pd.DataFrame | None, whose_boat) -> list[WhoseBoatCell]:
     """Every (dataset, persona side, persona source) cell of the Whose Boat table; a cell whose personas the data
-    lacks (e.g. the pair persona of a test split released without responses) is kept with `missing` set, never filled in."""
+    lacks (e.g. the pair persona of a test split released without responses) is kept with `missing` set, never
+    filled in."""
     cells = []
     for dataset, runs in whose_boat.runs.items():
         mine = rows[rows.source == dataset].reset_index(drop=True)
@@ -160,18 +180,22 @@ def unseen_user_rows(rows: pd.DataFrame, run: RunSpec) -> pd.DataFrame:
     decides seen / unseen: WikiPersona Table 3 compares "MT (persona not trained)". ComparisonInputError when the
     run trained on every evaluation user or has a soft prefix (stage 5 samples from text prompts only)."""
     if run.prefix in SOFT_PREFIX_TYPES:
-        raise ComparisonInputError(f"generate_judge.prefix_table.mt_run = {run.name!r} has the soft prefix "
-                                   f"{run.prefix!r}; stage 5 samples from runs with a text prefix only")
+        raise ComparisonInputError(
+            f"generate_judge.prefix_table.mt_run = {run.name!r} has the soft prefix "
+            f"{run.prefix!r}; stage 5 samples from runs with a text prefix only"
+        )
     unseen = rows[~seen_users(run, rows)].reset_index(drop=True)
     if unseen.empty:
         raise ComparisonInputError(
             f"generate_judge.prefix_table.mt_run = {run.name!r} (held_out_fold: {run.held_out_fold}) trained on every "
-            "evaluation user; Table 3 needs an MT run with a held-out fold whose users have evaluation prompts")
+            "evaluation user; Table 3 needs an MT run with a held-out fold whose users have evaluation prompts"
+        )
     return unseen
 
 
-def system_prompts(system: System, rows: pd.DataFrame, personas: list[str], prefixes: pd.DataFrame,
-                   prefix_seed: int = 0) -> list[str]:
+def system_prompts(
+    system: System, rows: pd.DataFrame, personas: list[str], prefixes: pd.DataFrame, prefix_seed: int = 0
+) -> list[str]:
     """The user message `system` is given for each evaluation row."""
     if system.prompting == "none":
         return list(rows.prompt)
@@ -192,8 +216,14 @@ def generation_seeds(base_seed: int, system: System, rows: pd.DataFrame, setting
     return [stable_seed(base_seed, "generate_judge", system.name, setting, i) for i in rows.id]
 
 
-def judge_comparison(judge: Judge, rows: pd.DataFrame, contexts: list[JudgeContext], test_responses: list[str],
-                     base_responses: list[str], progress=None) -> pd.DataFrame:
+def judge_comparison(
+    judge: Judge,
+    rows: pd.DataFrame,
+    contexts: list[JudgeContext],
+    test_responses: list[str],
+    base_responses: list[str],
+    progress=None,
+) -> pd.DataFrame:
     """Both-orders outcomes ("a": the test system wins) for Personalization (judged in the row's context, built by
     `judge_contexts`) and Quality, one row per evaluation prompt, with each order's own verdict (`<aspect>_ab`: test
     system shown first, `<aspect>_ba`: base system shown first)."""
@@ -202,8 +232,9 @@ def judge_comparison(judge: Judge, rows: pd.DataFrame, contexts: list[JudgeConte
         record = {"id": row.id, "user_id": row.user_id, "question_type": row.question_type}
         for aspect in ("personalization", "quality"):
             forward, backward = order_verdicts(judge, ctx, a, b, aspect)
-            record.update({aspect: combine_orders(forward, backward), f"{aspect}_ab": forward,
-                           f"{aspect}_ba": backward})
+            record.update(
+                {aspect: combine_orders(forward, backward), f"{aspect}_ab": forward, f"{aspect}_ba": backward}
+            )
         out.append(record)
         if progress is not None:
             progress.update()
@@ -231,15 +262,26 @@ class Comparison:
         def pick(values: tuple) -> tuple:
             return tuple(v for v, k in zip(values, keep) if k)
 
-        return Comparison(self.setting, self.test, self.base, self.rows[keep].reset_index(drop=True),
-                          pick(self.contexts), pick(self.test_responses), pick(self.base_responses))
+        return Comparison(
+            self.setting,
+            self.test,
+            self.base,
+            self.rows[keep].reset_index(drop=True),
+            pick(self.contexts),
+            pick(self.test_responses),
+            pick(self.base_responses),
+        )
 
 
 def judge_comparisons(judge: Judge, comparisons: list[Comparison], progress=None) -> pd.DataFrame:
     """`judge_comparison` over every comparison, each row tagged with its setting and its test and base systems."""
-    frames = [judge_comparison(judge, c.rows, list(c.contexts), list(c.test_responses), list(c.base_responses),
-                               progress).assign(setting=c.setting, test=c.test.name, base=c.base.name)
-              for c in comparisons if len(c.rows)]
+    frames = [
+        judge_comparison(
+            judge, c.rows, list(c.contexts), list(c.test_responses), list(c.base_responses), progress
+        ).assign(setting=c.setting, test=c.test.name, base=c.base.name)
+        for c in comparisons
+        if len(c.rows)
+    ]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -258,19 +300,34 @@ def judge_agreement(primary: pd.DataFrame, secondary: pd.DataFrame) -> pd.DataFr
     """Per aspect, how far two judges agree on the both-orders outcomes ("a" / "tie" / "b") of the same comparisons
     (`secondary`'s, looked up in `primary` by setting, systems and row id): n, invalid, raw agreement, Cohen's κ,
     Krippendorff's α and each judge's tie share."""
-    merged = secondary.merge(primary, on=COMPARISON_KEY, how="left", suffixes=("_secondary", "_primary"),
-                             validate="one_to_one", indicator=True)
+    merged = secondary.merge(
+        primary,
+        on=COMPARISON_KEY,
+        how="left",
+        suffixes=("_secondary", "_primary"),
+        validate="one_to_one",
+        indicator=True,
+    )
     unmatched = merged[merged._merge != "both"]
     if len(unmatched):
-        raise ComparisonInputError(f"comparison {unmatched.iloc[0][COMPARISON_KEY].to_dict()} was judged by the "
-                                   "second judge only")
+        raise ComparisonInputError(
+            f"comparison {unmatched.iloc[0][COMPARISON_KEY].to_dict()} was judged by the second judge only"
+        )
     rows = []
     for aspect in ("personalization", "quality"):
         stats = outcome_agreement(merged[f"{aspect}_primary"], merged[f"{aspect}_secondary"])
-        rows.append({"aspect": aspect, "n": stats["n"], "invalid": stats["invalid"],
-                     "agreement": stats["agreement"], "cohen_kappa": stats["cohen_kappa"],
-                     "krippendorff_alpha": stats["krippendorff_alpha"], "primary_tie": stats["first_tie"],
-                     "secondary_tie": stats["second_tie"]})
+        rows.append(
+            {
+                "aspect": aspect,
+                "n": stats["n"],
+                "invalid": stats["invalid"],
+                "agreement": stats["agreement"],
+                "cohen_kappa": stats["cohen_kappa"],
+                "krippendorff_alpha": stats["krippendorff_alpha"],
+                "primary_tie": stats["first_tie"],
+                "secondary_tie": stats["second_tie"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -294,36 +351,60 @@ def whose_boat_table(outcomes: pd.DataFrame, cells: list[WhoseBoatCell]) -> pd.D
     for cell in cells:
         judged = outcomes[outcomes.setting == cell.setting]
         numbers = summary_row(judged.personalization, judged.quality) if len(judged) else {"n": 0}
-        rows.append({"setting": cell.setting, "dataset": cell.dataset, "side": cell.side, "source": cell.source,
-                     "base": f"{cell.dpo.model} + P_{cell.source}", "test": f"{cell.pt.model} + P_{cell.source}",
-                     **{k: numbers.get(k, float("nan")) for k in NUMBERS}, "n": numbers["n"], "missing": cell.missing})
+        rows.append(
+            {
+                "setting": cell.setting,
+                "dataset": cell.dataset,
+                "side": cell.side,
+                "source": cell.source,
+                "base": f"{cell.dpo.model} + P_{cell.source}",
+                "test": f"{cell.pt.model} + P_{cell.source}",
+                **{k: numbers.get(k, float("nan")) for k in NUMBERS},
+                "n": numbers["n"],
+                "missing": cell.missing,
+            }
+        )
     table = pd.DataFrame(rows)
     judged = table[table.missing == ""]
-    average = {"setting": "average", "dataset": "average", "side": "", "source": "", "base": "DPO", "test": "PT",
-               **judged[NUMBERS].mean().to_dict(), "n": int(judged.n.sum()), "missing": ""}
+    average = {
+        "setting": "average",
+        "dataset": "average",
+        "side": "",
+        "source": "",
+        "base": "DPO",
+        "test": "PT",
+        **judged[NUMBERS].mean().to_dict(),
+        "n": int(judged.n.sum()),
+        "missing": "",
+    }
     return pd.concat([table, pd.DataFrame([average])], ignore_index=True)
 
 
 def whose_boat_layout(table: pd.DataFrame) -> pd.DataFrame:
     """The paper's layout of `whose_boat_table`: Dataset, π_base, π_test, Person. W/T/L, Quality W/T/L, ΔPQ, n;
     a cell the data lacks shows "—"."""
+
     def wtl(row, aspect):
         if row.missing:
             return "—"
         return "/".join(f"{row[f'{aspect}_{part}']:.1f}" for part in ("win", "tie", "loss"))
 
-    return pd.DataFrame({
-        "Dataset": [r.dataset if r.setting == "average" else f"{r.dataset} {r.side}" for r in table.itertuples()],
-        "π_base": list(table.base), "π_test": list(table.test),
-        "Person. W/T/L": [wtl(r, "p") for _, r in table.iterrows()],
-        "Quality W/T/L": [wtl(r, "q") for _, r in table.iterrows()],
-        "ΔPQ": ["—" if r.missing else f"{r.delta_pq:+.1f}" for r in table.itertuples()],
-        "n": list(table.n.astype(int)),
-    })
+    return pd.DataFrame(
+        {
+            "Dataset": [r.dataset if r.setting == "average" else f"{r.dataset} {r.side}" for r in table.itertuples()],
+            "π_base": list(table.base),
+            "π_test": list(table.test),
+            "Person. W/T/L": [wtl(r, "p") for _, r in table.iterrows()],
+            "Quality W/T/L": [wtl(r, "q") for _, r in table.iterrows()],
+            "ΔPQ": ["—" if r.missing else f"{r.delta_pq:+.1f}" for r in table.itertuples()],
+            "n": list(table.n.astype(int)),
+        }
+    )
 
 
 def formatted(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """The paper's layout: `keys`, Person. W/T/L, Quality W/T/L (percent, one decimal), ΔPQ (signed), n."""
+
     def wtl(row, aspect):
         return "/".join(f"{row[f'{aspect}_{part}']:.1f}" for part in ("win", "tie", "loss"))
 
@@ -333,20 +414,26 @@ def formatted(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     out["ΔPQ"] = [f"{d:+.1f}" for d in table.delta_pq]
     out["n"] = table.n.astype(int)
     out["invalid (P/Q)"] = [f"{p}/{q}" for p, q in zip(table.p_invalid, table.q_invalid)]
-    out.index = pd.Index([" / ".join(map(str, k)) for k in table[keys].itertuples(index=False)],
-                         name=" / ".join(keys))
+    out.index = pd.Index([" / ".join(map(str, k)) for k in table[keys].itertuples(index=False)], name=" / ".join(keys))
     return out.drop(columns=keys)
 
 
-def generate_responses(base_dir: str, adapters_dir: str, requests: list[tuple[System, str, list[str], list[int]]],
-                       sampling, batch_size: int, cache_path: str,
-                       precision: str = "fp32") -> dict[tuple[str, str], list[str]]:
+def generate_responses(
+    base_dir: str,
+    adapters_dir: str,
+    requests: list[tuple[System, str, list[str], list[int]]],
+    sampling,
+    batch_size: int,
+    cache_path: str,
+    precision: str = "fp32",
+) -> dict[tuple[str, str], list[str]]:
     """Responses for each request (system, setting, user messages, seeds), keyed by (system name, setting). The base
     model is loaded once; each run's adapter is merged into a copy of it (an unmerged LoRA slows every decoding step
     down several times), an SFT-then-DPO run's SFT adapter first. Generations are cached like every other
     generation, keyed by the base model and the adapter's files. With vLLM installed and a GPU present, each model
     (a merged one saved to a temporary directory first) is sampled by vLLM with the same sampling parameters and
-    seeds, one engine at a time; otherwise by the hf backend on the CPU, in `precision` (`models.sampling_precision`)."""
+    seeds, one engine at a time; otherwise by the hf backend on the CPU, in `precision`
+    (`models.sampling_precision`)."""
     import copy
     import tempfile
     from pathlib import Path
@@ -355,7 +442,12 @@ def generate_responses(base_dir: str, adapters_dir: str, requests: list[tuple[Sy
 
     from personalign.accuracy import directory_fingerprint
     from personalign.generation import (
-        ChatPrompt, GenerationCache, HFGenerator, VLLMGenerator, model_fingerprint, vllm_available,
+        ChatPrompt,
+        GenerationCache,
+        HFGenerator,
+        VLLMGenerator,
+        model_fingerprint,
+        vllm_available,
     )
     from personalign.models import load_base
 
@@ -392,7 +484,8 @@ def generate_responses(base_dir: str, adapters_dir: str, requests: list[tuple[Sy
                     generator.close()
         else:
             texts = HFGenerator(model, tokenizer, model_id, cache, batch_size, precision).generate(
-                prompts, sampling, seeds, desc=model_name)
+                prompts, sampling, seeds, desc=model_name
+            )
         for system, setting, ps, _ in mine:
-            out[(system.name, setting)], texts = texts[: len(ps)], texts[len(ps):]
+            out[(system.name, setting)], texts = texts[: len(ps)], texts[len(ps) :]
     return out

@@ -24,8 +24,10 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")  # api_key_env: the name 
 def safe_name(what: str, name: Any) -> str:
     """`name` when it is safe to place in a DVC stage name, a command line and a folder name; else ValueError."""
     if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
-        raise ValueError(f"{what} {name!r} must be 1-64 letters, digits, '_' or '-', starting with a letter or digit "
-                         "(it becomes a DVC stage name, a command-line argument and a folder name)")
+        raise ValueError(
+            f"{what} {name!r} must be 1-64 letters, digits, '_' or '-', starting with a letter or digit "
+            "(it becomes a DVC stage name, a command-line argument and a folder name)"
+        )
     return name
 
 
@@ -33,9 +35,11 @@ def env_var_name(name: str) -> str:
     """`name` when it looks like an environment variable's name ("": an endpoint without a key); a pasted key is
     refused without repeating it."""
     if name and not ENV_NAME.fullmatch(name):
-        raise ValueError("must be the NAME of an environment variable holding the key (letters, digits and _, not "
-                         "starting with a digit, e.g. OPENAI_API_KEY), never the key itself; the value given is not "
-                         "shown here")
+        raise ValueError(
+            "must be the NAME of an environment variable holding the key (letters, digits and _, not "
+            "starting with a digit, e.g. OPENAI_API_KEY), never the key itself; the value given is not "
+            "shown here"
+        )
     return name
 
 
@@ -106,7 +110,9 @@ class BuildDataParams(_Section):
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     batch_size: int = Field(64, ge=1, le=1024)
     n_folds: int = Field(5, ge=2, le=50)
-    rejected: Literal["random", "lowest"] = "random"  # y_l: a seeded random non-winner (WikiPersona) | the lowest utility
+    rejected: Literal["random", "lowest"] = (
+        "random"  # y_l: a seeded random non-winner (WikiPersona) | the lowest utility
+    )
 
     @field_validator("axes")
     @classmethod
@@ -130,7 +136,9 @@ class BuildDataParams(_Section):
         if self.divergent_train_per_axis + self.divergent_test_per_axis > 24:
             raise ValueError("divergent_train_per_axis + divergent_test_per_axis must be <= 24 (questions per axis)")
         if self.personal_train_per_persona + self.personal_test_per_persona > 20:
-            raise ValueError("personal_train_per_persona + personal_test_per_persona must be <= 20 (questions per persona)")
+            raise ValueError(
+                "personal_train_per_persona + personal_test_per_persona must be <= 20 (questions per persona)"
+            )
         if not self.diversity_k <= self.quality_keep <= self.candidates_per_question:
             raise ValueError("need diversity_k <= quality_keep <= candidates_per_question")
         return self
@@ -213,7 +221,8 @@ class PrefixesParams(_Section):
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     batch_size: int = Field(64, ge=1, le=1024)
     inference_check_data: dict[str, str] = Field(
-        default_factory=lambda: {"inference-BeaverTails": "../shared/data/persona_tailoring/inference-BeaverTails"})
+        default_factory=lambda: {"inference-BeaverTails": "../shared/data/persona_tailoring/inference-BeaverTails"}
+    )
     inference_check_limit: int = Field(100, ge=0, le=100000)
 
     @field_validator("inference_check_limit")
@@ -227,8 +236,10 @@ class PrefixesParams(_Section):
     @classmethod
     def _named_sets(cls, sets: Any) -> Any:
         if isinstance(sets, str):
-            raise ValueError(f"must be a mapping name -> path (each result is labelled by its name), got the plain "
-                             f"path {sets!r}; write e.g. `inference_check_data: {{inference-BeaverTails: {sets}}}`")
+            raise ValueError(
+                f"must be a mapping name -> path (each result is labelled by its name), got the plain "
+                f"path {sets!r}; write e.g. `inference_check_data: {{inference-BeaverTails: {sets}}}`"
+            )
         if isinstance(sets, dict) and any(not isinstance(n, str) or not n.strip() for n in sets):
             raise ValueError("every set needs a non-empty name")
         return sets
@@ -273,12 +284,15 @@ class TrainDefaults(_Section):
 PREFIX_TYPES = ("none", "tag", "name", "few_shot", "persona", "persona_strong", "gold")  # text prefixes (stage 2)
 SOFT_PREFIX_TYPES = ("vpl",)  # input embeddings an MT run learns, not a text (personalign.soft_prefix)
 MT_PREFIX_TYPES = (*PREFIX_TYPES, *SOFT_PREFIX_TYPES)
+RunKind = Literal["dpo", "pt", "pm", "mt", "sft"]
+RUN_KINDS: tuple[str, ...] = get_args(RunKind)
+POSITIVE_CONTROL_KINDS = ("dpo", "mt", "pt")  # runs trained on many users' pairs, each compared with the base
 
 
 class TrainRun(_Section):
     """One entry of `train.runs` (the key is the run's name). Hyperparameters left out come from train.defaults."""
 
-    kind: Literal["dpo", "pt", "pm", "mt", "sft"]
+    kind: RunKind
     prefix: str = "none"
     prefix_seed: int = Field(0, ge=0)
     user: str = ""
@@ -303,13 +317,18 @@ class TrainRun(_Section):
         if self.kind == "pm" and not self.user:
             raise ValueError("kind 'pm' needs a user")
         if self.kind == "pt" and self.prefix not in PT_TRAINING_SOURCES:
-            raise ValueError(f"kind 'pt' needs a persona source as prefix ({', '.join(PT_TRAINING_SOURCES)}), "
-                             f"got {self.prefix!r}")
+            raise ValueError(
+                f"kind 'pt' needs a persona source as prefix ({', '.join(PT_TRAINING_SOURCES)}), got {self.prefix!r}"
+            )
         if self.kind == "sft" and self.prefix not in ("none", *PT_TRAINING_SOURCES):
-            raise ValueError(f"kind 'sft' prefix must be none or a PT persona source "
-                             f"({', '.join(PT_TRAINING_SOURCES)}), got {self.prefix!r}")
+            raise ValueError(
+                f"kind 'sft' prefix must be none or a PT persona source "
+                f"({', '.join(PT_TRAINING_SOURCES)}), got {self.prefix!r}"
+            )
         if self.kind == "mt" and self.prefix not in MT_PREFIX_TYPES:
-            raise ValueError(f"kind 'mt' prefix {self.prefix!r} is not a prefix type; allowed: {', '.join(MT_PREFIX_TYPES)}")
+            raise ValueError(
+                f"kind 'mt' prefix {self.prefix!r} is not a prefix type; allowed: {', '.join(MT_PREFIX_TYPES)}"
+            )
         return self
 
 
@@ -339,12 +358,18 @@ class AlignmentTaxParams(_Section):
     piqa: str = ""
     truthfulqa_mc1: str = ""
 
+    @property
+    def paths(self) -> dict[str, str]:
+        """Each out-of-domain set's configured path ("": not configured), by set name."""
+        return {name: getattr(self, name) for name in ("beavertails", "rewardbench", "arc", "piqa", "truthfulqa_mc1")}
+
 
 class ScoreParams(_Section):
     """`score`: stage 4, reference-free and implicit-reward accuracy of the base model and every trained run."""
 
     base_prefixes: list[str] = Field(
-        default_factory=lambda: ["none", "tag", "name", "few_shot", "persona", "persona_strong", "gold"])
+        default_factory=lambda: ["none", "tag", "name", "few_shot", "persona", "persona_strong", "gold"]
+    )
     sensitivity: bool = False
     batch_size: int = Field(16, ge=1, le=4096)
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the hardware runs it natively
@@ -364,8 +389,10 @@ class ScoreParams(_Section):
         unknown = [t for t in types if t not in PREFIX_TYPES]
         soft = [t for t in unknown if t in SOFT_PREFIX_TYPES]
         if soft:
-            raise ValueError(f"{soft[0]!r} is a soft prefix an MT run learns; the base model has none (allowed: "
-                             f"{', '.join(PREFIX_TYPES)})")
+            raise ValueError(
+                f"{soft[0]!r} is a soft prefix an MT run learns; the base model has none (allowed: "
+                f"{', '.join(PREFIX_TYPES)})"
+            )
         if unknown:
             raise ValueError(f"unknown prefix type {unknown[0]!r}; allowed: {', '.join(PREFIX_TYPES)}")
         return types
@@ -385,10 +412,12 @@ class WhoseBoatParams(_Section):
     columns, `gold` the world's gold persona of the user, chosen side only)."""
 
     runs: dict[str, WhoseBoatRuns] = Field(
-        default_factory=lambda: {"builtin": WhoseBoatRuns(dpo="dpo", pt="pt_pair")}, min_length=1)
+        default_factory=lambda: {"builtin": WhoseBoatRuns(dpo="dpo", pt="pt_pair")}, min_length=1
+    )
     persona_sides: list[Literal["chosen", "rejected"]] = Field(default_factory=lambda: ["chosen", "rejected"])
     persona_sources: list[Literal["pair", "retr", "dataset_pair", "dataset_retr", "gold"]] = Field(
-        default_factory=lambda: ["pair", "retr"])
+        default_factory=lambda: ["pair", "retr"]
+    )
 
 
 class PrefixTableParams(_Section):
@@ -427,7 +456,8 @@ class AnalysisParams(_Section):
 
     n_resamples: int = Field(2000, ge=100, le=1_000_000)
     demographic_attributes: list[str] = Field(
-        default_factory=lambda: ["gender", "age", "education_level", "economic_status"])
+        default_factory=lambda: ["gender", "age", "education_level", "economic_status"]
+    )
     demographics_system: str = "base"
     demographics_condition: str = "none"
     positive_control: str = ""  # the run named in advance as the positive control ("": every DPO, MT and PT run)
@@ -443,12 +473,18 @@ class RewardModelsParams(_Section):
 
     simulated_users: int = Field(8, ge=0, le=1000)  # 0: none (needs the built-in world's candidates)
     simulated_alpha: float = Field(0.1, gt=0.0, le=1000.0)
-    datasets: dict[str, DatasetSpec] = Field(default_factory=lambda: {
-        name: DatasetSpec(format="persona_tailoring", path=f"../shared/data/persona_tailoring/{folder}")
-        for name, folder in (("beavertails", "BeaverTails"), ("mnemonic", "Mnemonic"))})
-    train_on: list[Literal["simulated_users", "records"]] = Field(default_factory=lambda: ["simulated_users", "records"])
+    datasets: dict[str, DatasetSpec] = Field(
+        default_factory=lambda: {
+            name: DatasetSpec(format="persona_tailoring", path=f"../shared/data/persona_tailoring/{folder}")
+            for name, folder in (("beavertails", "BeaverTails"), ("mnemonic", "Mnemonic"))
+        }
+    )
+    train_on: list[Literal["simulated_users", "records"]] = Field(
+        default_factory=lambda: ["simulated_users", "records"]
+    )
     models: list[Literal[REWARD_MODEL_NAMES]] = Field(  # type: ignore[valid-type]
-        default_factory=lambda: list(REWARD_MODEL_NAMES), min_length=1)
+        default_factory=lambda: list(REWARD_MODEL_NAMES), min_length=1
+    )
     train_sizes: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [10, 30, 100, 300], min_length=1)
     new_users: int = Field(2, ge=0, le=100)
     new_user_pairs: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [30, 100, 300])
@@ -488,21 +524,31 @@ class Params(_Section):
             return all(section in given for section in sections)
 
         if both("build_data", "judge") and self.build_data.rejected == "lowest" and self.judge.backend != "simulated":
-            raise ValueError(f"build_data.rejected = 'lowest' needs judge.backend 'simulated' (the lowest-utility "
-                             f"candidate), got {self.judge.backend!r}; use rejected: random with an LLM judge")
+            raise ValueError(
+                f"build_data.rejected = 'lowest' needs judge.backend 'simulated' (the lowest-utility "
+                f"candidate), got {self.judge.backend!r}; use rejected: random with an LLM judge"
+            )
         runs = self.train.runs
         for name, run in runs.items() if both("build_data", "train") else ():
-            if (self.build_data.source == "builtin" and run.held_out_fold is not None
-                    and run.held_out_fold >= self.build_data.n_folds):
-                raise ValueError(f"train.runs.{name}.held_out_fold = {run.held_out_fold} but build_data.n_folds = "
-                                 f"{self.build_data.n_folds} (folds 0..{self.build_data.n_folds - 1}): the run would "
-                                 "train on every user and have no unseen ones")
+            if (
+                self.build_data.source == "builtin"
+                and run.held_out_fold is not None
+                and run.held_out_fold >= self.build_data.n_folds
+            ):
+                raise ValueError(
+                    f"train.runs.{name}.held_out_fold = {run.held_out_fold} but build_data.n_folds = "
+                    f"{self.build_data.n_folds} (folds 0..{self.build_data.n_folds - 1}): the run would "
+                    "train on every user and have no unseen ones"
+                )
         named = []
         if both("score", "train"):
             named += [(f"score.alignment_tax.runs[{i}]", r) for i, r in enumerate(self.score.alignment_tax.runs)]
         if both("generate_judge", "train"):
-            named += [(f"generate_judge.whose_boat.runs.{d}.{k}", getattr(r, k))
-                      for d, r in self.generate_judge.whose_boat.runs.items() for k in ("dpo", "pt")]
+            named += [
+                (f"generate_judge.whose_boat.runs.{d}.{k}", getattr(r, k))
+                for d, r in self.generate_judge.whose_boat.runs.items()
+                for k in ("dpo", "pt")
+            ]
             if self.generate_judge.prefix_table.mt_run:
                 named.append(("generate_judge.prefix_table.mt_run", self.generate_judge.prefix_table.mt_run))
         for key, name in named if runs else ():  # no runs at all: nothing is trained, scored or judged
@@ -510,14 +556,21 @@ class Params(_Section):
                 raise ValueError(f"{key} = {name!r} is not in train.runs; defined runs: {', '.join(runs) or 'none'}")
         if both("analysis", "train") and runs and self.analysis.positive_control:
             control = self.analysis.positive_control
-            if control not in runs or runs[control].kind not in ("dpo", "mt", "pt"):
-                trained = [n for n, r in runs.items() if r.kind in ("dpo", "mt", "pt")]
-                raise ValueError(f"analysis.positive_control = {control!r} is not a DPO, MT or PT run of train.runs "
-                                 f"({', '.join(trained) or 'none'}); '' makes every such run a positive control")
-        if (both("analysis", "train") and self.analysis.demographics_system != "base"
-                and self.analysis.demographics_system not in runs):
-            raise ValueError(f"analysis.demographics_system = {self.analysis.demographics_system!r} is neither 'base' "
-                             f"nor a run of train.runs ({', '.join(runs) or 'none'})")
+            if control not in runs or runs[control].kind not in POSITIVE_CONTROL_KINDS:
+                trained = [n for n, r in runs.items() if r.kind in POSITIVE_CONTROL_KINDS]
+                raise ValueError(
+                    f"analysis.positive_control = {control!r} is not a DPO, MT or PT run of train.runs "
+                    f"({', '.join(trained) or 'none'}); '' makes every such run a positive control"
+                )
+        if (
+            both("analysis", "train")
+            and self.analysis.demographics_system != "base"
+            and self.analysis.demographics_system not in runs
+        ):
+            raise ValueError(
+                f"analysis.demographics_system = {self.analysis.demographics_system!r} is neither 'base' "
+                f"nor a run of train.runs ({', '.join(runs) or 'none'})"
+            )
         if "build_data" in given and self.build_data.source == "builtin" and given & {"train", "analysis"}:
             from personalign.world import demographic_attributes, load_world, select_personas
 
@@ -525,18 +578,23 @@ class Params(_Section):
             users = [p.user_id for p in select_personas(world, self.build_data.axes, self.build_data.personas_per_axis)]
             for name, run in runs.items() if "train" in given else ():
                 if run.kind == "pm" and run.user not in users:
-                    raise ValueError(f"train.runs.{name}.user = {run.user!r} is not a user of the built world "
-                                     f"(build_data.axes, personas_per_axis); its users: {', '.join(users)}")
+                    raise ValueError(
+                        f"train.runs.{name}.user = {run.user!r} is not a user of the built world "
+                        f"(build_data.axes, personas_per_axis); its users: {', '.join(users)}"
+                    )
             known = demographic_attributes(world)
             unknown = [a for a in self.analysis.demographic_attributes if a not in known] if "analysis" in given else []
             if unknown:
-                raise ValueError(f"analysis.demographic_attributes: unknown attribute {unknown[0]!r}; the built-in "
-                                 f"world's personas have: {', '.join(known)}")
+                raise ValueError(
+                    f"analysis.demographic_attributes: unknown attribute {unknown[0]!r}; the built-in "
+                    f"world's personas have: {', '.join(known)}"
+                )
         return self
 
 
 SECTIONS: dict[str, type[_Section]] = {
-    name: field.annotation for name, field in Params.model_fields.items()  # type: ignore[misc]
+    name: field.annotation
+    for name, field in Params.model_fields.items()  # type: ignore[misc]
 }
 
 

@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from personalign.figures import apply_style
+from personalign.figures import apply_style, legend
 
 
 def _words(texts: pd.Series) -> np.ndarray:
@@ -106,7 +106,9 @@ def card_figure(records: pd.DataFrame, k: int):
     diff = pd.DataFrame(
         {"y_w - y_l (words)": _words(records.chosen) - _words(records.rejected), "question type": records.question_type}
     )
-    sns.boxplot(diff, x="question type", y="y_w - y_l (words)", ax=axes[1], order=sorted(diff["question type"].unique()))
+    sns.boxplot(
+        diff, x="question type", y="y_w - y_l (words)", ax=axes[1], order=sorted(diff["question type"].unique())
+    )
     axes[1].axhline(0, color="grey", lw=0.8, ls="--")
     axes[1].set_title("Length difference per pair")
     agreement = agreement_per_axis(records)
@@ -116,7 +118,7 @@ def card_figure(records: pd.DataFrame, k: int):
             range(len(agreement)), agreement.mean_same_winner, yerr=agreement.std_same_winner, fmt="none", c="k", lw=1
         )
         axes[2].axhline(agreement.personas.mean() / k, color="grey", lw=0.8, ls="--", label="uniform choice")
-        axes[2].legend(loc="upper right")
+        legend(axes[2], loc="upper right")
     axes[2].set_title("Personas sharing the same y_w (divergent)")
     axes[2].set_ylabel("mean ± sd")
     fig.tight_layout()
@@ -139,7 +141,7 @@ def card_markdown(stats: dict, params: dict) -> str:
         "",
         pd.Series(stats["pairs"], name="pairs").rename_axis("split/question type").to_frame().to_markdown(),
         "",
-        f"Pairs per persona: "
+        "Pairs per persona: "
         + "; ".join(f"{s}: {v['min']}–{v['max']}" for s, v in stats["pairs_per_persona"].items())
         + f". Total pairs: {stats['pairs_total']}.",
         "",
@@ -163,14 +165,17 @@ def card_markdown(stats: dict, params: dict) -> str:
         f"less agreement. If every persona chose uniformly among the k candidates the mean would be about "
         f"{stats['agreement_uniform_baseline']}.",
         "",
-        pd.DataFrame(stats["agreement_per_axis"]).to_markdown(index=False) if stats["agreement_per_axis"] else "(no divergent questions)",
+        pd.DataFrame(stats["agreement_per_axis"]).to_markdown(index=False)
+        if stats["agreement_per_axis"]
+        else "(no divergent questions)",
         "",
     ]
     return "\n".join(lines)
 
 
-def datasets_statistics(records: pd.DataFrame, personas: pd.DataFrame, counts: dict[str, dict[str, int]],
-                        notes: list[str]) -> dict:
+def datasets_statistics(
+    records: pd.DataFrame, personas: pd.DataFrame, counts: dict[str, dict[str, int]], notes: list[str]
+) -> dict:
     """The card of real datasets, JSON-ready: per source the rows read and used (by split), users, pairs without
     responses, and the notes of its loader; lengths over labelled pairs."""
     labelled = records[records.chosen.str.strip() != ""]
@@ -180,9 +185,15 @@ def datasets_statistics(records: pd.DataFrame, personas: pd.DataFrame, counts: d
             "users": int(group.user_id.nunique()),
             "pairs": {s: int(n) for s, n in group.groupby("split").size().items()},
             "pairs_without_responses": int((group.chosen.str.strip() == "").sum()),
-            "with_persona": {c: int((group[c].str.strip() != "").sum())
-                             for c in ("chosen_persona_gold", "rejected_persona_gold", "chosen_persona_retr",
-                                       "rejected_persona_retr")},
+            "with_persona": {
+                c: int((group[c].str.strip() != "").sum())
+                for c in (
+                    "chosen_persona_gold",
+                    "rejected_persona_gold",
+                    "chosen_persona_retr",
+                    "rejected_persona_retr",
+                )
+            },
             "loader_counts": dict(sorted(counts.get(source, {}).items())),
         }
     return {
@@ -190,9 +201,11 @@ def datasets_statistics(records: pd.DataFrame, personas: pd.DataFrame, counts: d
         "users": int(len(personas)),
         "pairs_total": int(len(records)),
         "y_w_longer_share": round(float((_words(labelled.chosen) > _words(labelled.rejected)).mean()), 4)
-        if len(labelled) else None,
-        "lengths": length_summary(labelled.assign(question_type=labelled.source)).rename(
-            columns={"question_type": "source"}).to_dict(orient="records"),
+        if len(labelled)
+        else None,
+        "lengths": length_summary(labelled.assign(question_type=labelled.source))
+        .rename(columns={"question_type": "source"})
+        .to_dict(orient="records"),
         "notes": list(notes),
     }
 
@@ -200,18 +213,34 @@ def datasets_statistics(records: pd.DataFrame, personas: pd.DataFrame, counts: d
 def datasets_markdown(stats: dict, params: dict) -> str:
     """The dataset card of real datasets as Markdown: where each came from, what was used, what it lacks."""
     specs = params["build_data"]["datasets"]
-    lines = ["# Dataset card: real preference datasets", "",
-             f"Loaded by stage 1 (`build_data`, `source: datasets`), seed {params['base']['seed']}. "
-             f"{stats['users']} users, {stats['pairs_total']} pairs in the canonical table.", ""]
+    lines = [
+        "# Dataset card: real preference datasets",
+        "",
+        f"Loaded by stage 1 (`build_data`, `source: datasets`), seed {params['base']['seed']}. "
+        f"{stats['users']} users, {stats['pairs_total']} pairs in the canonical table.",
+        "",
+    ]
     for source, s in stats["sources"].items():
         spec = specs[source]
-        drawn = ", ".join(f"{k} {'all' if spec[k] is None else spec[k]}" for k in ("train", "val", "test", "sft_train", "sft_val"))
-        lines += [f"## {source}", "", f"Format `{spec['format']}` from `{spec['path']}`; rows drawn: {drawn}.", "",
-                  pd.Series(s["pairs"], name="pairs").rename_axis("split").to_frame().to_markdown(), "",
-                  f"Users: {s['users']}. Pairs without responses: {s['pairs_without_responses']}.", "",
-                  pd.Series(s["with_persona"], name="pairs with text").rename_axis("persona field").to_frame()
-                  .to_markdown(), "", "Loader counts (every row read, drawn, filtered):", "",
-                  pd.Series(s["loader_counts"], name="rows").rename_axis("count").to_frame().to_markdown(), ""]
+        drawn = ", ".join(
+            f"{k} {'all' if spec[k] is None else spec[k]}" for k in ("train", "val", "test", "sft_train", "sft_val")
+        )
+        lines += [
+            f"## {source}",
+            "",
+            f"Format `{spec['format']}` from `{spec['path']}`; rows drawn: {drawn}.",
+            "",
+            pd.Series(s["pairs"], name="pairs").rename_axis("split").to_frame().to_markdown(),
+            "",
+            f"Users: {s['users']}. Pairs without responses: {s['pairs_without_responses']}.",
+            "",
+            pd.Series(s["with_persona"], name="pairs with text").rename_axis("persona field").to_frame().to_markdown(),
+            "",
+            "Loader counts (every row read, drawn, filtered):",
+            "",
+            pd.Series(s["loader_counts"], name="rows").rename_axis("count").to_frame().to_markdown(),
+            "",
+        ]
     lines += ["## Lengths (words, labelled pairs)", "", pd.DataFrame(stats["lengths"]).to_markdown(index=False), ""]
     if stats["y_w_longer_share"] is not None:
         lines += [f"y_w is longer than y_l in {stats['y_w_longer_share']:.1%} of labelled pairs.", ""]

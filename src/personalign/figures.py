@@ -8,7 +8,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 STYLE = {
@@ -28,12 +27,21 @@ def apply_style() -> None:
     sns.set_theme(context="paper", style="whitegrid", palette="colorblind", rc=STYLE)
 
 
+def legend(ax, **kwargs) -> None:
+    """`ax.legend(**kwargs)` when the axes have labelled artists; an axes without any gets no (empty) legend."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)
+
+
 def save_figure(fig, out_dir: str | Path, stem: str) -> list[Path]:
     """Write `stem`.png and `stem`.pdf without timestamps or version stamps; returns the paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
     fig.savefig(paths[0], metadata={"Software": None}, bbox_inches="tight")
-    fig.savefig(paths[1], metadata={"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None},
-                bbox_inches="tight")
+    fig.savefig(
+        paths[1],
+        metadata={"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None},
+        bbox_inches="tight",
+    )
     return paths

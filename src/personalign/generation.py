@@ -80,8 +80,10 @@ class GenerationCache:
             with self._db:
                 self._db.executemany("INSERT OR REPLACE INTO generations VALUES (?, ?)", items.items())
         except sqlite3.OperationalError as exc:  # disk full, read-only file system: the finished entries are kept
-            raise GenerationError(f"cache {self.path}: {exc}; what was stored before this batch is kept (free space "
-                                  "or make it writable, then rerun)") from None
+            raise GenerationError(
+                f"cache {self.path}: {exc}; what was stored before this batch is kept (free space "
+                "or make it writable, then rerun)"
+            ) from None
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
@@ -118,7 +120,9 @@ class CachedGenerator:
         """Completions for a batch of uncached requests."""
         raise NotImplementedError
 
-    def generate(self, prompts: list[ChatPrompt], sampling: Sampling, seeds: list[int], desc: str = "generate") -> list[str]:
+    def generate(
+        self, prompts: list[ChatPrompt], sampling: Sampling, seeds: list[int], desc: str = "generate"
+    ) -> list[str]:
         """One completion per prompt, seeded per row, reusing cached ones."""
         if len(prompts) != len(seeds):
             raise ValueError("generate: one seed per prompt is required")
@@ -144,8 +148,15 @@ class HFGenerator(CachedGenerator):
 
     backend = "hf"
 
-    def __init__(self, model, tokenizer, model_id: str, cache: GenerationCache | None = None, batch_size: int = 32,
-                 precision: str = "fp32"):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        model_id: str,
+        cache: GenerationCache | None = None,
+        batch_size: int = 32,
+        precision: str = "fp32",
+    ):
         """`precision` "bf16" samples an fp32 model under bf16 autocast (`models.sampling_precision`); it is part of
         the cache key, so a cache never serves one precision's samples to the other."""
         import torch
@@ -197,8 +208,12 @@ class HFGenerator(CachedGenerator):
         for _ in range(sampling.max_new_tokens):
             positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, -step_ids.shape[1] :]
             result = self.model(
-                input_ids=step_ids, attention_mask=attention, position_ids=positions,
-                past_key_values=past, use_cache=True, logits_to_keep=1,
+                input_ids=step_ids,
+                attention_mask=attention,
+                position_ids=positions,
+                past_key_values=past,
+                use_cache=True,
+                logits_to_keep=1,
             )
             past = result.past_key_values
             next_ids = _pick(result.logits[:, -1, :].float().cpu(), sampling, rngs)
@@ -223,13 +238,21 @@ class OpenAIGenerator(CachedGenerator):
     backend = "openai"
 
     def __init__(
-        self, model: str, base_url: str, api_key_env: str, cache: GenerationCache | None = None,
-        timeout_s: float = 60.0, max_retries: int = 5, backoff_s: float = 1.0,
+        self,
+        model: str,
+        base_url: str,
+        api_key_env: str,
+        cache: GenerationCache | None = None,
+        timeout_s: float = 60.0,
+        max_retries: int = 5,
+        backoff_s: float = 1.0,
     ):
         if api_key_env and not os.environ.get(api_key_env):
-            raise GenerationError(f"openai backend ({base_url}): the environment variable {api_key_env} holding the "
-                                  "API key is not set; export it, or set api_key_env: \"\" for an endpoint "
-                                  "without a key")
+            raise GenerationError(
+                f"openai backend ({base_url}): the environment variable {api_key_env} holding the "
+                'API key is not set; export it, or set api_key_env: "" for an endpoint '
+                "without a key"
+            )
         super().__init__(model, cache, batch_size=1)
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.api_key_env = api_key_env
@@ -252,8 +275,12 @@ class OpenAIGenerator(CachedGenerator):
         import time
 
         payload = {
-            "model": self.model_id, "messages": messages, "max_tokens": sampling.max_new_tokens,
-            "temperature": sampling.temperature, "top_p": sampling.top_p, "seed": seed,
+            "model": self.model_id,
+            "messages": messages,
+            "max_tokens": sampling.max_new_tokens,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "seed": seed,
         }
         headers = {"Content-Type": "application/json"}
         if self.api_key_env:
@@ -270,7 +297,9 @@ class OpenAIGenerator(CachedGenerator):
                 last = f"HTTP {exc.code}"
                 if exc.code == 429 or exc.code >= 500:
                     continue
-                moved = " (a redirect: not followed, so the key never leaves this host)" if 300 <= exc.code < 400 else ""
+                moved = (
+                    " (a redirect: not followed, so the key never leaves this host)" if 300 <= exc.code < 400 else ""
+                )
                 raise GenerationError(f"openai backend: {self.url} answered {last}{moved}; not retried") from None
             except (TimeoutError, ConnectionError, urllib.error.URLError) as exc:
                 last = "timeout" if "timed out" in str(exc) else f"connection error ({type(exc).__name__})"
@@ -314,8 +343,11 @@ def vllm_sampling_kwargs(sampling: Sampling, seed: int) -> dict:
     filters top-k before nucleus as transformers does and treats temperature 0 as greedy; "no top-k" is -1, the
     value every vLLM version accepts (newer ones also take 0, older ones reject it)."""
     return {
-        "temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": sampling.top_k or -1,
-        "max_tokens": sampling.max_new_tokens, "seed": int(seed),
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "top_k": sampling.top_k or -1,
+        "max_tokens": sampling.max_new_tokens,
+        "seed": int(seed),
     }
 
 
@@ -327,8 +359,14 @@ class VLLMGenerator(CachedGenerator):
 
     backend = "vllm"
 
-    def __init__(self, model_dir: str | Path, tokenizer, model_id: str, cache: GenerationCache | None = None,
-                 batch_size: int = 32):
+    def __init__(
+        self,
+        model_dir: str | Path,
+        tokenizer,
+        model_id: str,
+        cache: GenerationCache | None = None,
+        batch_size: int = 32,
+    ):
         super().__init__(model_id, cache, batch_size)
         self.model_dir = str(model_dir)
         self.tokenizer = tokenizer
@@ -386,7 +424,9 @@ def _pick(logits, sampling: Sampling, rngs: list):
     return top_ids.gather(-1, picks[:, None])[:, 0]
 
 
-def open_generator(spec, cache: GenerationCache | None, device: str = "auto", dtype: str = "auto") -> CachedGenerator | None:
+def open_generator(
+    spec, cache: GenerationCache | None, device: str = "auto", dtype: str = "auto"
+) -> CachedGenerator | None:
     """The generator a `generators.<name>` params section describes; None for backend `none`."""
     if spec.backend == "none":
         return None
@@ -396,5 +436,11 @@ def open_generator(spec, cache: GenerationCache | None, device: str = "auto", dt
 
     path = checkpoint_dir(spec.model)
     model, tokenizer, dev = load_base(path, device, dtype)
-    return HFGenerator(model, tokenizer, f"{spec.model}@{model_fingerprint(path)}", cache, spec.batch_size,
-                       sampling_precision(dtype, dev))
+    return HFGenerator(
+        model,
+        tokenizer,
+        f"{spec.model}@{model_fingerprint(path)}",
+        cache,
+        spec.batch_size,
+        sampling_precision(dtype, dev),
+    )

@@ -11,8 +11,22 @@ from pathlib import Path
 
 PRECISIONS = ("auto", "bf16", "fp32")
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
-LIBRARIES = ("torch", "transformers", "peft", "trl", "numpy", "pandas", "scipy", "sentence-transformers", "accelerate",
-             "datasets", "scikit-learn", "statsmodels", "matplotlib", "seaborn")
+LIBRARIES = (
+    "torch",
+    "transformers",
+    "peft",
+    "trl",
+    "numpy",
+    "pandas",
+    "scipy",
+    "sentence-transformers",
+    "accelerate",
+    "datasets",
+    "scikit-learn",
+    "statsmodels",
+    "matplotlib",
+    "seaborn",
+)
 
 
 def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
@@ -77,5 +91,8 @@ def library_versions() -> dict:
 
 def fingerprint() -> dict:
     """hardware_class() and library_versions() together, plus the precision `auto` picks here."""
-    return {"hardware": hardware_class(), "libraries": library_versions(),
-            "auto_precision_cpu": resolve_precision("auto", "cpu")}
+    return {
+        "hardware": hardware_class(),
+        "libraries": library_versions(),
+        "auto_precision_cpu": resolve_precision("auto", "cpu"),
+    }

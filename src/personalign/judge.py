@@ -54,7 +54,7 @@ LABEL_SYSTEM_G4 = (
     "you will be asked to simulate a person's preference given a question this person asks.\n\n"
     f'Your answer should be a JSON object with the fields "Concise explanation" and "{LABEL_KEY_G4}". '
     f'"{LABEL_KEY_G4}" is a boolean indicating whether Output (a) is better than Output (b) so you always need to '
-    "make a decision even if both are wrong (choose the least bad) or equal (choose randomly). \"Concise "
+    'make a decision even if both are wrong (choose the least bad) or equal (choose randomly). "Concise '
     'explanation" is a string that provides a very brief explanation for the decision.'
 )
 LABEL_EXAMPLES_G4 = (
@@ -99,7 +99,7 @@ LABEL_EXAMPLES_G4 = (
     "```\n{\n"
     '  "Concise explanation": "Output (b) shows only moderate excitement towards autoregressive language modeling '
     "while emphasizing that AGI requires systems of techniques, similar to Yann LeCun's opinion on this matter. "
-    'Output (a) is too enthusiastic about auto-regressive models and will likely be considered by Yann LeCun as '
+    "Output (a) is too enthusiastic about auto-regressive models and will likely be considered by Yann LeCun as "
     'short-sighted.",\n'
     f'  "{LABEL_KEY_G4}": false\n'
     "}\n```"
@@ -149,8 +149,15 @@ class WorldPersonas:
     @classmethod
     def from_table(cls, personas) -> WorldPersonas:
         """From a persona table (columns user_id, axes, gold); users without a gold text are left out."""
-        return cls(tuple((u, axes[0] if len(axes) else "", g) for u, axes, g in  # ["axes"]: .axes is pandas'
-                         zip(personas["user_id"], personas["axes"], personas["gold"]) if g.strip()))
+        return cls(
+            tuple(
+                (u, axes[0] if len(axes) else "", g)
+                for u, axes, g in zip(  # ["axes"]: .axes is pandas'
+                    personas["user_id"], personas["axes"], personas["gold"]
+                )
+                if g.strip()
+            )
+        )
 
     def entry(self, user_id: str) -> tuple[str, str]:
         """The user's (axis, gold text); KeyError naming the user when the table has no gold text for them."""
@@ -349,9 +356,7 @@ class HFJudge:
         with torch.inference_mode():
             logits = self.model(input_ids=ids, logits_to_keep=1).logits[0, -1].float()
         logprobs = logits.log_softmax(-1).cpu()
-        lp_first, lp_second = (
-            float(torch.logsumexp(logprobs[self.option_ids[w]], 0)) for w in self.OPTIONS[rubric]
-        )
+        lp_first, lp_second = (float(torch.logsumexp(logprobs[self.option_ids[w]], 0)) for w in self.OPTIONS[rubric])
         if self.cache is not None:
             self.cache.put_many({key: json.dumps([lp_first, lp_second])})
         return lp_first, lp_second
@@ -373,14 +378,14 @@ _JSON_OBJECT = re.compile(r"\{[^{}]*\}")
 
 
 def parse_prometheus(text: str) -> str | None:
-    """"A" or "B" from an output ending in "[RESULT] A" / "[RESULT] B" (optionally "(A)", a final period);
+    """ "A" or "B" from an output ending in "[RESULT] A" / "[RESULT] B" (optionally "(A)", a final period);
     None otherwise."""
     match = _PROMETHEUS_RESULT.search(text)
     return match.group(1) if match else None
 
 
 def parse_label_g4(text: str) -> str | None:
-    """"A" (Output (a) is better) or "B" from the last JSON object in a G.4 answer, which must hold the boolean
+    """ "A" (Output (a) is better) or "B" from the last JSON object in a G.4 answer, which must hold the boolean
     field; None otherwise."""
     objects = _JSON_OBJECT.findall(text)
     if not objects:
@@ -406,8 +411,14 @@ class OpenAIJudge:
     ATTEMPTS = 2
 
     def __init__(
-        self, model: str, base_url: str, api_key_env: str, timeout_s: float = 60.0, max_retries: int = 5,
-        cache: GenerationCache | None = None, max_new_tokens: int = 256,
+        self,
+        model: str,
+        base_url: str,
+        api_key_env: str,
+        timeout_s: float = 60.0,
+        max_retries: int = 5,
+        cache: GenerationCache | None = None,
+        max_new_tokens: int = 256,
     ):
         self.generator = OpenAIGenerator(model, base_url, api_key_env, cache, timeout_s, max_retries)
         self.model_id = model
@@ -415,7 +426,7 @@ class OpenAIJudge:
         self.sampling = Sampling(max_new_tokens=max_new_tokens, temperature=0.0, top_p=1.0)
 
     def answer(self, ctx: JudgeContext, first: str, second: str, rubric: Rubric) -> str:
-        """"A" (first is better), "B" (second is better) or "invalid"."""
+        """ "A" (first is better), "B" (second is better) or "invalid"."""
         prompt = rubric_prompt(ctx, first, second, rubric)
         request = json.dumps([self.generator.request_text(prompt), asdict(self.sampling)])
         key = judgment_key(self.backend, self.model_id, rubric, request)
@@ -456,7 +467,12 @@ def make_judge(
         return SimulatedJudge(embedder, params.noise, params.quality_weight, params.tie_margin, seed)
     if params.backend == "openai":
         return OpenAIJudge(
-            params.model, params.base_url, params.api_key_env, params.timeout_s, params.max_retries, cache,
+            params.model,
+            params.base_url,
+            params.api_key_env,
+            params.timeout_s,
+            params.max_retries,
+            cache,
             params.max_new_tokens,
         )
     path = checkpoint_dir(params.model)

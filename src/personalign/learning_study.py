@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from personalign.figures import legend
 from personalign.hardware import PRECISIONS
 
 SYSTEMS = {  # system -> (run kind, training prefix or PT persona source, test prompt variant)
@@ -68,13 +69,17 @@ def read_study(path: str | Path) -> tuple[dict, list[Arm]]:
         merged = defaults | (own or {})
         unknown = set(merged) - set(LEVERS) - {"system"}
         if unknown:
-            raise StudyError(f"{path}: arm {name!r}: unknown key {sorted(unknown)[0]!r}; allowed: system, {', '.join(LEVERS)}")
+            raise StudyError(
+                f"{path}: arm {name!r}: unknown key {sorted(unknown)[0]!r}; allowed: system, {', '.join(LEVERS)}"
+            )
         if merged.get("system") not in SYSTEMS:
             raise StudyError(f"{path}: arm {name!r}: system {merged.get('system')!r}; allowed: {', '.join(SYSTEMS)}")
         if merged.get("rejected", "random") not in ("random", "lowest"):
             raise StudyError(f"{path}: arm {name!r}: rejected {merged['rejected']!r}; allowed: random, lowest")
         if merged.get("precision", "auto") not in PRECISIONS:
-            raise StudyError(f"{path}: arm {name!r}: precision {merged['precision']!r}; allowed: {', '.join(PRECISIONS)}")
+            raise StudyError(
+                f"{path}: arm {name!r}: precision {merged['precision']!r}; allowed: {', '.join(PRECISIONS)}"
+            )
         try:
             arms.append(Arm(name=name, **merged))
         except TypeError as exc:
@@ -94,14 +99,20 @@ def divergent_subset(records: pd.DataFrame, pairs_per_user: int, seed: int) -> p
     keep = []
     for axis, questions in sorted(qid.groupby(train["axes"].str[0])):
         order = sorted(set(questions))
-        order = [order[i] for i in np.random.default_rng(stable_seed(seed, "learning-study", axis)).permutation(len(order))]
+        order = [
+            order[i] for i in np.random.default_rng(stable_seed(seed, "learning-study", axis)).permutation(len(order))
+        ]
         if pairs_per_user > len(order):
-            raise StudyError(f"pairs_per_user {pairs_per_user}: axis {axis!r} has {len(order)} divergent training questions")
+            raise StudyError(
+                f"pairs_per_user {pairs_per_user}: axis {axis!r} has {len(order)} divergent training questions"
+            )
         keep += order[:pairs_per_user]
     return train[qid.isin(keep)].sort_values("id", ignore_index=True)
 
 
-def relabel_lowest(records: pd.DataFrame, data_dir: Path, embedding_model: str, judge_params, seed: int) -> pd.DataFrame:
+def relabel_lowest(
+    records: pd.DataFrame, data_dir: Path, embedding_model: str, judge_params, seed: int
+) -> pd.DataFrame:
     """The records with y_l replaced by the selected candidate of lowest utility for the pair's user (same judge,
     same candidates, same y_w)."""
     from personalign.build_data import Question, label_pairs
@@ -113,8 +124,10 @@ def relabel_lowest(records: pd.DataFrame, data_dir: Path, embedding_model: str, 
     world = load_world()
     personas = [p for axis in world.values() for p in axis.personas if p.user_id in set(records.user_id)]
     folds = dict(zip(records.user_id, records.fold))
-    questions = [Question(q["qid"], q["question_type"], q["prompt"], q["axis"], q["owner"], q["split"],
-                          selected=q["selected"]) for q in read_jsonl(data_dir / "candidates.jsonl")]
+    questions = [
+        Question(q["qid"], q["question_type"], q["prompt"], q["axis"], q["owner"], q["split"], selected=q["selected"])
+        for q in read_jsonl(data_dir / "candidates.jsonl")
+    ]
     judge = make_judge(judge_params, Embedder(embedding_model), seed)
     lowest = pd.DataFrame(label_pairs(questions, personas, judge, folds, seed, rejected="lowest"))
     relabelled = records.set_index("id")
@@ -122,8 +135,14 @@ def relabel_lowest(records: pd.DataFrame, data_dir: Path, embedding_model: str, 
     return relabelled.reset_index()
 
 
-def arm_pairs(arm: Arm, records: pd.DataFrame, prefixes: pd.DataFrame, pair_personas: pd.DataFrame | None, seed: int,
-              user: str = "") -> tuple:
+def arm_pairs(
+    arm: Arm,
+    records: pd.DataFrame,
+    prefixes: pd.DataFrame,
+    pair_personas: pd.DataFrame | None,
+    seed: int,
+    user: str = "",
+) -> tuple:
     """(RunSpec, training pairs, test pairs with the arm's prompts) of one arm (`user`: the PM user)."""
     from personalign.accuracy import variant_prompts
     from personalign.hardware import resolve_precision
@@ -131,10 +150,21 @@ def arm_pairs(arm: Arm, records: pd.DataFrame, prefixes: pd.DataFrame, pair_pers
     from personalign.training import RunSpec, training_pairs
 
     kind, prefix, variant = SYSTEMS[arm.system]
-    run = RunSpec(name=f"{arm.name}{'-' + user if user else ''}", kind=kind, prefix=prefix, user=user,
-                  learning_rate=arm.learning_rate, epochs=arm.epochs, batch_size=4, beta=arm.beta, max_length=544,
-                  save_steps=10**6, precision=resolve_precision(arm.precision, pick_device("auto")),
-                  precompute_ref=True, seed=seed % 2**31)
+    run = RunSpec(
+        name=f"{arm.name}{'-' + user if user else ''}",
+        kind=kind,
+        prefix=prefix,
+        user=user,
+        learning_rate=arm.learning_rate,
+        epochs=arm.epochs,
+        batch_size=4,
+        beta=arm.beta,
+        max_length=544,
+        save_steps=10**6,
+        precision=resolve_precision(arm.precision, pick_device("auto")),
+        precompute_ref=True,
+        seed=seed % 2**31,
+    )
     train = divergent_subset(records, arm.pairs_per_user, seed)
     pairs = training_pairs(run, train.assign(split="train"), prefixes, pair_personas)
     test = records[(records.split == "test") & (records.question_type == "divergent")]
@@ -150,8 +180,17 @@ def _training_key(arm: Arm) -> str:
     return replace(arm, name="", system=f"{kind}:{prefix}").key()
 
 
-def run_arm(arm: Arm, records: pd.DataFrame, prefixes: pd.DataFrame, pair_personas: pd.DataFrame | None,
-            base_dir: Path, work: Path, seed: int, batch_size: int, embed=None) -> pd.DataFrame:
+def run_arm(
+    arm: Arm,
+    records: pd.DataFrame,
+    prefixes: pd.DataFrame,
+    pair_personas: pd.DataFrame | None,
+    base_dir: Path,
+    work: Path,
+    seed: int,
+    batch_size: int,
+    embed=None,
+) -> pd.DataFrame:
     """Train the arm (one adapter, or one per user for PM) and score its test pairs and the base's, both in fp32
     (implicit margins are small differences of large log-probs). Per-example rows, cached under `work`. A soft-prefix
     arm (mt_vpl) reads each user's pool from the arm's own training pairs, embedded with `embed`."""
@@ -179,15 +218,29 @@ def run_arm(arm: Arm, records: pd.DataFrame, prefixes: pd.DataFrame, pair_person
         curve = training_curve(run_dir / "log.jsonl")
         tail = curve.tail(max(1, len(curve) // 4))
         policy, _ = merged_run(base, run_dir)
-        trained = score_pairs(policy, tokenizer, test, batch_size,  # fp32, mean token log-prob decisions
-                              soft_prefixes=cell_soft_prefixes(run, run_dir, variant))
+        trained = score_pairs(
+            policy,
+            tokenizer,
+            test,
+            batch_size,  # fp32, mean token log-prob decisions
+            soft_prefixes=cell_soft_prefixes(run, run_dir, variant),
+        )
         untrained = score_pairs(base, tokenizer, test, batch_size)
-        frames.append(pd.DataFrame({
-            "arm": arm.name, "id": test.id, "user_id": test.user_id, "train_pairs": len(pairs),
-            "trained_correct": trained.correct.astype(int), "base_correct": untrained.correct.astype(int),
-            "implicit_correct": (implicit_margins(trained, untrained) > 0).astype(int),
-            "final_train_loss": float(tail.loss.mean()),
-            "final_train_reward_accuracy": float(tail.reward_accuracy.mean())}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "arm": arm.name,
+                    "id": test.id,
+                    "user_id": test.user_id,
+                    "train_pairs": len(pairs),
+                    "trained_correct": trained.correct.astype(int),
+                    "base_correct": untrained.correct.astype(int),
+                    "implicit_correct": (implicit_margins(trained, untrained) > 0).astype(int),
+                    "final_train_loss": float(tail.loss.mean()),
+                    "final_train_reward_accuracy": float(tail.reward_accuracy.mean()),
+                }
+            )
+        )
         del policy
     examples = pd.concat(frames, ignore_index=True)
     cached.parent.mkdir(parents=True, exist_ok=True)
@@ -205,29 +258,53 @@ def summarize(arms: list[Arm], examples: pd.DataFrame, seed: int, n_resamples: i
     rows = []
     for arm in arms:
         ex = examples[examples.arm == arm.name]
-        ref_free = paired_difference(ex.trained_correct, ex.base_correct, groups=ex.user_id,
-                                     rng=figure_rng(seed, f"learning-study/{arm.name}/reference-free"),
-                                     n_resamples=n_resamples)
-        implicit = paired_difference(ex.implicit_correct, np.full(len(ex), 0.5), groups=ex.user_id,
-                                     rng=figure_rng(seed, f"learning-study/{arm.name}/implicit"), n_resamples=n_resamples)
-        rows.append(asdict(arm) | {
-            "train_pairs": int(ex.groupby("user_id").train_pairs.first().sum()) if arm.system == "pm"
-            else int(ex.train_pairs.iloc[0]),
-            "test_pairs": len(ex), "users": ex.user_id.nunique(),
-            "final_train_loss": ex.final_train_loss.mean(), "final_train_reward_accuracy": ex.final_train_reward_accuracy.mean(),
-            "base_accuracy": ex.base_correct.mean(), "trained_accuracy": ex.trained_correct.mean(),
-            "difference": ref_free.estimate, "ci_low": ref_free.ci_low, "ci_high": ref_free.ci_high, "p": ref_free.p,
-            "mdd": ref_free.mdd, "implicit_accuracy": ex.implicit_correct.mean(),
-            "implicit_ci_low": implicit.ci_low + 0.5, "implicit_ci_high": implicit.ci_high + 0.5, "implicit_p": implicit.p,
-            "implicit_mdd": implicit.mdd})
+        ref_free = paired_difference(
+            ex.trained_correct,
+            ex.base_correct,
+            groups=ex.user_id,
+            rng=figure_rng(seed, f"learning-study/{arm.name}/reference-free"),
+            n_resamples=n_resamples,
+        )
+        implicit = paired_difference(
+            ex.implicit_correct,
+            np.full(len(ex), 0.5),
+            groups=ex.user_id,
+            rng=figure_rng(seed, f"learning-study/{arm.name}/implicit"),
+            n_resamples=n_resamples,
+        )
+        rows.append(
+            asdict(arm)
+            | {
+                "train_pairs": int(ex.groupby("user_id").train_pairs.first().sum())
+                if arm.system == "pm"
+                else int(ex.train_pairs.iloc[0]),
+                "test_pairs": len(ex),
+                "users": ex.user_id.nunique(),
+                "final_train_loss": ex.final_train_loss.mean(),
+                "final_train_reward_accuracy": ex.final_train_reward_accuracy.mean(),
+                "base_accuracy": ex.base_correct.mean(),
+                "trained_accuracy": ex.trained_correct.mean(),
+                "difference": ref_free.estimate,
+                "ci_low": ref_free.ci_low,
+                "ci_high": ref_free.ci_high,
+                "p": ref_free.p,
+                "mdd": ref_free.mdd,
+                "implicit_accuracy": ex.implicit_correct.mean(),
+                "implicit_ci_low": implicit.ci_low + 0.5,
+                "implicit_ci_high": implicit.ci_high + 0.5,
+                "implicit_p": implicit.p,
+                "implicit_mdd": implicit.mdd,
+            }
+        )
     summary = pd.DataFrame(rows)
     # One family: every arm's two tests. A difference is detectable when its interval excludes 0 and its
     # Holm-adjusted p < 0.05, the rule of the pipeline's verdicts (personalign.verdicts.decide).
     adjusted = holm(np.concatenate([summary.p.to_numpy(float), summary.implicit_p.to_numpy(float)]))
-    summary["p_holm"], summary["implicit_p_holm"] = adjusted[: len(summary)], adjusted[len(summary):]
+    summary["p_holm"], summary["implicit_p_holm"] = adjusted[: len(summary)], adjusted[len(summary) :]
     summary["detectable"] = ((summary.ci_low > 0) | (summary.ci_high < 0)) & (summary.p_holm < ALPHA)
-    summary["implicit_detectable"] = (((summary.implicit_ci_low > 0.5) | (summary.implicit_ci_high < 0.5))
-                                      & (summary.implicit_p_holm < ALPHA))
+    summary["implicit_detectable"] = ((summary.implicit_ci_low > 0.5) | (summary.implicit_ci_high < 0.5)) & (
+        summary.implicit_p_holm < ALPHA
+    )
     return summary
 
 
@@ -240,38 +317,56 @@ def conclusion(summary: pd.DataFrame, reference: dict) -> str:
         return f"{v * 100:+.1f}"
 
     def mdd(v: float) -> str:
-        return "no test pair changed its decision" if math.isnan(v) else \
-            f"smallest detectable difference at the largest size {v * 100:.1f} points"
+        return (
+            "no test pair changed its decision"
+            if math.isnan(v)
+            else f"smallest detectable difference at the largest size {v * 100:.1f} points"
+        )
 
     lines = []
     curve = summary[summary.apply(lambda r: all(r[k] == reference[k] for k in LEVERS if k != "pairs_per_user"), axis=1)]
     for system, rows in curve.groupby("system", sort=False):
         rows = rows.sort_values("pairs_per_user")
-        for column, label, mdd_column in (("detectable", "reference-free accuracy (paired vs the base)", "mdd"),
-                                          ("implicit_detectable", "implicit-reward accuracy (vs chance)", "implicit_mdd")):
+        for column, label, mdd_column in (
+            ("detectable", "reference-free accuracy (paired vs the base)", "mdd"),
+            ("implicit_detectable", "implicit-reward accuracy (vs chance)", "implicit_mdd"),
+        ):
             hit = rows[rows[column]]
             sizes = ", ".join(str(k) for k in rows.pairs_per_user)
             if hit.empty:
-                lines.append(f"- `{system}`, {label}: not detectable at any size tried ({sizes} divergent pairs per user; "
-                             f"{mdd(rows[mdd_column].iloc[-1])}).")
+                lines.append(
+                    f"- `{system}`, {label}: not detectable at any size tried ({sizes} divergent pairs per user; "
+                    f"{mdd(rows[mdd_column].iloc[-1])})."
+                )
             else:
                 first = hit.iloc[0]
-                value = (f"{pts(first.difference)} [{pts(first.ci_low)}, {pts(first.ci_high)}] points" if column == "detectable"
-                         else f"{first.implicit_accuracy:.2f} [{first.implicit_ci_low:.2f}, {first.implicit_ci_high:.2f}]")
-                lines.append(f"- `{system}`, {label}: detectable from {first.pairs_per_user} divergent pairs per user "
-                             f"({first.train_pairs} training pairs): {value} (sizes tried: {sizes}).")
+                value = (
+                    f"{pts(first.difference)} [{pts(first.ci_low)}, {pts(first.ci_high)}] points"
+                    if column == "detectable"
+                    else f"{first.implicit_accuracy:.2f} [{first.implicit_ci_low:.2f}, {first.implicit_ci_high:.2f}]"
+                )
+                lines.append(
+                    f"- `{system}`, {label}: detectable from {first.pairs_per_user} divergent pairs per user "
+                    f"({first.train_pairs} training pairs): {value} (sizes tried: {sizes})."
+                )
     others = summary.loc[~summary.index.isin(curve.index)]
     for row in others.itertuples():
-        changed = ", ".join(f"{k} {getattr(row, k)} (reference {reference[k]})" for k in LEVERS
-                            if k != "pairs_per_user" and getattr(row, k) != reference[k])
-        lines.append(f"- `{row.name}` ({row.system}, {row.pairs_per_user} pairs per user; {changed}): reference-free "
-                     f"{pts(row.difference)} [{pts(row.ci_low)}, {pts(row.ci_high)}] points vs the base (Holm p "
-                     f"{row.p_holm:.3f}, {'detectable' if row.detectable else 'not detectable'}), implicit-reward "
-                     f"accuracy {row.implicit_accuracy:.2f} [{row.implicit_ci_low:.2f}, {row.implicit_ci_high:.2f}] "
-                     f"(Holm p {row.implicit_p_holm:.3f}, {'detectable' if row.implicit_detectable else 'not detectable'}).")
-    return ("Detectable: the 95% interval (clustered by user) excludes 0 (for implicit-reward accuracy: 0.5, chance) "
-            f"and the Holm-adjusted p over all {2 * len(summary)} tests of the study is below 0.05.\n\n"
-            + "\n".join(lines))
+        changed = ", ".join(
+            f"{k} {getattr(row, k)} (reference {reference[k]})"
+            for k in LEVERS
+            if k != "pairs_per_user" and getattr(row, k) != reference[k]
+        )
+        lines.append(
+            f"- `{row.name}` ({row.system}, {row.pairs_per_user} pairs per user; {changed}): reference-free "
+            f"{pts(row.difference)} [{pts(row.ci_low)}, {pts(row.ci_high)}] points vs the base (Holm p "
+            f"{row.p_holm:.3f}, {'detectable' if row.detectable else 'not detectable'}), implicit-reward "
+            f"accuracy {row.implicit_accuracy:.2f} [{row.implicit_ci_low:.2f}, {row.implicit_ci_high:.2f}] "
+            f"(Holm p {row.implicit_p_holm:.3f}, {'detectable' if row.implicit_detectable else 'not detectable'})."
+        )
+    return (
+        "Detectable: the 95% interval (clustered by user) excludes 0 (for implicit-reward accuracy: 0.5, chance) "
+        f"and the Holm-adjusted p over all {2 * len(summary)} tests of the study is below 0.05.\n\n" + "\n".join(lines)
+    )
 
 
 def curves_figure(summary: pd.DataFrame, reference: dict):
@@ -283,23 +378,42 @@ def curves_figure(summary: pd.DataFrame, reference: dict):
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     on_curve = summary.apply(lambda r: all(r[k] == reference[k] for k in LEVERS if k != "pairs_per_user"), axis=1)
     colours = dict(zip(SYSTEMS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
-    panels = (("difference", "ci_low", "ci_high", 0.0, "reference-free accuracy − base (points)", 100),
-              ("implicit_accuracy", "implicit_ci_low", "implicit_ci_high", 0.5, "implicit-reward accuracy", 1))
+    panels = (
+        ("difference", "ci_low", "ci_high", 0.0, "reference-free accuracy − base (points)", 100),
+        ("implicit_accuracy", "implicit_ci_low", "implicit_ci_high", 0.5, "implicit-reward accuracy", 1),
+    )
     for ax, (y, low, high, null, label, scale) in zip(axes, panels):
         for system, rows in summary[on_curve].groupby("system", sort=False):
             rows = rows.sort_values("pairs_per_user")
             shift = 0.15 * (list(SYSTEMS).index(system) - 2)  # systems side by side at a shared size
-            ax.errorbar(rows.pairs_per_user + shift, rows[y] * scale, yerr=[(rows[y] - rows[low]) * scale, (rows[high] - rows[y]) * scale],
-                        marker="o", capsize=3, label=system, color=colours[system])
+            ax.errorbar(
+                rows.pairs_per_user + shift,
+                rows[y] * scale,
+                yerr=[(rows[y] - rows[low]) * scale, (rows[high] - rows[y]) * scale],
+                marker="o",
+                capsize=3,
+                label=system,
+                color=colours[system],
+            )
         for row in summary[~on_curve].itertuples():
-            ax.errorbar(row.pairs_per_user + 0.6, getattr(row, y) * scale,
-                        yerr=[[(getattr(row, y) - getattr(row, low)) * scale], [(getattr(row, high) - getattr(row, y)) * scale]],
-                        marker="s", mfc="white", capsize=2, color=colours[row.system], alpha=0.8)
+            ax.errorbar(
+                row.pairs_per_user + 0.6,
+                getattr(row, y) * scale,
+                yerr=[
+                    [(getattr(row, y) - getattr(row, low)) * scale],
+                    [(getattr(row, high) - getattr(row, y)) * scale],
+                ],
+                marker="s",
+                mfc="white",
+                capsize=2,
+                color=colours[row.system],
+                alpha=0.8,
+            )
             ax.annotate(row.name, (row.pairs_per_user + 0.8, getattr(row, y) * scale), fontsize=6)
         ax.axhline(null * scale, color="grey", lw=0.8, ls="--")
         ax.set_xlabel("divergent training pairs per user")
         ax.set_ylabel(label)
-    axes[0].legend(fontsize=8)
+    legend(axes[0], fontsize=8)
     fig.suptitle("Learning study: held-out divergent test pairs, 95% intervals clustered by user", fontsize=10)
     fig.tight_layout()
     return fig
@@ -322,7 +436,10 @@ def main(argv: list[str] | None = None) -> None:
     settings, arms = read_study(args.study)
     seed = int(settings.get("seed", 1234))
     data_dir, base_dir = Path(settings.get("data", "data")), Path(settings.get("base", "models/base"))
-    out, work = Path(settings.get("out", "figures/studies/learning")), Path(settings.get("work", ".cache/learning_study"))
+    out, work = (
+        Path(settings.get("out", "figures/studies/learning")),
+        Path(settings.get("work", ".cache/learning_study")),
+    )
     for needed in (data_dir / "records.jsonl", data_dir / "personas.jsonl", data_dir / "candidates.jsonl", base_dir):
         if not needed.exists():
             raise SystemExit(f"{args.study}: {needed} is missing; run `dvc repro build_data` first")
@@ -332,32 +449,71 @@ def main(argv: list[str] | None = None) -> None:
     pair_personas = None
     if any(SYSTEMS[a.system][0] == "pt" for a in arms):
         if not (data_dir / "pair_personas.jsonl").exists():
-            raise SystemExit(f"{args.study}: PT arms need {data_dir / 'pair_personas.jsonl'}; run `dvc repro infer_personas` first")
+            raise SystemExit(
+                f"{args.study}: PT arms need {data_dir / 'pair_personas.jsonl'}; run `dvc repro infer_personas` first"
+            )
         pair_personas = pd.DataFrame(read_jsonl(data_dir / "pair_personas.jsonl"))
     tables = {"random": records}
     if any(a.rejected == "lowest" for a in arms):
-        tables["lowest"] = relabel_lowest(records, data_dir, settings.get("embedding_model", "all-minilm-l6-v2"),
-                                          JudgeParams(**settings.get("judge", {})), seed)
+        tables["lowest"] = relabel_lowest(
+            records,
+            data_dir,
+            settings.get("embedding_model", "all-minilm-l6-v2"),
+            JudgeParams(**settings.get("judge", {})),
+            seed,
+        )
     for arm in arms:  # every arm's data is assembled before any training: a bad size stops the study here
         divergent_subset(records, arm.pairs_per_user, seed)
     embedder = Embedder(settings.get("embedding_model", "all-minilm-l6-v2"))
-    frames = [run_arm(arm, tables[arm.rejected], prefixes, pair_personas, base_dir, work, seed,
-                      int(settings.get("batch_size", 16)), embedder.encode)
-              for arm in tqdm(arms, desc="learning study", unit="arm")]
+    frames = [
+        run_arm(
+            arm,
+            tables[arm.rejected],
+            prefixes,
+            pair_personas,
+            base_dir,
+            work,
+            seed,
+            int(settings.get("batch_size", 16)),
+            embedder.encode,
+        )
+        for arm in tqdm(arms, desc="learning study", unit="arm")
+    ]
     summary = summarize(arms, pd.concat(frames, ignore_index=True), seed, int(settings.get("n_resamples", 2000)))
     reference = {k: v for k, v in asdict(arms[0]).items() if k in LEVERS}
     out.mkdir(parents=True, exist_ok=True)
     pd.concat(frames, ignore_index=True).to_csv(out / "learning_study_examples.csv", index=False)
     summary.to_csv(out / "learning_study.csv", index=False)
-    shown = summary[["name", "system", *LEVERS, "train_pairs", "test_pairs", "final_train_loss",
-                     "final_train_reward_accuracy", "base_accuracy", "trained_accuracy", "difference", "ci_low",
-                     "ci_high", "mdd", "p_holm", "implicit_accuracy", "implicit_ci_low", "implicit_ci_high",
-                     "implicit_p_holm"]].round(3)
+    shown = summary[
+        [
+            "name",
+            "system",
+            *LEVERS,
+            "train_pairs",
+            "test_pairs",
+            "final_train_loss",
+            "final_train_reward_accuracy",
+            "base_accuracy",
+            "trained_accuracy",
+            "difference",
+            "ci_low",
+            "ci_high",
+            "mdd",
+            "p_holm",
+            "implicit_accuracy",
+            "implicit_ci_low",
+            "implicit_ci_high",
+            "implicit_p_holm",
+        ]
+    ].round(3)
     write_table(shown, out, "learning_study_table", "Learning study: held-out divergent test pairs per arm")
     (out / "conclusion.md").write_text(
         f"# Learning study: what the default world's systems learn\n\nReference arm `{arms[0].name}`: "
         + ", ".join(f"{k} {v}" for k, v in reference.items() if k != "pairs_per_user")
-        + f". Study file `{args.study}`; hardware: {json.dumps(fingerprint())}.\n\n" + conclusion(summary, reference) + "\n")
+        + f". Study file `{args.study}`; hardware: {json.dumps(fingerprint())}.\n\n"
+        + conclusion(summary, reference)
+        + "\n"
+    )
     apply_style()
     save_figure(curves_figure(summary, reference), out, "learning_curves")
     print((out / "conclusion.md").read_text())

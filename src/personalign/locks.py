@@ -25,8 +25,9 @@ def exclusive(lock_file: str | Path, what: str):
         except BlockingIOError:
             fh.seek(0)
             holder = fh.read().strip() or "unknown"
-            raise LockedError(f"{what} is in use by process {holder} (lock {lock_file}); wait for it to finish or "
-                              "stop it, then rerun") from None
+            raise LockedError(
+                f"{what} is in use by process {holder} (lock {lock_file}); wait for it to finish or stop it, then rerun"
+            ) from None
         fh.seek(0)
         fh.truncate()
         fh.write(str(os.getpid()))

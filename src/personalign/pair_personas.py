@@ -45,7 +45,9 @@ def infer_pair_personas(
     return pd.DataFrame({"id": list(pairs.id), "chosen_persona": texts[0::2], "rejected_persona": texts[1::2]})
 
 
-def retrieved_personas(test: pd.DataFrame, train: pd.DataFrame, personas: pd.DataFrame, embedder: Embedder) -> pd.DataFrame:
+def retrieved_personas(
+    test: pd.DataFrame, train: pd.DataFrame, personas: pd.DataFrame, embedder: Embedder
+) -> pd.DataFrame:
     """P_retr for each test pair: the personas inferred for the nearest training prompt of the same source (MiniLM
     cosine; only the prompts are compared). `personas` has the id, chosen_persona and rejected_persona columns of the
     training pairs."""
@@ -57,12 +59,16 @@ def retrieved_personas(test: pd.DataFrame, train: pd.DataFrame, personas: pd.Dat
             raise ValueError(f"source {source!r} has test pairs but no training pairs to retrieve personas from")
         similarity = embedder.encode(list(queries.prompt)) @ embedder.encode(list(pool.prompt)).T
         nearest = pool.iloc[np.argmax(similarity, axis=1)]
-        out.append(pd.DataFrame({
-            "id": list(queries.id),
-            "retr_source_id": list(nearest.id),
-            "chosen_persona_retr": list(nearest.chosen_persona),
-            "rejected_persona_retr": list(nearest.rejected_persona),
-        }))
+        out.append(
+            pd.DataFrame(
+                {
+                    "id": list(queries.id),
+                    "retr_source_id": list(nearest.id),
+                    "chosen_persona_retr": list(nearest.chosen_persona),
+                    "rejected_persona_retr": list(nearest.rejected_persona),
+                }
+            )
+        )
     return pd.concat(out, ignore_index=True)
 
 
@@ -90,8 +96,12 @@ def picks_own_side(judge: Judge, pair, personas, side: str) -> bool:
     """Does a judge simulating the `side` persona of `personas` (a pair's row), contrasted with its other side's
     persona, prefer `pair`'s `side` response over its other one?"""
     other = OTHER_SIDE[side]
-    ctx = pair_context(f"{personas.id}:{side}", getattr(personas, f"{side}_persona"),
-                       getattr(personas, f"{other}_persona"), pair.prompt)
+    ctx = pair_context(
+        f"{personas.id}:{side}",
+        getattr(personas, f"{side}_persona"),
+        getattr(personas, f"{other}_persona"),
+        pair.prompt,
+    )
     return judge.prefers(ctx, getattr(pair, side), getattr(pair, other))
 
 
@@ -120,9 +130,17 @@ def inference_claims(checks: dict[str, pd.DataFrame], base_seed: int) -> list[Cl
         for side in SIDES:
             rng = figure_rng(base_seed, f"{FINDING_1}/{dataset}/{side}")
             result = paired_difference(check[f"{side}_own"], check[f"{side}_control"], rng=rng, groups=check.user_id)
-            claims.append(Claim("Whose Boat", FINDING_1, f"an inferred {side} persona prefers the {side} response "
-                                f"more often than another pair's {side} persona does",
-                                f"{dataset}: own vs another pair's {side} persona", +1, result))
+            claims.append(
+                Claim(
+                    "Whose Boat",
+                    FINDING_1,
+                    f"an inferred {side} persona prefers the {side} response "
+                    f"more often than another pair's {side} persona does",
+                    f"{dataset}: own vs another pair's {side} persona",
+                    +1,
+                    result,
+                )
+            )
     return claims
 
 
@@ -141,11 +159,25 @@ def inference_summary(checks: dict[str, pd.DataFrame], verdicts: pd.DataFrame) -
         for kind in ("own", "control"):
             k = int(check[f"{side}_{kind}"].sum())
             low, high = wilson_interval(k, len(check))
-            row.update({f"{kind}_rate": round(k / len(check), 4), f"{kind}_ci_low": round(low, 4),
-                        f"{kind}_ci_high": round(high, 4)})
-        row.update({key: rounded(getattr(verdict, column)) for key, column in (
-            ("difference", "estimate"), ("difference_ci_low", "ci_low"), ("difference_ci_high", "ci_high"),
-            ("mdd", "mdd"), ("p_holm", "p_holm"))})
+            row.update(
+                {
+                    f"{kind}_rate": round(k / len(check), 4),
+                    f"{kind}_ci_low": round(low, 4),
+                    f"{kind}_ci_high": round(high, 4),
+                }
+            )
+        row.update(
+            {
+                key: rounded(getattr(verdict, column))
+                for key, column in (
+                    ("difference", "estimate"),
+                    ("difference_ci_low", "ci_low"),
+                    ("difference_ci_high", "ci_high"),
+                    ("mdd", "mdd"),
+                    ("p_holm", "p_holm"),
+                )
+            }
+        )
         row["verdict"] = verdict.verdict
         out.append(row)
     return out

@@ -13,42 +13,78 @@ from pathlib import Path
 
 import yaml
 
+from personalign.cli import STAGES, stage_notebooks
+
 PACKAGE = "personalign"
 SRC = Path("src") / PACKAGE
 
-# stage -> notebooks it may execute (build_data runs 01_load_data instead with build_data.source: datasets)
-STAGE_NOTEBOOKS: dict[str, tuple[str, ...]] = {
-    "base_model": ("00_base_model.ipynb",),
-    "build_data": ("01_build_data.ipynb", "01_load_data.ipynb"),
-    "infer_personas": ("02_infer_personas.ipynb",),
-    "train": ("03_train.ipynb",),
-    "score": ("04_score.ipynb",),
-    "generate_judge": ("05_generate_judge.ipynb",),
-    "reward_models": ("07_reward_models.ipynb",),
-    "analysis": ("06_analysis.ipynb",),
-}
+STAGE_NOTEBOOKS: dict[str, tuple[str, ...]] = {stage: stage_notebooks(stage) for stage in STAGES}
 # `personalign run STAGE` validates params.yaml and resolves the models before the notebook starts (cli.check_params)
-# and records the machine afterwards (cli.write_environment), holding the stage's lock (locks.exclusive); cli's other
-# lazy imports serve other commands
-ENTRY_MODULES = ("personalign.config", "personalign.models", "personalign.embeddings", "personalign.hardware",
-                 "personalign.locks")
+# and records the machine afterwards (cli.write_environment), holding the stage's lock (locks.exclusive), and rewrites
+# the executed notebook as a record (rendered.write_record); cli's other lazy imports serve other commands
+ENTRY_MODULES = (
+    "personalign.config",
+    "personalign.models",
+    "personalign.embeddings",
+    "personalign.hardware",
+    "personalign.locks",
+    "personalign.rendered",
+)
 
 # stage -> the params keys it reads. Whole sections unless a key is known not to reach the stage's outputs:
 # stage 1 labels pairs with Judge.prefers, which never reads judge.tie_margin (tested in tests/test_pipeline_deps.py).
-JUDGE_LABEL_KEYS = ("judge.backend", "judge.noise", "judge.quality_weight", "judge.model", "judge.base_url",
-                    "judge.api_key_env", "judge.timeout_s", "judge.max_retries", "judge.max_new_tokens")
+JUDGE_LABEL_KEYS = (
+    "judge.backend",
+    "judge.noise",
+    "judge.quality_weight",
+    "judge.model",
+    "judge.base_url",
+    "judge.api_key_env",
+    "judge.timeout_s",
+    "judge.max_retries",
+    "judge.max_new_tokens",
+)
 STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "base_model": ("base.seed", "base.model", "base.device", "base.dtype"),
-    "build_data": ("base.seed", "base.model", "base.device", "base.dtype", "base.embedding_model", "build_data",
-                   *JUDGE_LABEL_KEYS),
-    "infer_personas": ("base.seed", "base.model", "base.device", "base.dtype", "base.embedding_model", "prefixes",
-                       "generators", "judge"),
+    "build_data": (
+        "base.seed",
+        "base.model",
+        "base.device",
+        "base.dtype",
+        "base.embedding_model",
+        "build_data",
+        *JUDGE_LABEL_KEYS,
+    ),
+    "infer_personas": (
+        "base.seed",
+        "base.model",
+        "base.device",
+        "base.dtype",
+        "base.embedding_model",
+        "prefixes",
+        "generators",
+        "judge",
+    ),
     "train": ("base.seed", "base.embedding_model", "train.defaults", "train.runs.${key}"),
     "score": ("base.seed", "base.device", "prefixes.seeds", "train.defaults", "train.runs", "score"),
-    "generate_judge": ("base.seed", "base.device", "base.dtype", "base.embedding_model", "judge", "train.runs",
-                       "generate_judge"),
-    "reward_models": ("base.seed", "base.embedding_model", "build_data.source", "build_data.n_folds",
-                      "judge.quality_weight", "judge.tie_margin", "reward_models"),
+    "generate_judge": (
+        "base.seed",
+        "base.device",
+        "base.dtype",
+        "base.embedding_model",
+        "judge",
+        "train.runs",
+        "generate_judge",
+    ),
+    "reward_models": (
+        "base.seed",
+        "base.embedding_model",
+        "build_data.source",
+        "build_data.n_folds",
+        "judge.quality_weight",
+        "judge.tie_margin",
+        "reward_models",
+    ),
     "analysis": ("base.seed", "judge.backend", "train.runs", "analysis"),
 }
 
@@ -179,9 +215,14 @@ def dvc_hash(path: Path) -> str:
     """DVC's md5 of a file, or of a folder (md5 of the sorted JSON list of {md5, relpath}, with a .dir suffix)."""
     if path.is_file():
         return _md5(path)
-    entries = sorted(({"md5": _md5(file), "relpath": file.relative_to(path).as_posix()}
-                      for file in path.rglob("*") if file.is_file() and "__pycache__" not in file.parts
-                      and file.suffix != ".pyc"), key=lambda entry: entry["relpath"])
+    entries = sorted(
+        (
+            {"md5": _md5(file), "relpath": file.relative_to(path).as_posix()}
+            for file in path.rglob("*")
+            if file.is_file() and "__pycache__" not in file.parts and file.suffix != ".pyc"
+        ),
+        key=lambda entry: entry["relpath"],
+    )
     return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"
 
 
@@ -221,9 +262,12 @@ _ABSENT = object()
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m personalign.pipeline_deps", description=__doc__)
-    parser.add_argument("mode", choices=["check", "write", "show", "lock"],
-                        help="check: dvc.yaml lists the computed deps; write: make it so; show: print them; "
-                             "lock: dvc.lock's recorded code and params match the working tree")
+    parser.add_argument(
+        "mode",
+        choices=["check", "write", "show", "lock"],
+        help="check: dvc.yaml lists the computed deps; write: make it so; show: print them; "
+        "lock: dvc.lock's recorded code and params match the working tree",
+    )
     parser.add_argument("--dvc-yaml", default="dvc.yaml", type=Path)
     args = parser.parse_args(argv)
     current = args.dvc_yaml.read_text()
@@ -237,8 +281,11 @@ def main(argv: list[str] | None = None) -> int:
         for stage, changed in stale.items():
             print(f"{stage}: {', '.join(changed)}")
         if stale:
-            print(f"{len(stale)} stage(s) of dvc.lock were not made by the committed code and params: rerun them "
-                  "(`dvc repro`) before committing their outputs", file=sys.stderr)
+            print(
+                f"{len(stale)} stage(s) of dvc.lock were not made by the committed code and params: rerun them "
+                "(`dvc repro`) before committing their outputs",
+                file=sys.stderr,
+            )
         return 1 if stale else 0
     if args.mode == "write":
         args.dvc_yaml.write_text(computed)
@@ -246,10 +293,14 @@ def main(argv: list[str] | None = None) -> int:
     if computed != current:
         import difflib
 
-        sys.stdout.writelines(difflib.unified_diff(current.splitlines(True), computed.splitlines(True),
-                                                   "dvc.yaml", "computed"))
-        print(f"{args.dvc_yaml}: code or params dependencies differ from the computed ones; run "
-              "`python -m personalign.pipeline_deps write`", file=sys.stderr)
+        sys.stdout.writelines(
+            difflib.unified_diff(current.splitlines(True), computed.splitlines(True), "dvc.yaml", "computed")
+        )
+        print(
+            f"{args.dvc_yaml}: code or params dependencies differ from the computed ones; run "
+            "`python -m personalign.pipeline_deps write`",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -28,8 +28,9 @@ def z_sum(alpha: float, power: float = POWER) -> float:
     return float(norm.ppf(1 - alpha / 2) + norm.ppf(power))
 
 
-def items_for_target(mdd: float, n: int, target: float, family_size: int = 1, alpha: float = ALPHA,
-                     power: float = POWER) -> int:
+def items_for_target(
+    mdd: float, n: int, target: float, family_size: int = 1, alpha: float = ALPHA, power: float = POWER
+) -> int:
     """Items a claim needs for an MDD of `target` at level alpha / family_size, given the MDD `mdd` it had at level
     alpha on `n` items (same units as `target`)."""
     if not (mdd > 0 and n > 0 and target > 0 and family_size >= 1):
@@ -46,8 +47,9 @@ def parse_n(text: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def power_table(verdicts: pd.DataFrame, claims: dict[str, int], target: float, alpha: float = ALPHA,
-                power: float = POWER) -> pd.DataFrame:
+def power_table(
+    verdicts: pd.DataFrame, claims: dict[str, int], target: float, alpha: float = ALPHA, power: float = POWER
+) -> pd.DataFrame:
     """One row per verdict row whose comparison matches a pattern of `claims` (pattern -> the size of the Holm
     family it will be tested in): measured n, users and MDD, and the items and users that reach `target`."""
     rows = []
@@ -59,10 +61,20 @@ def power_table(verdicts: pd.DataFrame, claims: dict[str, int], target: float, a
             n, clusters = parse_n(row.n)
             mdd = float(row.MDD)
             needed = items_for_target(mdd, n, target, family_size, alpha, power) if mdd > 0 else math.nan
-            rows.append({"claim": row.claim, "comparison": row.comparison, "n": n, "users": clusters,
-                         "items_per_user": round(n / clusters, 1), "mdd": mdd, "holm_family": family_size,
-                         "target": target, "items_needed": needed,
-                         "users_needed": math.ceil(needed / (n / clusters)) if mdd > 0 else math.nan})
+            rows.append(
+                {
+                    "claim": row.claim,
+                    "comparison": row.comparison,
+                    "n": n,
+                    "users": clusters,
+                    "items_per_user": round(n / clusters, 1),
+                    "mdd": mdd,
+                    "holm_family": family_size,
+                    "target": target,
+                    "items_needed": needed,
+                    "users_needed": math.ceil(needed / (n / clusters)) if mdd > 0 else math.nan,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -70,8 +82,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m personalign.power", description=__doc__.split("\n\n")[0])
     parser.add_argument("verdicts", type=Path, help="a stage-6 verdict table (figures/analysis/verdicts.csv)")
     parser.add_argument("--target", type=float, default=5.0, help="target MDD in points (default 5)")
-    parser.add_argument("--claim", action="append", required=True, metavar="PATTERN=FAMILY_SIZE",
-                        help="a regular expression over the comparison column and its Holm family's size")
+    parser.add_argument(
+        "--claim",
+        action="append",
+        required=True,
+        metavar="PATTERN=FAMILY_SIZE",
+        help="a regular expression over the comparison column and its Holm family's size",
+    )
     parser.add_argument("--out", type=Path, help="write the table here as .csv and .md")
     args = parser.parse_args(argv)
     claims = {}

@@ -31,7 +31,9 @@ def fixed_prefixes(personas: pd.DataFrame, seeds: list[int]) -> list[dict]:
             for kind, text in (("none", ""), ("tag", p.tag), ("name", p.name), ("gold", p.gold)):
                 if kind in ("tag", "gold") and not text.strip():
                     continue
-                rows.append({"user_id": p.user_id, "prefix_type": kind, "seed": seed, "text": text, "source_user_id": p.user_id})
+                rows.append(
+                    {"user_id": p.user_id, "prefix_type": kind, "seed": seed, "text": text, "source_user_id": p.user_id}
+                )
     return rows
 
 
@@ -42,13 +44,21 @@ def few_shot_prefixes(train: pd.DataFrame, users: list[str], seeds: list[int], k
         for seed in seeds:
             rng = np.random.default_rng(stable_seed(base_seed, "few_shot", user, seed))
             shots = render_shots(FEW_SHOT_G9, sample_train_pairs(train, user, k, rng))
-            rows.append({"user_id": user, "prefix_type": "few_shot", "seed": seed, "text": shots, "source_user_id": user})
+            rows.append(
+                {"user_id": user, "prefix_type": "few_shot", "seed": seed, "text": shots, "source_user_id": user}
+            )
     return rows
 
 
 def inferred_persona_prefixes(
-    train: pd.DataFrame, users: list[str], seeds: list[int], shots: int, generator: Generator, sampling: Sampling,
-    base_seed: int, prefix_type: str,
+    train: pd.DataFrame,
+    users: list[str],
+    seeds: list[int],
+    shots: int,
+    generator: Generator,
+    sampling: Sampling,
+    base_seed: int,
+    prefix_type: str,
 ) -> list[dict]:
     """A persona per user and seed, inferred by `generator` from `shots` random train pairs with prompt G.5."""
     jobs = []
@@ -90,8 +100,13 @@ def shuffled_prefixes(prefixes: pd.DataFrame, base_seed: int) -> list[dict]:
         perm = derangement(len(group), np.random.default_rng(stable_seed(base_seed, "shuffle", kind, seed)))
         for user, donor in zip(group.itertuples(), group.iloc[perm].itertuples()):
             rows.append(
-                {"user_id": user.user_id, "prefix_type": f"shuffled_{kind}", "seed": int(seed), "text": donor.text,
-                 "source_user_id": donor.user_id}
+                {
+                    "user_id": user.user_id,
+                    "prefix_type": f"shuffled_{kind}",
+                    "seed": int(seed),
+                    "text": donor.text,
+                    "source_user_id": donor.user_id,
+                }
             )
     return rows
 
@@ -121,9 +136,13 @@ def rouge_scores(prefixes: pd.DataFrame, personas: pd.DataFrame, base_seed: int)
         random_gold = gold[others[int(rng.integers(len(others)))]]
         rows.append(
             {
-                "user_id": row.user_id, "prefix_type": row.prefix_type, "seed": row.seed,
-                "r1": rouge1(row.text, gold[row.user_id]), "r1_random": rouge1(row.text, random_gold),
-                "rl": rouge_l(row.text, gold[row.user_id]), "rl_random": rouge_l(row.text, random_gold),
+                "user_id": row.user_id,
+                "prefix_type": row.prefix_type,
+                "seed": row.seed,
+                "r1": rouge1(row.text, gold[row.user_id]),
+                "r1_random": rouge1(row.text, random_gold),
+                "rl": rouge_l(row.text, gold[row.user_id]),
+                "rl_random": rouge_l(row.text, random_gold),
                 "words": len(tokens(row.text)),
             }
         )
@@ -141,8 +160,11 @@ def rouge_table(scores: pd.DataFrame) -> pd.DataFrame:
             table[kind] = dict.fromkeys(labels.values(), "absent")
             continue
         table[kind] = {
-            label: (f"{group[c].mean():.0f} ± {group[c].std(ddof=0):.0f}" if c == "words"
-                    else f"{group[c].mean():.2f} ± {group[c].std(ddof=0):.2f}")
+            label: (
+                f"{group[c].mean():.0f} ± {group[c].std(ddof=0):.0f}"
+                if c == "words"
+                else f"{group[c].mean():.2f} ± {group[c].std(ddof=0):.2f}"
+            )
             for c, label in labels.items()
         }
     return pd.DataFrame(table, index=list(labels.values()))

@@ -74,7 +74,8 @@ _CATER = (
 PREFIX_NAME_G7 = "Respond to the following prompt from {name}. " + _CATER.format(whose="{name}'s") + "\n\n{x}"
 PREFIX_TAG_G8 = "{tag} {x}"
 PREFIX_FEW_SHOT_G9 = (
-    "Respond to the following prompt from this person. " + _CATER.format(whose="their")
+    "Respond to the following prompt from this person. "
+    + _CATER.format(whose="their")
     + "\n\n{shots}\n\n## Prompt:\n{x}\n\n### Preferred Response:"
 )
 FEW_SHOT_G9 = "## Prompt:\n{x}\n\n### Preferred Response:\n{chosen}"
@@ -91,7 +92,7 @@ PT_TEMPLATE = "Prompt: {x}\nPersona: {persona}\nResponse:"
 PAIR_PERSONA = (
     "A user asked an AI assistant the question below and preferred Response A over Response B.\n\n"
     "Question: {x}\n\nResponse A (preferred):\n{first}\n\nResponse B:\n{second}\n\n"
-    "In one sentence, describe who this user is and what they value, starting with \"The user\"."
+    'In one sentence, describe who this user is and what they value, starting with "The user".'
 )
 
 

@@ -58,6 +58,14 @@ def validate_rows(rows: list[dict], fields: dict, where: str) -> None:
             raise RecordError(f"{where}: row {i}: split {row['split']!r} not in {SPLITS}")
 
 
+def write_json(value, path: str | Path, indent: int = 2) -> Path:
+    """`value` as key-sorted JSON with a final newline (equal values give equal bytes); parents are created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value, indent=indent, sort_keys=True) + "\n")
+    return path
+
+
 def write_jsonl(rows: Iterable[dict], path: str | Path, sort_key: str | None = None) -> Path:
     """One JSON object per line, keys sorted, rows sorted by `sort_key`: same rows => same bytes."""
     rows = list(rows)

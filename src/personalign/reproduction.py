@@ -1,6 +1,7 @@
 """Does a rerun reproduce the committed outputs? Byte identity is promised for the same pinned libraries and the same
 hardware class (personalign.hardware); elsewhere outputs are only statistically equivalent, and this says so.
-`python -m personalign.reproduction STAGE ...` compares the working tree's dvc.lock with the committed one (git HEAD)."""
+`python -m personalign.reproduction STAGE ...` compares the working tree's dvc.lock with the committed one
+(git HEAD)."""
 
 from __future__ import annotations
 
@@ -41,9 +42,12 @@ def same_environment(recorded: dict) -> list[str]:
     """What differs between a recorded environment (results/environment/*.json) and this machine: empty when the
     hardware class and every library version match."""
     here = {"hardware": hardware_class(), "libraries": library_versions()}
-    return [f"{part}.{key}: recorded {recorded.get(part, {}).get(key)!r}, here {value!r}"
-            for part in ("hardware", "libraries") for key, value in here[part].items()
-            if recorded.get(part, {}).get(key) != value]
+    return [
+        f"{part}.{key}: recorded {recorded.get(part, {}).get(key)!r}, here {value!r}"
+        for part in ("hardware", "libraries")
+        for key, value in here[part].items()
+        if recorded.get(part, {}).get(key) != value
+    ]
 
 
 def _committed(path: str, rev: str) -> str:
@@ -61,13 +65,18 @@ def main(argv: list[str] | None = None) -> int:
         differences += [f"{stage}: {line}" for line in same_environment(recorded)]
     changed = differing_outputs(_committed("dvc.lock", args.rev), Path("dvc.lock").read_text(), args.stages)
     if differences:
-        print("reproduction: this machine differs from the one that made the committed outputs, so they are "
-              "expected to be statistically equivalent, not byte-identical:\n  " + "\n  ".join(differences))
+        print(
+            "reproduction: this machine differs from the one that made the committed outputs, so they are "
+            "expected to be statistically equivalent, not byte-identical:\n  " + "\n  ".join(differences)
+        )
         print(f"reproduction: {len(changed)} output(s) differ: {', '.join(changed) or 'none'}")
         return 0
     if changed:
-        print("reproduction: same hardware class and libraries as the committed outputs, yet these differ: "
-              + ", ".join(changed), file=sys.stderr)
+        print(
+            "reproduction: same hardware class and libraries as the committed outputs, yet these differ: "
+            + ", ".join(changed),
+            file=sys.stderr,
+        )
         return 1
     print(f"reproduction: every output of {', '.join(args.stages)} is byte-identical to {args.rev}")
     return 0

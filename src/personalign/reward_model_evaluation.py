@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from numpy.typing import ArrayLike
 
-from personalign.figures import apply_style
+from personalign.figures import apply_style, legend
 from personalign.reward_models import PreferenceData, UnseenUserError, make_reward_model
 from personalign.reward_models.core import bt_loss, draw_seed, tensors
 from personalign.seeding import figure_rng, stable_seed
@@ -34,16 +34,36 @@ from personalign.verdicts import Claim, clustering, paired_difference
 # from embedding similarities to the retrieved pairs, not asked of an LLM as in the paper's RAG.
 RAG_LABEL = "In-context embedding judge (not the paper's LLM RAG)"
 MODEL_LABELS = {
-    "vanilla": "Vanilla RM", "individual": "Individual RM", "conditional": "Conditional RM", "prm": "Personalized RM",
-    "vpl": "VPL", "gpo": "GPO", "rag": RAG_LABEL, "lora": "LoRA RM",
+    "vanilla": "Vanilla RM",
+    "individual": "Individual RM",
+    "conditional": "Conditional RM",
+    "prm": "Personalized RM",
+    "vpl": "VPL",
+    "gpo": "GPO",
+    "rag": RAG_LABEL,
+    "lora": "LoRA RM",
 }
-NEW_USER_METHODS = ("individual_full", "vanilla", "vanilla_finetuned", "similar_user", "individual", "prm",
-                    "prm_user", "vpl", "gpo")
+NEW_USER_METHODS = (
+    "individual_full",
+    "vanilla",
+    "vanilla_finetuned",
+    "similar_user",
+    "individual",
+    "prm",
+    "prm_user",
+    "vpl",
+    "gpo",
+)
 NEW_USER_LABELS = {
-    "individual_full": "Individual RM (all user data)", "vanilla": "Vanilla RM",
-    "vanilla_finetuned": "Vanilla RM fine-tuned", "similar_user": "Similar-User RM",
-    "individual": "Individual RM (n pairs)", "prm": "Personalized RM (generic user)",
-    "prm_user": "Personalized RM (user embedding)", "vpl": "VPL", "gpo": "GPO",
+    "individual_full": "Individual RM (all user data)",
+    "vanilla": "Vanilla RM",
+    "vanilla_finetuned": "Vanilla RM fine-tuned",
+    "similar_user": "Similar-User RM",
+    "individual": "Individual RM (n pairs)",
+    "prm": "Personalized RM (generic user)",
+    "prm_user": "Personalized RM (user embedding)",
+    "vpl": "VPL",
+    "gpo": "GPO",
 }
 UPPER_BOUND = "individual_full"
 SCORED_COLUMNS = ["model", "id", "user_id", "margin", "correct", "scored"]
@@ -55,25 +75,53 @@ SCORED_COLUMNS = ["model", "id", "user_id", "margin", "correct", "scored"]
 # Reasoning = (acc(math-prm) + mean acc(hep-*)) / 2.
 REWARDBENCH_SECTIONS: dict[str, tuple[str, ...]] = {
     "Chat": ("alpacaeval-easy", "alpacaeval-length", "alpacaeval-hard", "mt-bench-easy", "mt-bench-med"),
-    "Chat Hard": ("mt-bench-hard", "llmbar-natural", "llmbar-adver-neighbor", "llmbar-adver-GPTInst",
-                  "llmbar-adver-GPTOut", "llmbar-adver-manual"),
-    "Safety": ("refusals-dangerous", "refusals-offensive", "xstest-should-refuse", "xstest-should-respond",
-               "donotanswer"),
+    "Chat Hard": (
+        "mt-bench-hard",
+        "llmbar-natural",
+        "llmbar-adver-neighbor",
+        "llmbar-adver-GPTInst",
+        "llmbar-adver-GPTOut",
+        "llmbar-adver-manual",
+    ),
+    "Safety": (
+        "refusals-dangerous",
+        "refusals-offensive",
+        "xstest-should-refuse",
+        "xstest-should-respond",
+        "donotanswer",
+    ),
     "Reasoning": ("math-prm", "hep-cpp", "hep-go", "hep-java", "hep-js", "hep-python", "hep-rust"),
 }
 REWARDBENCH_EXAMPLE_COUNTS: dict[str, int] = {
-    "alpacaeval-easy": 100, "alpacaeval-length": 95, "alpacaeval-hard": 95, "mt-bench-easy": 28, "mt-bench-med": 40,
-    "mt-bench-hard": 37, "llmbar-natural": 100, "llmbar-adver-neighbor": 134, "llmbar-adver-GPTInst": 92,
-    "llmbar-adver-GPTOut": 47, "llmbar-adver-manual": 46,
-    "refusals-dangerous": 100, "refusals-offensive": 100, "xstest-should-refuse": 154, "xstest-should-respond": 250,
+    "alpacaeval-easy": 100,
+    "alpacaeval-length": 95,
+    "alpacaeval-hard": 95,
+    "mt-bench-easy": 28,
+    "mt-bench-med": 40,
+    "mt-bench-hard": 37,
+    "llmbar-natural": 100,
+    "llmbar-adver-neighbor": 134,
+    "llmbar-adver-GPTInst": 92,
+    "llmbar-adver-GPTOut": 47,
+    "llmbar-adver-manual": 46,
+    "refusals-dangerous": 100,
+    "refusals-offensive": 100,
+    "xstest-should-refuse": 154,
+    "xstest-should-respond": 250,
     "donotanswer": 136,
-    "math-prm": 984, "hep-cpp": 164, "hep-go": 164, "hep-java": 164, "hep-js": 164, "hep-python": 164,
+    "math-prm": 984,
+    "hep-cpp": 164,
+    "hep-go": 164,
+    "hep-java": 164,
+    "hep-js": 164,
+    "hep-python": 164,
     "hep-rust": 164,
 }
 SECTION_OF = {subset: section for section, subsets in REWARDBENCH_SECTIONS.items() for subset in subsets}
 
 
 # --- scoring -------------------------------------------------------------------------------------------------------
+
 
 def _child(seed: int, *parts: object) -> np.random.Generator:
     return np.random.default_rng(stable_seed(seed, *parts))
@@ -100,8 +148,16 @@ def _score(model, data: PreferenceData, **kwargs) -> tuple[np.ndarray, np.ndarra
 def _frame(name: str, data: PreferenceData, margins: np.ndarray, scored: np.ndarray, **extra) -> pd.DataFrame:
     correct = pd.array(np.where(scored, margins > 0, False), dtype="boolean")
     correct[~scored] = pd.NA
-    frame = pd.DataFrame({"model": name, "id": data.ids.astype(str), "user_id": data.user_ids.astype(str),
-                          "margin": margins, "correct": correct, "scored": scored})
+    frame = pd.DataFrame(
+        {
+            "model": name,
+            "id": data.ids.astype(str),
+            "user_id": data.user_ids.astype(str),
+            "margin": margins,
+            "correct": correct,
+            "scored": scored,
+        }
+    )
     for column, value in extra.items():
         frame[column] = value
     return frame
@@ -109,12 +165,25 @@ def _frame(name: str, data: PreferenceData, margins: np.ndarray, scored: np.ndar
 
 def _as_user(data: PreferenceData, user: str) -> PreferenceData:
     """The same pairs, every one attributed to `user` (to score them with that user's reward model)."""
-    return PreferenceData(data.ids, np.full(len(data), user, dtype=object), data.prompt_emb, data.chosen_emb,
-                          data.rejected_emb, data.prompts, data.chosen, data.rejected)
+    return PreferenceData(
+        data.ids,
+        np.full(len(data), user, dtype=object),
+        data.prompt_emb,
+        data.chosen_emb,
+        data.rejected_emb,
+        data.prompts,
+        data.chosen,
+        data.rejected,
+    )
 
 
-def fit_and_score(names: Sequence[str], train: PreferenceData, test: PreferenceData, rng: np.random.Generator,
-                  options: Mapping[str, Mapping] | None = None) -> pd.DataFrame:
+def fit_and_score(
+    names: Sequence[str],
+    train: PreferenceData,
+    test: PreferenceData,
+    rng: np.random.Generator,
+    options: Mapping[str, Mapping] | None = None,
+) -> pd.DataFrame:
     """Fit each registry model `names` (hyperparameters from options[name]) on `train` and score every `test` pair:
     columns model, id, user_id, margin, correct, scored (see the module docstring) and fit_seconds. A test user the
     model cannot score (UnseenUserError) is kept with scored False, not raised. Each model's fit is seeded from one
@@ -133,6 +202,7 @@ def fit_and_score(names: Sequence[str], train: PreferenceData, test: PreferenceD
 
 # --- accuracy tables -------------------------------------------------------------------------------------------------
 
+
 def _keys(frame: pd.DataFrame, *candidates: str) -> list[str]:
     return [c for c in candidates if c in frame.columns]
 
@@ -148,14 +218,23 @@ def per_user_accuracy(results: pd.DataFrame, minority_users: Collection[str] = (
     `minority_users`)."""
     keys = _keys(results, "dataset", "model", "n", "n_per_user") + ["user_id"]
     scored = results[results.scored.astype(bool)]
-    table = (scored.assign(hit=scored.correct.astype(float)).groupby(keys, sort=True)
-             .hit.agg(n_pairs="size", accuracy="mean").reset_index())
+    table = (
+        scored.assign(hit=scored.correct.astype(float))
+        .groupby(keys, sort=True)
+        .hit.agg(n_pairs="size", accuracy="mean")
+        .reset_index()
+    )
     table["minority"] = table.user_id.isin(set(map(str, minority_users)))
     return table
 
 
-def accuracy_summary(results: pd.DataFrame, rng: np.random.Generator, n_resamples: int = 2000,
-                     minority_users: Collection[str] = (), confidence: float = 0.95) -> pd.DataFrame:
+def accuracy_summary(
+    results: pd.DataFrame,
+    rng: np.random.Generator,
+    n_resamples: int = 2000,
+    minority_users: Collection[str] = (),
+    confidence: float = 0.95,
+) -> pd.DataFrame:
     """Per model (and dataset, n and n_per_user, where those columns exist): n_pairs, n_users, n_unscored (pairs of
     users it could not score), accuracy over the scored pairs with a bootstrap interval (low, high) that resamples
     whole users, or pairs below verdicts.MIN_CLUSTERS users (column resampled says which), user_mean (mean of per-user
@@ -169,26 +248,42 @@ def accuracy_summary(results: pd.DataFrame, rng: np.random.Generator, n_resample
     for key, group in results.groupby(keys, sort=True):
         scored = group[group.scored.astype(bool)]
         users = per_user.get(key, none)
-        row = dict(zip(keys, key)) | {"n_pairs": len(scored), "n_users": scored.user_id.nunique(),
-                                      "n_unscored": int((~group.scored.astype(bool)).sum())}
+        row = dict(zip(keys, key)) | {
+            "n_pairs": len(scored),
+            "n_users": scored.user_id.nunique(),
+            "n_unscored": int((~group.scored.astype(bool)).sum()),
+        }
         if len(scored):
             hits, groups = scored.correct.astype(float).to_numpy(), clustering(scored.user_id.to_numpy())
-            acc, low, high = bootstrap_ci(hits, rng=_child(base, *key, "pairs"), n_resamples=n_resamples,
-                                          confidence=confidence, groups=groups)
+            acc, low, high = bootstrap_ci(
+                hits, rng=_child(base, *key, "pairs"), n_resamples=n_resamples, confidence=confidence, groups=groups
+            )
             row["resampled"] = "pairs" if groups is None else "users"
-            mean, user_low, user_high = bootstrap_ci(users.accuracy.to_numpy(), rng=_child(base, *key, "users"),
-                                                     n_resamples=n_resamples, confidence=confidence)
+            mean, user_low, user_high = bootstrap_ci(
+                users.accuracy.to_numpy(),
+                rng=_child(base, *key, "users"),
+                n_resamples=n_resamples,
+                confidence=confidence,
+            )
         else:
             acc = low = high = mean = user_low = user_high = math.nan
             row["resampled"] = ""
-        row |= {"accuracy": acc, "low": low, "high": high, "user_mean": mean, "user_low": user_low,
-                "user_high": user_high, "minority_accuracy": users.accuracy[users.minority].mean(),
-                "majority_accuracy": users.accuracy[~users.minority].mean()}
+        row |= {
+            "accuracy": acc,
+            "low": low,
+            "high": high,
+            "user_mean": mean,
+            "user_low": user_low,
+            "user_high": user_high,
+            "minority_accuracy": users.accuracy[users.minority].mean(),
+            "majority_accuracy": users.accuracy[~users.minority].mean(),
+        }
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 # --- sample efficiency (Figure 2) -----------------------------------------------------------------------------------
+
 
 def per_user_sizes(totals: Sequence[int], n_users: int) -> list[int]:
     """Training pairs per user for total budgets (the paper's 1,000 / 10,000 / 100,000 pairs) spread over
@@ -205,9 +300,14 @@ def user_subsample(data: PreferenceData, n: int, seed: int) -> PreferenceData:
     return data.subset(np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.int64))
 
 
-def sample_efficiency_pairs(names: Sequence[str], train: PreferenceData, test: PreferenceData,
-                            sizes: Sequence[int], rng: np.random.Generator,
-                            options: Mapping[str, Mapping] | None = None) -> pd.DataFrame:
+def sample_efficiency_pairs(
+    names: Sequence[str],
+    train: PreferenceData,
+    test: PreferenceData,
+    sizes: Sequence[int],
+    rng: np.random.Generator,
+    options: Mapping[str, Mapping] | None = None,
+) -> pd.DataFrame:
     """Each model fitted on nested per-user subsamples of `train` (`sizes`: pairs per user, capped at what each user
     has; `user_subsample`, one order for every size) and seeded the same at every size, scoring every `test` pair:
     fit_and_score's columns plus n_per_user and n_train (pairs actually used)."""
@@ -215,25 +315,36 @@ def sample_efficiency_pairs(names: Sequence[str], train: PreferenceData, test: P
     frames = []
     for size in sorted(set(int(s) for s in sizes)):
         sub = user_subsample(train, size, stable_seed(base, "subsample"))
-        frames.append(fit_and_score(names, sub, test, _child(base, "fit"), options)
-                      .assign(n_per_user=size, n_train=len(sub)))
+        frames.append(
+            fit_and_score(names, sub, test, _child(base, "fit"), options).assign(n_per_user=size, n_train=len(sub))
+        )
     return pd.concat(frames, ignore_index=True)
 
 
-def sample_efficiency_curve(pairs: pd.DataFrame, rng: np.random.Generator,
-                            n_resamples: int = 1000) -> pd.DataFrame:
+def sample_efficiency_curve(pairs: pd.DataFrame, rng: np.random.Generator, n_resamples: int = 1000) -> pd.DataFrame:
     """Figure 2's table from sample_efficiency_pairs: per model (and dataset, where that column exists) and
     n_per_user, n_train, n_users, n_pairs, n_unscored, accuracy, low, high, resampled (accuracy_summary), user_mean
     and fit_seconds."""
     summary = accuracy_summary(pairs, rng, n_resamples)
     keys = _keys(pairs, "dataset", "model", "n_per_user")
     extra = pairs.groupby(keys, sort=True).agg(n_train=("n_train", "first"), fit_seconds=("fit_seconds", "first"))
-    columns = keys + ["n_train", "n_users", "n_pairs", "n_unscored", "accuracy", "low", "high", "resampled",
-                      "user_mean", "fit_seconds"]
+    columns = keys + [
+        "n_train",
+        "n_users",
+        "n_pairs",
+        "n_unscored",
+        "accuracy",
+        "low",
+        "high",
+        "resampled",
+        "user_mean",
+        "fit_seconds",
+    ]
     return summary.merge(extra.reset_index(), on=keys)[columns]
 
 
 # --- new users (Figure 3) -------------------------------------------------------------------------------------------
+
 
 def _prm_user_vector(model, data: PreferenceData, steps: int, lr: float) -> torch.Tensor | None:
     """A user vector for a fitted PersonalizedRM learned on `data` alone (full-batch Adam, from the generic user's
@@ -269,10 +380,15 @@ def _most_similar_user(individual, context: PreferenceData) -> tuple[str, float]
     return best, best_agreement
 
 
-def new_user_adaptation(train_users: PreferenceData, new_users_train: PreferenceData,
-                        new_users_test: PreferenceData, sizes: Sequence[int], rng: np.random.Generator,
-                        options: Mapping[str, Mapping] | None = None,
-                        methods: Sequence[str] = NEW_USER_METHODS) -> pd.DataFrame:
+def new_user_adaptation(
+    train_users: PreferenceData,
+    new_users_train: PreferenceData,
+    new_users_test: PreferenceData,
+    sizes: Sequence[int],
+    rng: np.random.Generator,
+    options: Mapping[str, Mapping] | None = None,
+    methods: Sequence[str] = NEW_USER_METHODS,
+) -> pd.DataFrame:
     """Cold start (the paper's Figure 3): models fitted on `train_users` only; each new user labels its first n
     pairs (a per-user order drawn from `rng`, nested across `sizes`, capped at what it has) of `new_users_train`,
     and every method scores the user's `new_users_test` pairs, whose labels are never read:
@@ -370,10 +486,11 @@ def new_user_folds(users: Collection[str], per_fold: int, rng: np.random.Generat
     if per_fold < 1 or len(users) < per_fold + 2:
         raise ValueError(f"new users: {per_fold} per fold needs at least {per_fold + 2} users, there are {len(users)}")
     order = [str(u) for u in rng.permutation(users)]
-    return [sorted(order[i:i + per_fold]) for i in range(0, len(order), per_fold)]
+    return [sorted(order[i : i + per_fold]) for i in range(0, len(order), per_fold)]
 
 
 # --- RewardBench personalization tax (Figure 4) ---------------------------------------------------------------------
+
 
 def rewardbench_sections(per_subset: pd.DataFrame, counts: Mapping[str, int] | None = None) -> pd.DataFrame:
     """RewardBench section scores from per-subset accuracies (columns subset, accuracy; n is not used): each
@@ -388,8 +505,15 @@ def rewardbench_sections(per_subset: pd.DataFrame, counts: Mapping[str, int] | N
         present = [s for s in subsets if s in known.index]
         weight = float(sum(counts[s] for s in present))
         accuracy = sum(float(known[s]) * counts[s] for s in present) / weight if weight else math.nan
-        rows.append({"section": section, "accuracy": accuracy, "weight": weight, "n_subsets": len(present),
-                     "missing_subsets": ", ".join(s for s in subsets if s not in known.index)})
+        rows.append(
+            {
+                "section": section,
+                "accuracy": accuracy,
+                "weight": weight,
+                "n_subsets": len(present),
+                "missing_subsets": ", ".join(s for s in subsets if s not in known.index),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -401,13 +525,17 @@ def read_rewardbench_all(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
     present = {row.get("subset") for row in _records(Path(path))}
     wanted = [s for s in SECTION_OF if s in present]
     missing = [s for s in SECTION_OF if s not in present]
-    records = read_rewardbench(path, wanted) if wanted else pd.DataFrame(
-        columns=["id", "prompt", "chosen", "rejected", "subset"])
+    records = (
+        read_rewardbench(path, wanted)
+        if wanted
+        else pd.DataFrame(columns=["id", "prompt", "chosen", "rejected", "subset"])
+    )
     return records, missing
 
 
-def rewardbench_preference_data(path: str | Path, embedder,
-                                user_id: str = "rewardbench") -> tuple[PreferenceData, np.ndarray, list[str]]:
+def rewardbench_preference_data(
+    path: str | Path, embedder, user_id: str = "rewardbench"
+) -> tuple[PreferenceData, np.ndarray, list[str]]:
     """(pairs, subset of each pair, missing official subsets) of a local RewardBench file, embedded with `embedder`
     (personalign.reward_models.preference_data); every pair is attributed to `user_id`."""
     from personalign.reward_models import preference_data
@@ -417,8 +545,12 @@ def rewardbench_preference_data(path: str | Path, embedder,
     return data, records.subset.to_numpy(dtype=object), missing
 
 
-def benchmark_hits(models: Mapping[str, object], bench: PreferenceData, subsets: ArrayLike,
-                   users: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
+def benchmark_hits(
+    models: Mapping[str, object],
+    bench: PreferenceData,
+    subsets: ArrayLike,
+    users: Mapping[str, Sequence[str]] | None = None,
+) -> pd.DataFrame:
     """Whether each fitted model ranks each benchmark pair right (`subsets`: the subset of each pair). A model named
     in `users` is scored once per listed user id (the pairs attributed to that user, i.e. that user's reward model)
     and its hit is the share of those copies that rank the pair right; the others are scored once on `bench` as
@@ -436,44 +568,91 @@ def benchmark_hits(models: Mapping[str, object], bench: PreferenceData, subsets:
             try:
                 margins = np.asarray(model.margins(bench if user is None else _as_user(bench, user)), np.float64)
             except UnseenUserError as error:
-                raise ValueError(f"benchmark_hits: {name} scores per user; name the user ids to score the "
-                                 f"benchmark as in users[{name!r}] ({error})") from error
+                raise ValueError(
+                    f"benchmark_hits: {name} scores per user; name the user ids to score the "
+                    f"benchmark as in users[{name!r}] ({error})"
+                ) from error
             hits += margins > 0
-        frames.append(pd.DataFrame({"model": name, "row": np.arange(len(bench)), "subset": subsets,
-                                    "section": [SECTION_OF.get(s, "") for s in subsets], "n_users": len(copies),
-                                    "hit": hits / len(copies)}))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["model", "row", "subset", "section", "n_users", "hit"])
+        frames.append(
+            pd.DataFrame(
+                {
+                    "model": name,
+                    "row": np.arange(len(bench)),
+                    "subset": subsets,
+                    "section": [SECTION_OF.get(s, "") for s in subsets],
+                    "n_users": len(copies),
+                    "hit": hits / len(copies),
+                }
+            )
+        )
+    return (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["model", "row", "subset", "section", "n_users", "hit"])
+    )
 
 
 def personalization_tax(hits: pd.DataFrame, counts: Mapping[str, int] | None = None) -> pd.DataFrame:
     """Each model's accuracy on the benchmark (benchmark_hits) per subset and per RewardBench section. Columns model,
     kind ("subset" or "section"), name, section, n_pairs, n_users, accuracy, missing (official subset absent /
     section without any subset) and missing_subsets (section rows)."""
-    present = sorted(set(hits.subset), key=lambda s: (list(SECTION_OF).index(s) if s in SECTION_OF else len(SECTION_OF),
-                                                      s))
+    present = sorted(
+        set(hits.subset), key=lambda s: (list(SECTION_OF).index(s) if s in SECTION_OF else len(SECTION_OF), s)
+    )
     rows = []
     for name, mine in hits.groupby("model", sort=False):
         accuracy, sizes = mine.groupby("subset").hit.mean(), mine.subset.value_counts()
         n_users = int(mine.n_users.iloc[0])
         for subset in present:
-            rows.append({"model": name, "kind": "subset", "name": subset, "section": SECTION_OF.get(subset, ""),
-                         "n_pairs": int(sizes[subset]), "n_users": n_users, "accuracy": float(accuracy[subset]),
-                         "missing": False, "missing_subsets": ""})
+            rows.append(
+                {
+                    "model": name,
+                    "kind": "subset",
+                    "name": subset,
+                    "section": SECTION_OF.get(subset, ""),
+                    "n_pairs": int(sizes[subset]),
+                    "n_users": n_users,
+                    "accuracy": float(accuracy[subset]),
+                    "missing": False,
+                    "missing_subsets": "",
+                }
+            )
         for subset in (s for s in SECTION_OF if s not in sizes.index):
-            rows.append({"model": name, "kind": "subset", "name": subset, "section": SECTION_OF[subset], "n_pairs": 0,
-                         "n_users": n_users, "accuracy": math.nan, "missing": True, "missing_subsets": ""})
-        sections = rewardbench_sections(pd.DataFrame({"subset": accuracy.index, "accuracy": accuracy.to_numpy()}),
-                                        counts)
+            rows.append(
+                {
+                    "model": name,
+                    "kind": "subset",
+                    "name": subset,
+                    "section": SECTION_OF[subset],
+                    "n_pairs": 0,
+                    "n_users": n_users,
+                    "accuracy": math.nan,
+                    "missing": True,
+                    "missing_subsets": "",
+                }
+            )
+        sections = rewardbench_sections(
+            pd.DataFrame({"subset": accuracy.index, "accuracy": accuracy.to_numpy()}), counts
+        )
         for record in sections.to_dict("records"):
-            rows.append({"model": name, "kind": "section", "name": record["section"], "section": record["section"],
-                         "n_pairs": int(sum(sizes.get(s, 0) for s in REWARDBENCH_SECTIONS[record["section"]])),
-                         "n_users": n_users, "accuracy": record["accuracy"],
-                         "missing": record["n_subsets"] == 0, "missing_subsets": record["missing_subsets"]})
+            rows.append(
+                {
+                    "model": name,
+                    "kind": "section",
+                    "name": record["section"],
+                    "section": record["section"],
+                    "n_pairs": int(sum(sizes.get(s, 0) for s in REWARDBENCH_SECTIONS[record["section"]])),
+                    "n_users": n_users,
+                    "accuracy": record["accuracy"],
+                    "missing": record["n_subsets"] == 0,
+                    "missing_subsets": record["missing_subsets"],
+                }
+            )
     return pd.DataFrame(rows)
 
 
 # --- figures --------------------------------------------------------------------------------------------------------
+
 
 def _label(name: str, new_users: bool = False) -> str:
     """The display name of a model (of a new-user method with `new_users`)."""
@@ -484,8 +663,9 @@ def _label(name: str, new_users: bool = False) -> str:
 def _order(names, new_users: bool = False) -> list[str]:
     """Models in the paper's order (new-user methods in NEW_USER_METHODS order with `new_users`)."""
     rank: dict[str, int] = {}
-    for i, n in enumerate((list(NEW_USER_METHODS) + list(MODEL_LABELS)) if new_users
-                          else (list(MODEL_LABELS) + list(NEW_USER_METHODS))):
+    for i, n in enumerate(
+        (list(NEW_USER_METHODS) + list(MODEL_LABELS)) if new_users else (list(MODEL_LABELS) + list(NEW_USER_METHODS))
+    ):
         rank.setdefault(n, i)
     return sorted(set(names), key=lambda n: (rank.get(n, len(rank)), n))
 
@@ -493,8 +673,9 @@ def _order(names, new_users: bool = False) -> list[str]:
 def interval_table(frame: pd.DataFrame, rows: str, columns: str, new_users: bool = False) -> pd.DataFrame:
     """The appendix-table layout of an accuracy frame (accuracy, low, high): one row per `rows` value (models shown
     by name), one column per `columns` value, cells "0.812 [0.801, 0.827]"."""
-    cells = frame.assign(cell=[f"{a:.3f} [{lo:.3f}, {hi:.3f}]" for a, lo, hi in zip(frame.accuracy, frame.low,
-                                                                                        frame.high)])
+    cells = frame.assign(
+        cell=[f"{a:.3f} [{lo:.3f}, {hi:.3f}]" for a, lo, hi in zip(frame.accuracy, frame.low, frame.high)]
+    )
     table = cells.pivot(index=rows, columns=columns, values="cell")
     if rows == "model":
         table = table.loc[_order(table.index, new_users)]
@@ -521,15 +702,22 @@ def accuracy_figure(summary: pd.DataFrame):
         part = summary if dataset is None else summary[summary.dataset == dataset]
         part = part.set_index("model").reindex([m for m in models if m in set(part.model)]).reset_index()
         x = np.array([models.index(m) for m in part.model]) + (j - (len(datasets) - 1) / 2) * width
-        ax.bar(x, part.accuracy, width * 0.95, yerr=_yerr(part), capsize=2, color=f"C{j}",
-               label=dataset if dataset is not None else "_nolegend_")
+        ax.bar(
+            x,
+            part.accuracy,
+            width * 0.95,
+            yerr=_yerr(part),
+            capsize=2,
+            color=f"C{j}",
+            label=dataset if dataset is not None else "_nolegend_",
+        )
     ax.axhline(0.5, color="grey", lw=0.8, ls="--")
     ax.set_xticks(range(len(models)), [_label(m) for m in models], rotation=30, ha="right")
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy (95% CI, users resampled)")
     ax.set_title("Reward-model accuracy per method")
     if datasets != [None]:
-        ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        legend(ax, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
 
@@ -552,15 +740,22 @@ def per_user_figure(per_user: pd.DataFrame):
             for minority, colour, marker, label in ((False, "C0", "o", "user"), (True, "C3", "v", "minority user")):
                 rows = (mine.minority == minority).to_numpy()
                 if rows.any():
-                    ax.scatter(i + offsets[rows], mine.accuracy.to_numpy()[rows], color=colour, marker=marker, s=20,
-                               zorder=3, label=label if minority not in labelled else "_nolegend_")
+                    ax.scatter(
+                        i + offsets[rows],
+                        mine.accuracy.to_numpy()[rows],
+                        color=colour,
+                        marker=marker,
+                        s=20,
+                        zorder=3,
+                        label=label if minority not in labelled else "_nolegend_",
+                    )
                     labelled.add(minority)
         ax.axhline(0.5, color="grey", lw=0.8, ls="--")
         ax.set_xticks(range(len(models)), [_label(m) for m in models], rotation=30, ha="right")
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("accuracy per user")
         ax.set_title("Per-user accuracy" + (f": {dataset}" if dataset is not None else ""))
-    axes[0][-1].legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    legend(axes[0][-1], frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
 
@@ -586,7 +781,7 @@ def sample_efficiency_figure(curve: pd.DataFrame):
         ax.set_ylabel("accuracy")
         ax.set_ylim(0, 1)
         ax.set_title("Sample efficiency" + (f": {dataset}" if dataset is not None else ""))
-    axes[0][-1].legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    legend(axes[0][-1], frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
 
@@ -613,7 +808,7 @@ def new_user_figure(summary: pd.DataFrame):
     ax.set_ylabel("accuracy on the new users")
     ax.set_ylim(0, 1)
     ax.set_title("Adaptation to new users")
-    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    legend(ax, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
 
@@ -625,8 +820,10 @@ def tax_figure(tax: pd.DataFrame, before: str = "vanilla", after: str = "individ
     import matplotlib.pyplot as plt
 
     sections = tax[tax.kind == "section"]
-    parts = {m: sections[sections.model == m].set_index("name").reindex(list(REWARDBENCH_SECTIONS)).accuracy
-             for m in (before, after)}
+    parts = {
+        m: sections[sections.model == m].set_index("name").reindex(list(REWARDBENCH_SECTIONS)).accuracy
+        for m in (before, after)
+    }
     for m, values in parts.items():
         if values.isna().all():
             raise ValueError(f"tax_figure: no RewardBench section accuracy for model {m!r}")
@@ -637,15 +834,22 @@ def tax_figure(tax: pd.DataFrame, before: str = "vanilla", after: str = "individ
     ax.bar(x + 0.2, parts[after], 0.4, color="C0", label=f"after: {_label(after)}")
     for i, (a, b) in enumerate(zip(parts[before], parts[after])):
         if not (math.isnan(a) or math.isnan(b)):
-            ax.text(i, max(a, b) + 0.02, f"{b - a:+.2f}", ha="center", va="bottom", fontsize=8,
-                    color="C3" if b < a else "C2")
+            ax.text(
+                i,
+                max(a, b) + 0.02,
+                f"{b - a:+.2f}",
+                ha="center",
+                va="bottom",
+                fontsize=8,
+                color="C3" if b < a else "C2",
+            )
         elif math.isnan(a) and math.isnan(b):
             ax.text(i, 0.02, "missing", ha="center", va="bottom", fontsize=8, color="grey")
     ax.set_xticks(x, list(REWARDBENCH_SECTIONS))
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("RewardBench accuracy")
     ax.set_title("Personalization tax")
-    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    legend(ax, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
 
@@ -662,8 +866,16 @@ FAMILIES = {
 }
 
 
-def _claim(base_seed: int, family: str, claim: str, comparison: str, direction: int, a: pd.Series | None,
-           b: pd.Series | float | None, missing: str = "") -> Claim:
+def _claim(
+    base_seed: int,
+    family: str,
+    claim: str,
+    comparison: str,
+    direction: int,
+    a: pd.Series | None,
+    b: pd.Series | float | None,
+    missing: str = "",
+) -> Claim:
     """One claim on the scores `a` and `b` (hits indexed by (id, user_id); `b` may be a constant such as chance),
     compared on the pairs both scored and resampled by user; its generator is its own (figure_rng of the family
     and the comparison), so adding a model, dataset or claim moves no other interval."""
@@ -672,9 +884,12 @@ def _claim(base_seed: int, family: str, claim: str, comparison: str, direction: 
             b = pd.Series(float(b), index=a.index)
         both = a.index.intersection(b.index).sort_values()
         if len(both):
-            result = paired_difference(a.loc[both].to_numpy(float), b.loc[both].to_numpy(float),
-                                       rng=figure_rng(base_seed, f"{family} | {comparison}"),
-                                       groups=both.get_level_values("user_id").to_numpy())
+            result = paired_difference(
+                a.loc[both].to_numpy(float),
+                b.loc[both].to_numpy(float),
+                rng=figure_rng(base_seed, f"{family} | {comparison}"),
+                groups=both.get_level_values("user_id").to_numpy(),
+            )
             return Claim(PAPER, family, claim, comparison, direction, result)
         missing = "no test pair scored by both"
     return Claim(PAPER, family, claim, comparison, direction, None, missing or "not evaluated here")
@@ -689,8 +904,10 @@ def _hits(results: pd.DataFrame, model: str, **where) -> pd.Series | None:
     part = results[keep]
     if part.empty:
         return None
-    return pd.Series(part.correct.astype(float).to_numpy(), index=pd.MultiIndex.from_arrays(
-        [part.id.astype(str), part.user_id.astype(str)], names=["id", "user_id"]))
+    return pd.Series(
+        part.correct.astype(float).to_numpy(),
+        index=pd.MultiIndex.from_arrays([part.id.astype(str), part.user_id.astype(str)], names=["id", "user_id"]),
+    )
 
 
 def _ranked(results: pd.DataFrame, exclude: Collection[str]) -> list[str]:
@@ -716,21 +933,39 @@ def accuracy_claims(pairs: pd.DataFrame, base_seed: int) -> list[Claim]:
     for RAG) rival on these pairs, the hardest comparison for the claim."""
     family, claims = FAMILIES["accuracy"], []
     for dataset, part in _datasets(pairs):
-        tests = (("prm", ("prm",), "Personalized RM is the most accurate method", +1, 0),
-                 ("individual", ("prm", "individual"),
-                  "Individual RM is a strong baseline, second only to the Personalized RM", +1, 0),
-                 ("rag", ("rag",), "RAG is the weakest method", -1, -1))
+        tests = (
+            ("prm", ("prm",), "Personalized RM is the most accurate method", +1, 0),
+            (
+                "individual",
+                ("prm", "individual"),
+                "Individual RM is a strong baseline, second only to the Personalized RM",
+                +1,
+                0,
+            ),
+            ("rag", ("rag",), "RAG is the weakest method", -1, -1),
+        )
         for model, exclude, claim, direction, pick in tests:
             rivals = _ranked(part, exclude)
             if _hits(part, model) is None or not rivals:
-                claims.append(_claim(base_seed, family, claim, f"{_prefix(dataset)}{_label(model)}", direction,
-                                     None, None, f"{_label(model)} or its rivals not evaluated"))
+                claims.append(
+                    _claim(
+                        base_seed,
+                        family,
+                        claim,
+                        f"{_prefix(dataset)}{_label(model)}",
+                        direction,
+                        None,
+                        None,
+                        f"{_label(model)} or its rivals not evaluated",
+                    )
+                )
                 continue
             rival = rivals[pick]
             which = "least" if pick else "most"
             comparison = f"{_prefix(dataset)}{_label(model)} − {_label(rival)} (the {which} accurate rival)"
-            claims.append(_claim(base_seed, family, claim, comparison, direction, _hits(part, model),
-                                 _hits(part, rival)))
+            claims.append(
+                _claim(base_seed, family, claim, comparison, direction, _hits(part, model), _hits(part, rival))
+            )
     return claims
 
 
@@ -741,17 +976,36 @@ def minority_claims(pairs: pd.DataFrame, minority_users: Collection[str], base_s
     for dataset, part in _datasets(pairs):
         mine = part[part.user_id.astype(str).isin(minority)]
         missing = "" if len(mine) else "no minority user (majority-vote accuracy < 0.5) in the test pairs"
-        claims.append(_claim(base_seed, family, "Vanilla RM fails minority users (below chance on them)",
-                             f"{_prefix(dataset)}Vanilla RM − 0.5 on minority users' pairs", -1,
-                             _hits(mine, "vanilla"), 0.5, missing))
-        claims.append(_claim(base_seed, family, "Individual RM preserves minority users' preferences",
-                             f"{_prefix(dataset)}Individual RM − Vanilla RM on minority users' pairs", +1,
-                             _hits(mine, "individual"), _hits(mine, "vanilla"), missing))
+        claims.append(
+            _claim(
+                base_seed,
+                family,
+                "Vanilla RM fails minority users (below chance on them)",
+                f"{_prefix(dataset)}Vanilla RM − 0.5 on minority users' pairs",
+                -1,
+                _hits(mine, "vanilla"),
+                0.5,
+                missing,
+            )
+        )
+        claims.append(
+            _claim(
+                base_seed,
+                family,
+                "Individual RM preserves minority users' preferences",
+                f"{_prefix(dataset)}Individual RM − Vanilla RM on minority users' pairs",
+                +1,
+                _hits(mine, "individual"),
+                _hits(mine, "vanilla"),
+                missing,
+            )
+        )
     return claims
 
 
-def efficiency_claims(pairs: pd.DataFrame, base_seed: int,
-                      models: Sequence[str] = ("individual", "prm")) -> list[Claim]:
+def efficiency_claims(
+    pairs: pd.DataFrame, base_seed: int, models: Sequence[str] = ("individual", "prm")
+) -> list[Claim]:
     """Fig. 2 (sample_efficiency_pairs): more training pairs per user raise the accuracy of the methods that learn
     personalized RMs (the paper exempts those that do not, e.g. Conditional RM and GPO on P-SOUPS; default: the
     Individual and Personalized RM), tested as the largest size against the smallest on the same test pairs. Few
@@ -762,9 +1016,18 @@ def efficiency_claims(pairs: pd.DataFrame, base_seed: int,
         small, large = int(part.n_per_user.min()), int(part.n_per_user.max())
         for model in models:
             comparison = f"{_prefix(dataset)}{_label(model)} at {large} − at {small} training pairs per user"
-            claims.append(_claim(base_seed, family, "More training pairs per user improve accuracy", comparison, +1,
-                                 _hits(part, model, n_per_user=large), _hits(part, model, n_per_user=small),
-                                 "" if large > small else "one training size only"))
+            claims.append(
+                _claim(
+                    base_seed,
+                    family,
+                    "More training pairs per user improve accuracy",
+                    comparison,
+                    +1,
+                    _hits(part, model, n_per_user=large),
+                    _hits(part, model, n_per_user=small),
+                    "" if large > small else "one training size only",
+                )
+            )
     return claims
 
 
@@ -777,13 +1040,23 @@ def new_user_claims(rows: pd.DataFrame, base_seed: int) -> list[Claim]:
             rivals = _ranked(at_n, ("gpo", UPPER_BOUND))
             gpo = _hits(at_n, "gpo")
             if gpo is None or not rivals:
-                claims.append(_claim(base_seed, family, "GPO adapts best to new users",
-                                     f"{_prefix(dataset)}n={n}: GPO", +1, None, None,
-                                     "GPO or its rivals not evaluated"))
+                claims.append(
+                    _claim(
+                        base_seed,
+                        family,
+                        "GPO adapts best to new users",
+                        f"{_prefix(dataset)}n={n}: GPO",
+                        +1,
+                        None,
+                        None,
+                        "GPO or its rivals not evaluated",
+                    )
+                )
                 continue
-            comparison = (f"{_prefix(dataset)}n={n}: GPO − {_label(rivals[0], True)} (the most accurate rival)")
-            claims.append(_claim(base_seed, family, "GPO adapts best to new users", comparison, +1, gpo,
-                                 _hits(at_n, rivals[0])))
+            comparison = f"{_prefix(dataset)}n={n}: GPO − {_label(rivals[0], True)} (the most accurate rival)"
+            claims.append(
+                _claim(base_seed, family, "GPO adapts best to new users", comparison, +1, gpo, _hits(at_n, rivals[0]))
+            )
     return claims
 
 
@@ -796,19 +1069,40 @@ def tax_claims(hits: pd.DataFrame, base_seed: int, before: str = "vanilla", afte
         scores = {}
         for model in (before, after):
             rows = mine[mine.model == model]
-            scores[model] = pd.Series(rows.hit.to_numpy(float), index=pd.MultiIndex.from_arrays(
-                [rows.row.astype(str), np.full(len(rows), "rewardbench")], names=["id", "user_id"])) \
-                if len(rows) else None
+            scores[model] = (
+                pd.Series(
+                    rows.hit.to_numpy(float),
+                    index=pd.MultiIndex.from_arrays(
+                        [rows.row.astype(str), np.full(len(rows), "rewardbench")], names=["id", "user_id"]
+                    ),
+                )
+                if len(rows)
+                else None
+            )
         comparison = f"RewardBench {section}: {_label(after)} − {_label(before)} (pairs, unweighted)"
-        claims.append(_claim(base_seed, FAMILIES["tax"], f"Personalization costs {section.lower()}", comparison, -1,
-                             scores[after], scores[before],
-                             "" if len(mine) else f"no {section} subset in the RewardBench file"))
+        claims.append(
+            _claim(
+                base_seed,
+                FAMILIES["tax"],
+                f"Personalization costs {section.lower()}",
+                comparison,
+                -1,
+                scores[after],
+                scores[before],
+                "" if len(mine) else f"no {section} subset in the RewardBench file",
+            )
+        )
     return claims
 
 
-def reward_model_claims(base_seed: int, pairs: pd.DataFrame | None = None, minority_users: Collection[str] = (),
-                        efficiency: pd.DataFrame | None = None, new_users: pd.DataFrame | None = None,
-                        bench: pd.DataFrame | None = None) -> list[Claim]:
+def reward_model_claims(
+    base_seed: int,
+    pairs: pd.DataFrame | None = None,
+    minority_users: Collection[str] = (),
+    efficiency: pd.DataFrame | None = None,
+    new_users: pd.DataFrame | None = None,
+    bench: pd.DataFrame | None = None,
+) -> list[Claim]:
     """Every headline claim of the paper this stage tests, in the paper's figure order; a claim whose table is
     absent is listed as not tested, with the reason."""
 
@@ -816,16 +1110,42 @@ def reward_model_claims(base_seed: int, pairs: pd.DataFrame | None = None, minor
         return [Claim(PAPER, FAMILIES[key], claim, "—", direction, None, why)]
 
     no_models = "no reward models were fitted"
-    claims = accuracy_claims(pairs, base_seed) if pairs is not None else (
-        absent("accuracy", "Personalized RM is the most accurate method", no_models, +1))
-    claims += efficiency_claims(efficiency, base_seed) if efficiency is not None else (
-        absent("efficiency", "More training pairs per user improve accuracy", no_models, +1))
-    claims += new_user_claims(new_users, base_seed) if new_users is not None else (
-        absent("new_users", "GPO adapts best to new users", "no new-user adaptation (reward_models.new_users is 0 "
-               "or too few users)", +1))
-    claims += tax_claims(bench, base_seed) if bench is not None else [
-        c for section in ("safety", "reasoning") for c in absent(
-            "tax", f"Personalization costs {section}", "no RewardBench-format file (reward_models.rewardbench)", -1)]
-    claims += minority_claims(pairs, minority_users, base_seed) if pairs is not None else (
-        absent("minority", "Vanilla RM fails minority users (below chance on them)", no_models, -1))
+    claims = (
+        accuracy_claims(pairs, base_seed)
+        if pairs is not None
+        else (absent("accuracy", "Personalized RM is the most accurate method", no_models, +1))
+    )
+    claims += (
+        efficiency_claims(efficiency, base_seed)
+        if efficiency is not None
+        else (absent("efficiency", "More training pairs per user improve accuracy", no_models, +1))
+    )
+    claims += (
+        new_user_claims(new_users, base_seed)
+        if new_users is not None
+        else (
+            absent(
+                "new_users",
+                "GPO adapts best to new users",
+                "no new-user adaptation (reward_models.new_users is 0 or too few users)",
+                +1,
+            )
+        )
+    )
+    claims += (
+        tax_claims(bench, base_seed)
+        if bench is not None
+        else [
+            c
+            for section in ("safety", "reasoning")
+            for c in absent(
+                "tax", f"Personalization costs {section}", "no RewardBench-format file (reward_models.rewardbench)", -1
+            )
+        ]
+    )
+    claims += (
+        minority_claims(pairs, minority_users, base_seed)
+        if pairs is not None
+        else (absent("minority", "Vanilla RM fails minority users (below chance on them)", no_models, -1))
+    )
     return claims

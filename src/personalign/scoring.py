@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from personalign.prompts import chat
 
@@ -80,8 +79,15 @@ def _user_groups(pairs: pd.DataFrame, soft_prefixes: dict | None) -> list[tuple[
 
 
 @torch.inference_mode()
-def score_pairs(model, tokenizer, pairs: pd.DataFrame, batch_size: int = 16, summed: bool = False,
-                autocast_bf16: bool = False, soft_prefixes: dict | None = None) -> pd.DataFrame:
+def score_pairs(
+    model,
+    tokenizer,
+    pairs: pd.DataFrame,
+    batch_size: int = 16,
+    summed: bool = False,
+    autocast_bf16: bool = False,
+    soft_prefixes: dict | None = None,
+) -> pd.DataFrame:
     """Per pair: summed log-probs and token counts of y_w and y_l, and whether the pair is scored correct (mean token
     log-prob by default, summed log-prob with `summed`), in the input order. `model` may be a PeftModel with the
     adapter to score active. `soft_prefixes` (user id → (n, hidden) input embeddings, a vpl run's) go before each
@@ -96,20 +102,34 @@ def score_pairs(model, tokenizer, pairs: pd.DataFrame, batch_size: int = 16, sum
         for members, shared in prefix_batches([encoded[i][0] for i in rows], batch_size):
             index = rows[members]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast_bf16):
-                sums = completions_logps(model, [encoded[i][0] for i in index],
-                                         [[encoded[i][1], encoded[i][2]] for i in index], shared, soft)
+                sums = completions_logps(
+                    model, [encoded[i][0] for i in index], [[encoded[i][1], encoded[i][2]] for i in index], shared, soft
+                )
             chosen_sum[index], rejected_sum[index] = [s[0] for s in sums], [s[1] for s in sums]
     model.train(was_training)
     chosen_tokens = np.array([len(c) for _, c, _ in encoded])
     rejected_tokens = np.array([len(r) for _, _, r in encoded])
     correct = prefers_chosen(chosen_sum, chosen_tokens, rejected_sum, rejected_tokens, "sum" if summed else "mean")
-    return pd.DataFrame({"id": list(pairs.id), "chosen_logp": chosen_sum, "chosen_tokens": chosen_tokens,
-                         "rejected_logp": rejected_sum, "rejected_tokens": rejected_tokens, "correct": correct})
+    return pd.DataFrame(
+        {
+            "id": list(pairs.id),
+            "chosen_logp": chosen_sum,
+            "chosen_tokens": chosen_tokens,
+            "rejected_logp": rejected_sum,
+            "rejected_tokens": rejected_tokens,
+            "correct": correct,
+        }
+    )
 
 
 @torch.inference_mode()
-def completions_logps(model, prompts: list[list[int]], completions: list[list[list[int]]],
-                      shared: int = 0, soft: torch.Tensor | None = None) -> list[np.ndarray]:
+def completions_logps(
+    model,
+    prompts: list[list[int]],
+    completions: list[list[list[int]]],
+    shared: int = 0,
+    soft: torch.Tensor | None = None,
+) -> list[np.ndarray]:
     """Summed log-probs of any number of completions per prompt (token ids), as one batch. `soft` (n, hidden): input
     embeddings before every prompt (a soft prefix). The soft prefix and the first `shared` tokens, the same in every
     prompt, run through `model` once; the rest of each prompt once, left-padded after them; each completion attends
@@ -126,8 +146,9 @@ def completions_logps(model, prompts: list[list[int]], completions: list[list[li
         past = model(inputs_embeds=embeds, use_cache=True, logits_to_keep=1).past_key_values
         past.batch_repeat_interleave(len(prompts))
     elif shared:
-        past = model(input_ids=torch.tensor([prompts[0][:shared]], device=device), use_cache=True,
-                     logits_to_keep=1).past_key_values
+        past = model(
+            input_ids=torch.tensor([prompts[0][:shared]], device=device), use_cache=True, logits_to_keep=1
+        ).past_key_values
         past.batch_repeat_interleave(len(prompts))
     rests = [p[shared:] for p in prompts]
     width = max(map(len, rests))
@@ -135,12 +156,18 @@ def completions_logps(model, prompts: list[list[int]], completions: list[list[li
     prompt_mask = torch.ones((len(rests), lead + width), dtype=torch.long)
     rest_pos = torch.zeros((len(rests), width), dtype=torch.long)
     for i, rest in enumerate(rests):
-        rest_ids[i, width - len(rest):] = torch.tensor(rest)
-        prompt_mask[i, lead: lead + width - len(rest)] = 0
-        rest_pos[i, width - len(rest):] = torch.arange(lead, lead + len(rest))
+        rest_ids[i, width - len(rest) :] = torch.tensor(rest)
+        prompt_mask[i, lead : lead + width - len(rest)] = 0
+        rest_pos[i, width - len(rest) :] = torch.arange(lead, lead + len(rest))
     prompt_mask = prompt_mask.to(device)
-    out = model(input_ids=rest_ids.to(device), attention_mask=prompt_mask, position_ids=rest_pos.to(device),
-                past_key_values=past, use_cache=True, logits_to_keep=1)
+    out = model(
+        input_ids=rest_ids.to(device),
+        attention_mask=prompt_mask,
+        position_ids=rest_pos.to(device),
+        past_key_values=past,
+        use_cache=True,
+        logits_to_keep=1,
+    )
     owner = torch.tensor([i for i, group in enumerate(completions) for _ in group], device=device)
     cache = out.past_key_values
     cache.reorder_cache(owner)  # one cache row per completion, its prompt's
@@ -156,8 +183,9 @@ def completions_logps(model, prompts: list[list[int]], completions: list[list[li
     prompt_len = torch.tensor(list(map(len, prompts)), device=device) + (lead - shared)
     positions = prompt_len[owner].unsqueeze(1) + torch.arange(span, device=device)
     mask = torch.cat([prompt_mask[owner], valid.long()], dim=1)
-    logits = model(input_ids=completion_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                   use_cache=True).logits
+    logits = model(
+        input_ids=completion_ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
+    ).logits
 
     # Token j of a completion is predicted by the last prompt position (j = 0) or by completion token j - 1.
     predictors = torch.cat([out.logits[owner][:, -1:], logits[:, :-1]], dim=1).float()

@@ -8,8 +8,13 @@ import torch
 import torch.nn.functional as F
 
 
-def completion_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor,
-                     soft: torch.Tensor | None = None):
+def completion_logps(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    completion_mask: torch.Tensor,
+    soft: torch.Tensor | None = None,
+):
     """Summed completion log-probs of trl's collated DPO batch (rows 0..B-1 chosen, B..2B-1 rejected, each row the
     right-padded prompt + completion), with each prompt run through `model` once. `soft` (B, n, hidden): n input
     embeddings placed before pair i's prompt (a soft prefix, e.g. `vpl`), with gradients. Returns (chosen, rejected)."""
@@ -36,8 +41,7 @@ def completion_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
         index = prompt_pos.clamp(max=lead - 1).unsqueeze(2).expand(-1, -1, embeds.shape[2])
         placed = soft.to(device=embeds.device, dtype=embeds.dtype).gather(1, index)
         inputs = {"inputs_embeds": torch.where(slot.unsqueeze(2), placed, embeds)}
-    out = model(**inputs, attention_mask=prompt_mask.long(), position_ids=prompt_pos, use_cache=True,
-                logits_to_keep=1)
+    out = model(**inputs, attention_mask=prompt_mask.long(), position_ids=prompt_pos, use_cache=True, logits_to_keep=1)
     cache = out.past_key_values
     cache.batch_repeat_interleave(2)  # row order: chosen 0, rejected 0, chosen 1, rejected 1, ...
 
@@ -50,8 +54,9 @@ def completion_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
     completion_ids = torch.where(valid, completion_ids, 0)
     mask = torch.cat([prompt_mask.long().repeat_interleave(2, dim=0), valid.long()], dim=1)
     positions = offsets.unsqueeze(1) + steps
-    logits = model(input_ids=completion_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                   use_cache=True).logits
+    logits = model(
+        input_ids=completion_ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
+    ).logits
 
     # Token j of a completion is predicted by the last prompt position (j = 0) or by completion token j - 1.
     predictors = torch.cat([out.logits[:, -1:].repeat_interleave(2, dim=0), logits[:, :-1]], dim=1)
@@ -74,8 +79,12 @@ def shared_prompt_trainer_class():
         kl_weight = 0.0
 
         def _shared(self) -> bool:
-            return (self.accelerator.num_processes == 1 and not self.args.gradient_checkpointing
-                    and list(self.loss_types) == ["sigmoid"] and self.ld_alpha is None)
+            return (
+                self.accelerator.num_processes == 1
+                and not self.args.gradient_checkpointing
+                and list(self.loss_types) == ["sigmoid"]
+                and self.ld_alpha is None
+            )
 
         def _set_signature_columns_if_needed(self):
             super()._set_signature_columns_if_needed()
@@ -90,9 +99,13 @@ def shared_prompt_trainer_class():
 
         def _reference_logps(self, inputs):
             unwrapped = self.accelerator.unwrap_model(self.model)
-            with torch.no_grad(), use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None):
-                return completion_logps(self.model, inputs["input_ids"], inputs["attention_mask"],
-                                        inputs["completion_mask"])
+            with (
+                torch.no_grad(),
+                use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None),
+            ):
+                return completion_logps(
+                    self.model, inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"]
+                )
 
         def compute_ref_log_probs(self, model, inputs):
             if not self._shared() or self.ref_model is not None:
@@ -103,13 +116,16 @@ def shared_prompt_trainer_class():
         def _compute_loss(self, model, inputs, return_outputs):
             if not self._shared() or self.ref_model is not None or return_outputs:
                 if self.soft_prefix is not None:
-                    raise ValueError("a soft prefix trains only in one process without gradient checkpointing, "
-                                     "with the sigmoid DPO loss")
+                    raise ValueError(
+                        "a soft prefix trains only in one process without gradient checkpointing, "
+                        "with the sigmoid DPO loss"
+                    )
                 return super()._compute_loss(model, inputs, return_outputs)
             mode = "train" if self.model.training else "eval"
             soft, kl = (None, None) if self.soft_prefix is None else self.soft_prefix(inputs["user_index"])
-            chosen, rejected = completion_logps(model, inputs["input_ids"], inputs["attention_mask"],
-                                                inputs["completion_mask"], soft)
+            chosen, rejected = completion_logps(
+                model, inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"], soft
+            )
             if self.precompute_ref_logps:
                 ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
             else:
@@ -119,10 +135,12 @@ def shared_prompt_trainer_class():
             loss = -F.logsigmoid(chosen_rewards - rejected_rewards).mean()
             chosen_rewards, rejected_rewards = chosen_rewards.detach(), rejected_rewards.detach()
             metrics = {
-                "rewards/chosen": chosen_rewards, "rewards/rejected": rejected_rewards,
+                "rewards/chosen": chosen_rewards,
+                "rewards/rejected": rejected_rewards,
                 "rewards/accuracies": (chosen_rewards > rejected_rewards).float(),
                 "rewards/margins": chosen_rewards - rejected_rewards,
-                "logps/chosen": chosen.detach(), "logps/rejected": rejected.detach(),
+                "logps/chosen": chosen.detach(),
+                "logps/rejected": rejected.detach(),
             }
             if kl is not None:
                 loss = loss + self.kl_weight * kl

@@ -22,8 +22,11 @@ def archetype_scores(candidates: list[dict], personas: pd.DataFrame, judge: Simu
     rows = []
     golds = dict(zip(personas.user_id, personas.gold))
     world = WorldPersonas.from_table(personas)
-    judge.embedder.encode([c["text"] for q in candidates for c in q["candidates"]] + [q["prompt"] for q in candidates]
-                          + list(golds.values()))  # one batched call fills the embedder's memo
+    judge.embedder.encode(
+        [c["text"] for q in candidates for c in q["candidates"]]
+        + [q["prompt"] for q in candidates]
+        + list(golds.values())
+    )  # one batched call fills the embedder's memo
     for q in sorted(candidates, key=lambda c: c["qid"]):
         texts = list(dict.fromkeys(c["text"] for c in q["candidates"] if c["text"].strip()))
         if len(texts) < 2:
@@ -33,13 +36,23 @@ def archetype_scores(candidates: list[dict], personas: pd.DataFrame, judge: Simu
             ctx = world_context(world, user, q["question_type"], q["prompt"])
             utilities[user] = judge.utilities(ctx, texts)
         for k, text in enumerate(texts):
-            rows.append({"qid": q["qid"], "prompt": q["prompt"], "split": q["split"], "question_type": q["question_type"],
-                         "candidate": k, "text": text, **{u: float(v[k]) for u, v in utilities.items()}})
+            rows.append(
+                {
+                    "qid": q["qid"],
+                    "prompt": q["prompt"],
+                    "split": q["split"],
+                    "question_type": q["question_type"],
+                    "candidate": k,
+                    "text": text,
+                    **{u: float(v[k]) for u, v in utilities.items()},
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def simulated_users(scores: pd.DataFrame, archetypes: list[str], n_users: int, alpha: float,
-                    rng: np.random.Generator, n_folds: int = 5) -> LoadedDataset:
+def simulated_users(
+    scores: pd.DataFrame, archetypes: list[str], n_users: int, alpha: float, rng: np.random.Generator, n_folds: int = 5
+) -> LoadedDataset:
     """`n_users` users with weights w ~ Dirichlet(alpha · 1) over the archetypes (drawn from `rng`, then CV folds);
     each archetype's scores are z-normalised over all candidates; every user labels every candidate pair of every
     question by utility w · z (chosen = higher; an exact tie is counted and left out). Ids
@@ -60,16 +73,39 @@ def simulated_users(scores: pd.DataFrame, archetypes: list[str], n_users: int, a
                 if a == b:
                     ties += 1
                     continue
-                chosen, rejected = (group.text.iloc[i], group.text.iloc[j]) if a > b else (group.text.iloc[j], group.text.iloc[i])
-                records.append(record(id=f"{SOURCE}-{qid}-{i}-{j}-{user}", source=SOURCE, user_id=user,
-                                      question_type=first.question_type, prompt=first.prompt, chosen=chosen,
-                                      rejected=rejected, split=first.split, fold=folds[user]))
-    people = [persona(user_id=user, category="simulated",
-                      demographics={"weights": {a: round(float(w), 6) for a, w in zip(archetypes, weights[u])}})
-              for u, user in enumerate(users)]
+                chosen, rejected = (
+                    (group.text.iloc[i], group.text.iloc[j]) if a > b else (group.text.iloc[j], group.text.iloc[i])
+                )
+                records.append(
+                    record(
+                        id=f"{SOURCE}-{qid}-{i}-{j}-{user}",
+                        source=SOURCE,
+                        user_id=user,
+                        question_type=first.question_type,
+                        prompt=first.prompt,
+                        chosen=chosen,
+                        rejected=rejected,
+                        split=first.split,
+                        fold=folds[user],
+                    )
+                )
+    people = [
+        persona(
+            user_id=user,
+            category="simulated",
+            demographics={"weights": {a: round(float(w), 6) for a, w in zip(archetypes, weights[u])}},
+        )
+        for u, user in enumerate(users)
+    ]
     records_frame, personas_frame = frames(records, people)
-    counts = {"questions": int(scores.qid.nunique()), "candidates": len(scores), "records": len(records),
-              "tied_utilities": ties}
-    notes = [f"{n_users} simulated users, Dirichlet({alpha}) mixtures of {len(archetypes)} archetypes (the world's "
-             "personas as judged by the simulated judge); every user labels every candidate pair."]
+    counts = {
+        "questions": int(scores.qid.nunique()),
+        "candidates": len(scores),
+        "records": len(records),
+        "tied_utilities": ties,
+    }
+    notes = [
+        f"{n_users} simulated users, Dirichlet({alpha}) mixtures of {len(archetypes)} archetypes (the world's "
+        "personas as judged by the simulated judge); every user labels every candidate pair."
+    ]
     return LoadedDataset(records_frame, personas_frame, counts, notes)

@@ -53,7 +53,7 @@ def pair_pools(records: pd.DataFrame, pool: int, seed: int, embed) -> PairPools:
     start = 0
     for i, user in enumerate(users):
         n = len(picked[user])
-        features[i, :n], mask[i, :n] = rows[start: start + n], True
+        features[i, :n], mask[i, :n] = rows[start : start + n], True
         start += n
     return PairPools(users, features, mask)
 
@@ -64,8 +64,18 @@ class VPLPrefix(nn.Module):
     starts at `anchor` (the model's mean input embedding) and its weights at `scale` / sqrt(latent_dim), so an
     initial prefix looks like an ordinary token to the model."""
 
-    def __init__(self, pools: PairPools, hidden_size: int, tokens: int, latent_dim: int, encoder_hidden: int,
-                 context: int, anchor: torch.Tensor, scale: float, seed: int):
+    def __init__(
+        self,
+        pools: PairPools,
+        hidden_size: int,
+        tokens: int,
+        latent_dim: int,
+        encoder_hidden: int,
+        context: int,
+        anchor: torch.Tensor,
+        scale: float,
+        seed: int,
+    ):
         super().__init__()
         self.users, self.tokens, self.hidden_size, self.context = pools.users, tokens, hidden_size, context
         self.register_buffer("features", torch.from_numpy(pools.features), persistent=False)
@@ -116,8 +126,9 @@ def save_prefixes(path: str | Path, users: list[str], prefixes: torch.Tensor) ->
     """The prefixes of a trained vpl run (safetensors, users in the metadata)."""
     from safetensors.torch import save_file
 
-    save_file({"prefixes": prefixes.detach().float().contiguous().cpu()}, str(path),
-              metadata={"users": json.dumps(users)})
+    save_file(
+        {"prefixes": prefixes.detach().float().contiguous().cpu()}, str(path), metadata={"users": json.dumps(users)}
+    )
 
 
 def load_prefixes(path: str | Path) -> dict[str, torch.Tensor]:

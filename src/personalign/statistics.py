@@ -101,8 +101,9 @@ def _acceleration(jackknife_estimates: list[np.ndarray]) -> float:
     return 0.0 if spread_sum == 0 else skew_sum / (6 * spread_sum**1.5)
 
 
-def _interval(draws: np.ndarray, estimate: float, confidence: float,
-              jackknife_estimates: list[np.ndarray] | None) -> tuple[float, float]:
+def _interval(
+    draws: np.ndarray, estimate: float, confidence: float, jackknife_estimates: list[np.ndarray] | None
+) -> tuple[float, float]:
     """Percentile interval of the bootstrap draws, or BCa when jackknife estimates are given; BCa is (nan, nan)
     when the estimate lies outside the bootstrap distribution and the acceleration is non-zero."""
     alpha = (1 - confidence) / 2
@@ -119,9 +120,16 @@ def _interval(draws: np.ndarray, estimate: float, confidence: float,
     return (float(low), float(high))
 
 
-def bootstrap_ci(values: ArrayLike, statistic: Callable[[np.ndarray], float] = np.mean, *, rng: np.random.Generator,
-                 n_resamples: int = 2000, confidence: float = 0.95, method: str = "percentile",
-                 groups: ArrayLike | None = None) -> tuple[float, float, float]:
+def bootstrap_ci(
+    values: ArrayLike,
+    statistic: Callable[[np.ndarray], float] = np.mean,
+    *,
+    rng: np.random.Generator,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    method: str = "percentile",
+    groups: ArrayLike | None = None,
+) -> tuple[float, float, float]:
     """Bootstrap confidence interval of `statistic(values)`: (estimate on all values, low, high).
 
     Resamples rows with replacement, or with `groups` (a label per row, e.g. user ids) whole groups with replacement,
@@ -144,9 +152,16 @@ def bootstrap_ci(values: ArrayLike, statistic: Callable[[np.ndarray], float] = n
     return (estimate, *_interval(draws, estimate, confidence, jackknife))
 
 
-def bootstrap_difference_ci(a: ArrayLike, b: ArrayLike, rng: np.random.Generator, paired: bool = True,
-                            n_resamples: int = 2000, confidence: float = 0.95, method: str = "percentile",
-                            groups: ArrayLike | None = None) -> tuple[float, float, float]:
+def bootstrap_difference_ci(
+    a: ArrayLike,
+    b: ArrayLike,
+    rng: np.random.Generator,
+    paired: bool = True,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    method: str = "percentile",
+    groups: ArrayLike | None = None,
+) -> tuple[float, float, float]:
     """Bootstrap interval of mean(a) - mean(b): (difference, low, high).
 
     Paired (two systems scored on the same prompts): resamples prompt indices, i.e. bootstrap_ci of a - b, with
@@ -154,8 +169,9 @@ def bootstrap_difference_ci(a: ArrayLike, b: ArrayLike, rng: np.random.Generator
     a, b = _as_1d("a", a), _as_1d("b", b)
     if paired:
         _check_same_length("a", a, "b", b)
-        return bootstrap_ci(a - b, np.mean, rng=rng, n_resamples=n_resamples, confidence=confidence, method=method,
-                            groups=groups)
+        return bootstrap_ci(
+            a - b, np.mean, rng=rng, n_resamples=n_resamples, confidence=confidence, method=method, groups=groups
+        )
     if groups is not None:
         raise ValueError("groups needs paired=True")
     _check_resampling(rng, n_resamples)
@@ -163,16 +179,18 @@ def bootstrap_difference_ci(a: ArrayLike, b: ArrayLike, rng: np.random.Generator
     if method == "bca" and min(a.size, b.size) < 2:
         raise ValueError("a and b must each hold at least 2 values for method='bca'")
     difference = float(a.mean() - b.mean())
-    draws = (a[rng.integers(0, a.size, size=(n_resamples, a.size))].mean(axis=1)
-             - b[rng.integers(0, b.size, size=(n_resamples, b.size))].mean(axis=1))
+    draws = a[rng.integers(0, a.size, size=(n_resamples, a.size))].mean(axis=1) - b[
+        rng.integers(0, b.size, size=(n_resamples, b.size))
+    ].mean(axis=1)
     jackknife = None
     if method == "bca":
         jackknife = [(a.sum() - a) / (a.size - 1) - b.mean(), a.mean() - (b.sum() - b) / (b.size - 1)]
     return (difference, *_interval(draws, difference, confidence, jackknife))
 
 
-def paired_permutation_test(a: ArrayLike, b: ArrayLike, rng: np.random.Generator, n_resamples: int = 10000,
-                            groups: ArrayLike | None = None) -> float:
+def paired_permutation_test(
+    a: ArrayLike, b: ArrayLike, rng: np.random.Generator, n_resamples: int = 10000, groups: ArrayLike | None = None
+) -> float:
     """Two-sided p-value that paired scores a and b share a distribution, flipping the signs of the differences a - b.
 
     With `groups` (a label per pair, e.g. user ids) the signs flip per group: the units are the groups' summed
@@ -186,7 +204,9 @@ def paired_permutation_test(a: ArrayLike, b: ArrayLike, rng: np.random.Generator
     if groups is not None:
         labels = np.asarray(groups)
         if labels.ndim != 1 or labels.size != differences.size:
-            raise ValueError(f"groups must be a 1-D array with the same length as a ({labels.size} != {differences.size})")
+            raise ValueError(
+                f"groups must be a 1-D array with the same length as a ({labels.size} != {differences.size})"
+            )
         differences = np.bincount(np.unique(labels, return_inverse=True)[1], weights=differences)
     n = differences.size
     threshold = abs(differences.sum()) - 1e-12 * np.abs(differences).sum()  # ties up to rounding count as extreme
@@ -225,8 +245,13 @@ def pearson_with_ci(x: ArrayLike, y: ArrayLike, confidence: float = 0.95) -> dic
     half_width = norm.ppf(0.5 + confidence / 2) / math.sqrt(n - 3)
     with np.errstate(divide="ignore"):
         z = np.arctanh(r)
-    return {"r": float(r), "p": float(p), "low": float(np.tanh(z - half_width)), "high": float(np.tanh(z + half_width)),
-            "n": n}
+    return {
+        "r": float(r),
+        "p": float(p),
+        "low": float(np.tanh(z - half_width)),
+        "high": float(np.tanh(z + half_width)),
+        "n": n,
+    }
 
 
 def ols_band(x: ArrayLike, y: ArrayLike, grid: ArrayLike, confidence: float = 0.95) -> pd.DataFrame:
@@ -238,8 +263,14 @@ def ols_band(x: ArrayLike, y: ArrayLike, grid: ArrayLike, confidence: float = 0.
         raise ValueError("x must hold at least 3 values, not all equal")
     model = OLS(y, add_constant(x)).fit()
     band = model.get_prediction(add_constant(grid, has_constant="add")).summary_frame(alpha=1 - confidence)
-    return pd.DataFrame({"x": grid, "fit": band["mean"].to_numpy(), "low": band["mean_ci_lower"].to_numpy(),
-                         "high": band["mean_ci_upper"].to_numpy()})
+    return pd.DataFrame(
+        {
+            "x": grid,
+            "fit": band["mean"].to_numpy(),
+            "low": band["mean_ci_lower"].to_numpy(),
+            "high": band["mean_ci_upper"].to_numpy(),
+        }
+    )
 
 
 def one_way_anova(values: ArrayLike, groups: ArrayLike) -> dict:
@@ -251,8 +282,11 @@ def one_way_anova(values: ArrayLike, groups: ArrayLike) -> dict:
     samples = [values[codes == code] for code in range(names.size)]
     kept = [sample for sample in samples if sample.size >= 2]
     n_kept = sum(sample.size for sample in kept)
-    result = {"df_between": max(len(kept) - 1, 0), "df_within": n_kept - len(kept),
-              "dropped_groups": len(samples) - len(kept)}
+    result = {
+        "df_between": max(len(kept) - 1, 0),
+        "df_within": n_kept - len(kept),
+        "dropped_groups": len(samples) - len(kept),
+    }
     if len(kept) < 2:
         return {"f": math.nan, "p": math.nan, **result}
     f, p = f_oneway(*kept)
@@ -265,7 +299,7 @@ def cohen_kappa(a: ArrayLike, b: ArrayLike) -> float:
     _check_same_length("a", a, "b", b)
     categories, codes = np.unique(np.concatenate([a, b]), return_inverse=True)
     table = np.zeros((categories.size, categories.size))
-    np.add.at(table, (codes[:a.size], codes[a.size:]), 1)
+    np.add.at(table, (codes[: a.size], codes[a.size :]), 1)
     table /= a.size
     observed = np.trace(table)
     chance = float(table.sum(axis=1) @ table.sum(axis=0))
@@ -305,19 +339,26 @@ def rater_agreement(a: ArrayLike, b: ArrayLike) -> dict:
     a, b = _as_1d("a", a, dtype=None), _as_1d("b", b, dtype=None)
     _check_same_length("a", a, "b", b)
     _, codes = np.unique(np.concatenate([a, b]).astype(str), return_inverse=True)
-    return {"n": int(a.size), "agreement": float((a == b).mean()), "cohen_kappa": cohen_kappa(a, b),
-            "krippendorff_alpha": krippendorff_alpha(codes.reshape(2, -1).T.astype(float))}
+    return {
+        "n": int(a.size),
+        "agreement": float((a == b).mean()),
+        "cohen_kappa": cohen_kappa(a, b),
+        "krippendorff_alpha": krippendorff_alpha(codes.reshape(2, -1).T.astype(float)),
+    }
 
 
-def wilson_intervals_for_shares(counts: dict[str, int],
-                                confidence: float = 0.95) -> dict[str, tuple[float, float, float]]:
+def wilson_intervals_for_shares(
+    counts: dict[str, int], confidence: float = 0.95
+) -> dict[str, tuple[float, float, float]]:
     """Share of each outcome (e.g. win/tie/loss) among all counts with its Wilson interval: {name: (share, low, high)};
     nan shares when all counts are 0."""
     if any(count < 0 for count in counts.values()):
         raise ValueError(f"counts must be non-negative, got {counts}")
     total = sum(counts.values())
-    return {name: (count / total if total else math.nan, *wilson_interval(count, total, confidence))
-            for name, count in counts.items()}
+    return {
+        name: (count / total if total else math.nan, *wilson_interval(count, total, confidence))
+        for name, count in counts.items()
+    }
 
 
 def ci_half_width(n: int, p: float = 0.5, confidence: float = 0.95) -> float:

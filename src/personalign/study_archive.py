@@ -17,9 +17,12 @@ def locked_outputs(workspace: Path, runs: set[str]) -> set[str]:
     import yaml
 
     lock = yaml.safe_load((workspace / "dvc.lock").read_text()) or {}
-    return {out["path"] for name, stage in (lock.get("stages") or {}).items()
-            if not name.startswith("train@") or name.removeprefix("train@") in runs
-            for out in stage.get("outs", [])}
+    return {
+        out["path"]
+        for name, stage in (lock.get("stages") or {}).items()
+        if not name.startswith("train@") or name.removeprefix("train@") in runs
+        for out in stage.get("outs", [])
+    }
 
 
 def _written_by_the_run(path: str, outputs: set[str]) -> bool:

@@ -15,7 +15,5 @@ def write_table(table: pd.DataFrame, out_dir: str | Path, stem: str, caption: st
     table.to_csv(paths[0], lineterminator="\n")
     paths[1].write_text(f"{caption}\n\n{table.to_markdown()}\n")
     latex = table.to_latex(escape=True, column_format="l" + "r" * len(table.columns))
-    paths[2].write_text(
-        "\\begin{table}[t]\n\\centering\n" + latex + f"\\caption{{{caption}}}\n\\end{{table}}\n"
-    )
+    paths[2].write_text("\\begin{table}[t]\n\\centering\n" + latex + f"\\caption{{{caption}}}\n\\end{{table}}\n")
     return paths

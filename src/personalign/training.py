@@ -19,13 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from personalign.config import SOFT_PREFIX_TYPES
+from personalign.config import RUN_KINDS, SOFT_PREFIX_TYPES
+from personalign.figures import legend
 from personalign.locks import exclusive
 from personalign.persona_sources import PT_TRAINING_SOURCES, PersonaSourceError, persona_texts
 from personalign.prompts import PT_TEMPLATE, chat, prefixed_prompt
 from personalign.seeding import stable_seed
-
-RUN_KINDS = ("dpo", "pt", "pm", "mt", "sft")
 
 
 class TrainingDataError(ValueError):
@@ -72,7 +71,9 @@ class RunSpec:
 
 
 def training_pairs(
-    run: RunSpec, records: pd.DataFrame, prefixes: pd.DataFrame | None = None,
+    run: RunSpec,
+    records: pd.DataFrame,
+    prefixes: pd.DataFrame | None = None,
     pair_personas: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The run's training pairs (id, user_id, prompt, chosen, rejected); `prompt` is the user message, with the
@@ -96,8 +97,13 @@ def training_pairs(
     if run.fraction < 1:
         # One order per (seed, user), whatever the run: a smaller fraction is a prefix of a larger one (nested subsets)
         keep = [
-            rows.index[np.sort(np.random.default_rng(stable_seed(run.seed, "fraction", user)).permutation(len(rows))
-                               [: max(1, round(run.fraction * len(rows)))])]
+            rows.index[
+                np.sort(
+                    np.random.default_rng(stable_seed(run.seed, "fraction", user)).permutation(len(rows))[
+                        : max(1, round(run.fraction * len(rows)))
+                    ]
+                )
+            ]
             for user, rows in train.groupby("user_id", sort=True)
         ]
         train = train.loc[np.sort(np.concatenate(keep))]  # the same share of every user's pairs
@@ -109,15 +115,22 @@ def training_pairs(
     elif run.kind == "mt" and run.prefix not in ("none", *SOFT_PREFIX_TYPES):  # a soft prefix is no text
         prompts = [prefixed_prompt(run.prefix, p, x) for x, p in zip(prompts, _user_prefixes(run, train, prefixes))]
     return pd.DataFrame(
-        {"id": list(train.id), "user_id": list(train.user_id), "prompt": prompts,
-         "chosen": list(train.chosen), "rejected": list(train.rejected)}
+        {
+            "id": list(train.id),
+            "user_id": list(train.user_id),
+            "prompt": prompts,
+            "chosen": list(train.chosen),
+            "rejected": list(train.rejected),
+        }
     )
 
 
 def _pt_personas(run: RunSpec, train: pd.DataFrame, pair_personas: pd.DataFrame | None) -> list[str]:
     """The chosen persona per pair from the run's persona source (`run.prefix`, one of PT_TRAINING_SOURCES)."""
     if run.prefix not in PT_TRAINING_SOURCES:
-        raise TrainingDataError(f"run {run.name!r}: PT persona {run.prefix!r}; allowed: {', '.join(PT_TRAINING_SOURCES)}")
+        raise TrainingDataError(
+            f"run {run.name!r}: PT persona {run.prefix!r}; allowed: {', '.join(PT_TRAINING_SOURCES)}"
+        )
     try:
         return persona_texts(train, pair_personas, "chosen", run.prefix)
     except PersonaSourceError as exc:
@@ -126,9 +139,11 @@ def _pt_personas(run: RunSpec, train: pd.DataFrame, pair_personas: pd.DataFrame 
 
 def _user_prefixes(run: RunSpec, train: pd.DataFrame, prefixes: pd.DataFrame | None) -> list[str]:
     """The MT prefix of each pair's user (prefix type `run.prefix`, seed `run.prefix_seed`)."""
-    table = None if prefixes is None else prefixes[
-        (prefixes.prefix_type == run.prefix) & (prefixes.seed == run.prefix_seed)
-    ]
+    table = (
+        None
+        if prefixes is None
+        else prefixes[(prefixes.prefix_type == run.prefix) & (prefixes.seed == run.prefix_seed)]
+    )
     if table is None or table.empty:
         raise TrainingDataError(
             f"run {run.name!r}: no prefixes of type {run.prefix!r} (seed {run.prefix_seed}) were computed in stage 2"
@@ -158,8 +173,11 @@ def conversational_dataset(pairs: pd.DataFrame, users: list[str] | None = None):
     index = {user: i for i, user in enumerate(users or [])}
     return Dataset.from_list(
         [
-            {"prompt": [{"role": "user", "content": r.prompt}], "chosen": [{"role": "assistant", "content": r.chosen}],
-             "rejected": [{"role": "assistant", "content": r.rejected}]}
+            {
+                "prompt": [{"role": "user", "content": r.prompt}],
+                "chosen": [{"role": "assistant", "content": r.chosen}],
+                "rejected": [{"role": "assistant", "content": r.rejected}],
+            }
             | ({"user_index": index[r.user_id]} if users is not None else {})
             for r in pairs.itertuples()
         ]
@@ -170,8 +188,13 @@ def lora_config(run: RunSpec):
     """The run's LoRA adapter on every linear layer (WikiPersona App. H: r=8, alpha=32, dropout=0.1)."""
     from peft import LoraConfig
 
-    return LoraConfig(r=run.lora_r, lora_alpha=run.lora_alpha, lora_dropout=run.lora_dropout,
-                      target_modules="all-linear", task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=run.lora_r,
+        lora_alpha=run.lora_alpha,
+        lora_dropout=run.lora_dropout,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
 
 
 def sft_dataset(pairs: pd.DataFrame):
@@ -179,8 +202,13 @@ def sft_dataset(pairs: pd.DataFrame):
     from datasets import Dataset
 
     return Dataset.from_list(
-        [{"prompt": [{"role": "user", "content": r.prompt}], "completion": [{"role": "assistant", "content": r.chosen}]}
-         for r in pairs.itertuples()]
+        [
+            {
+                "prompt": [{"role": "user", "content": r.prompt}],
+                "completion": [{"role": "assistant", "content": r.chosen}],
+            }
+            for r in pairs.itertuples()
+        ]
     )
 
 
@@ -191,8 +219,10 @@ SOFT_PREFIX_CHECKPOINT = "soft_prefix.pt"  # a soft prefix's weights and RNG sta
 def _last_checkpoint(directory: Path, needs: tuple[str, ...] = ()) -> str | None:
     """The newest complete checkpoint in `directory`: one a kill interrupted while it was written (no
     trainer_state.json, or a file in `needs` missing) is skipped, so the one before it is resumed from."""
-    checkpoints = sorted((p for p in directory.glob("checkpoint-*") if p.name.split("-")[1].isdigit()),
-                         key=lambda p: int(p.name.split("-")[1]))
+    checkpoints = sorted(
+        (p for p in directory.glob("checkpoint-*") if p.name.split("-")[1].isdigit()),
+        key=lambda p: int(p.name.split("-")[1]),
+    )
     complete = [p for p in checkpoints if all((p / f).is_file() for f in (*CHECKPOINT_LAST_FILES, *needs))]
     return str(complete[-1]) if complete else None
 
@@ -256,8 +286,11 @@ def training_curve(log_path: str | Path) -> pd.DataFrame:
     from personalign.records import read_jsonl
 
     log = pd.DataFrame(read_jsonl(log_path))
-    columns = {"rewards/accuracies": "reward_accuracy", "rewards/margins": "reward_margin",
-               "mean_token_accuracy": "token_accuracy"}
+    columns = {
+        "rewards/accuracies": "reward_accuracy",
+        "rewards/margins": "reward_margin",
+        "mean_token_accuracy": "token_accuracy",
+    }
     log = log.rename(columns=columns)
     keep = ["phase", "step", "loss", "learning_rate"] + [c for c in columns.values() if c in log]
     return log[keep]
@@ -268,10 +301,20 @@ def run_metrics(run: RunSpec, pairs: pd.DataFrame, curve: pd.DataFrame) -> dict:
     last quarter of the final phase's steps (single steps of 4 pairs are too noisy to report alone)."""
     final = curve[curve.phase == curve.phase.iloc[-1]]
     tail = final.tail(max(1, len(final) // 4))
-    metrics = {"kind": run.kind, "prefix": run.prefix, "user": run.user, "held_out_fold": run.held_out_fold,
-               "fraction": run.fraction, "seed": run.seed, "precision": run.precision, "pairs": len(pairs), "users": int(pairs.user_id.nunique()),
-               "steps": int(final.step.max()), "first_loss": round(float(final.loss.iloc[0]), 4),
-               "final_loss": round(float(tail.loss.mean()), 4)}
+    metrics = {
+        "kind": run.kind,
+        "prefix": run.prefix,
+        "user": run.user,
+        "held_out_fold": run.held_out_fold,
+        "fraction": run.fraction,
+        "seed": run.seed,
+        "precision": run.precision,
+        "pairs": len(pairs),
+        "users": int(pairs.user_id.nunique()),
+        "steps": int(final.step.max()),
+        "first_loss": round(float(final.loss.iloc[0]), 4),
+        "final_loss": round(float(tail.loss.mean()), 4),
+    }
     for column in ("reward_accuracy", "reward_margin", "token_accuracy"):
         if column in tail and tail[column].notna().any():
             metrics[f"final_{column}"] = round(float(tail[column].mean()), 4)
@@ -310,7 +353,9 @@ def load_for_training(base_dir: str | Path, run: RunSpec):
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch.bfloat16,
         )
         kwargs["device_map"] = {"": torch.cuda.current_device()}
@@ -351,8 +396,11 @@ class _JsonlLog:
         """Drop this phase's lines after `step` (they are redone from the checkpoint)."""
         if not self.path.exists():
             return
-        lines = [ln for ln in self.path.read_text().splitlines()
-                 if json.loads(ln)["phase"] != phase or json.loads(ln)["step"] <= step]
+        lines = [
+            ln
+            for ln in self.path.read_text().splitlines()
+            if json.loads(ln)["phase"] != phase or json.loads(ln)["step"] <= step
+        ]
         self.path.write_text("".join(f"{ln}\n" for ln in lines))
 
     def callback(self, phase: str):
@@ -388,8 +436,19 @@ def _on_disk(dataset, path: Path):
     return load_from_disk(str(path))
 
 
-def _fit(phase: str, run: RunSpec, model, tokenizer, dataset, work_dir: Path, log: _JsonlLog, device: str,
-         epochs: int, learning_rate: float, soft_prefix=None):
+def _fit(
+    phase: str,
+    run: RunSpec,
+    model,
+    tokenizer,
+    dataset,
+    work_dir: Path,
+    log: _JsonlLog,
+    device: str,
+    epochs: int,
+    learning_rate: float,
+    soft_prefix=None,
+):
     """One trl training phase (`sft` or `dpo`), resumed from its last checkpoint in work_dir if there is one; a DPO
     phase with `soft_prefix` (a VPLPrefix) trains it with the adapter."""
     from transformers import set_seed
@@ -400,21 +459,43 @@ def _fit(phase: str, run: RunSpec, model, tokenizer, dataset, work_dir: Path, lo
     resume = _last_checkpoint(work_dir, (SOFT_PREFIX_CHECKPOINT,) if soft_prefix is not None else ())
     log.trim(phase, int(resume.rsplit("-", 1)[1]) if resume else 0)
     common = dict(
-        output_dir=str(work_dir), per_device_train_batch_size=run.batch_size, num_train_epochs=epochs,
-        learning_rate=learning_rate, warmup_steps=run.warmup_ratio, max_length=run.max_length, logging_steps=1,
-        save_strategy="steps", save_steps=run.save_steps, seed=run.seed, data_seed=run.seed, report_to=[],
-        use_cpu=device == "cpu", bf16=run.precision == "bf16", activation_checkpointing=run.gradient_checkpointing,
+        output_dir=str(work_dir),
+        per_device_train_batch_size=run.batch_size,
+        num_train_epochs=epochs,
+        learning_rate=learning_rate,
+        warmup_steps=run.warmup_ratio,
+        max_length=run.max_length,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=run.save_steps,
+        seed=run.seed,
+        data_seed=run.seed,
+        report_to=[],
+        use_cpu=device == "cpu",
+        bf16=run.precision == "bf16",
+        activation_checkpointing=run.gradient_checkpointing,
     )
     dataset = _on_disk(dataset, work_dir / "dataset")
     set_seed(run.seed)  # the LoRA initialisation draws before the Trainer seeds itself
     if phase == "sft":
-        trainer = SFTTrainer(model=model, args=SFTConfig(**common), train_dataset=dataset, processing_class=tokenizer,
-                             peft_config=lora_config(run), callbacks=[log.callback(phase)])
+        trainer = SFTTrainer(
+            model=model,
+            args=SFTConfig(**common),
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=lora_config(run),
+            callbacks=[log.callback(phase)],
+        )
     else:
         args = DPOConfig(**common, beta=run.beta, precompute_ref_log_probs=run.precompute_ref)
-        trainer = shared_prompt_trainer_class()(model=model, args=args, train_dataset=dataset,
-                                                processing_class=tokenizer, peft_config=lora_config(run),
-                                                callbacks=[log.callback(phase)])
+        trainer = shared_prompt_trainer_class()(
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=lora_config(run),
+            callbacks=[log.callback(phase)],
+        )
         if soft_prefix is not None:
             _attach_soft_prefix(trainer, run, soft_prefix, resume)
     result = trainer.train(resume_from_checkpoint=resume)
@@ -428,8 +509,10 @@ def _attach_soft_prefix(trainer, run: RunSpec, soft_prefix, resume: str | None) 
     from transformers import TrainerCallback
 
     if not trainer._shared():
-        raise TrainingDataError(f"run {run.name!r}: the {run.prefix!r} prefix trains in one process, without "
-                                "gradient checkpointing (set train.defaults.num_processes: 1, gradient_checkpointing: false)")
+        raise TrainingDataError(
+            f"run {run.name!r}: the {run.prefix!r} prefix trains in one process, without "
+            "gradient checkpointing (set train.defaults.num_processes: 1, gradient_checkpointing: false)"
+        )
     trainer.soft_prefix, trainer.kl_weight = soft_prefix, run.vpl_kl_weight
     trainer.model.add_module("soft_prefix", soft_prefix.to(next(trainer.model.parameters()).device))
     if resume:
@@ -449,13 +532,27 @@ def new_soft_prefix(run: RunSpec, model, pools):
     from personalign.soft_prefix import VPLPrefix
 
     embeddings = model.get_input_embeddings().weight.detach().float()
-    return VPLPrefix(pools, embeddings.shape[1], run.vpl_tokens, run.vpl_latent_dim, run.vpl_hidden, run.vpl_context,
-                     embeddings.mean(0), float(embeddings.std()), stable_seed(run.seed, "vpl"))
+    return VPLPrefix(
+        pools,
+        embeddings.shape[1],
+        run.vpl_tokens,
+        run.vpl_latent_dim,
+        run.vpl_hidden,
+        run.vpl_context,
+        embeddings.mean(0),
+        float(embeddings.std()),
+        stable_seed(run.seed, "vpl"),
+    )
 
 
 def train_adapter(
-    run: RunSpec, pairs: pd.DataFrame, base_dir: str | Path, out_dir: str | Path, work_dir: str | Path | None = None,
-    sft_pairs: pd.DataFrame | None = None, pools=None,
+    run: RunSpec,
+    pairs: pd.DataFrame,
+    base_dir: str | Path,
+    out_dir: str | Path,
+    work_dir: str | Path | None = None,
+    sft_pairs: pd.DataFrame | None = None,
+    pools=None,
 ) -> dict:
     """Train the run's LoRA adapter (DPO, or SFT for kind `sft`; with `sft_epochs`, SFT on `sft_pairs` — default: the
     run's own pairs — merged into the base before DPO), resuming from the last checkpoint in `work_dir`.
@@ -472,28 +569,51 @@ def train_adapter(
         return _train_locked(run, pairs, base_dir, out_dir, work_dir, sft_pairs, pools)
 
 
-def _train_locked(run: RunSpec, pairs: pd.DataFrame, base_dir, out_dir: Path, work_dir: Path,
-                  sft_pairs: pd.DataFrame | None, pools) -> dict:
+def _train_locked(
+    run: RunSpec, pairs: pd.DataFrame, base_dir, out_dir: Path, work_dir: Path, sft_pairs: pd.DataFrame | None, pools
+) -> dict:
     """`train_adapter` once its work dir is this process's."""
     soft = has_soft_prefix(run)
     if soft and pools is None:
-        raise TrainingDataError(f"run {run.name!r}: the {run.prefix!r} prefix needs the users' pair pools "
-                                "(soft_prefix_pools)")
+        raise TrainingDataError(
+            f"run {run.name!r}: the {run.prefix!r} prefix needs the users' pair pools (soft_prefix_pools)"
+        )
     model, tokenizer, device = load_for_training(base_dir, run)
     check_lengths(run, pairs, tokenizer)
     log = _JsonlLog(work_dir / "log.jsonl")
     started = time.perf_counter()
     if run.kind == "sft":
-        trainer, result, resume = _fit("sft", run, model, tokenizer, sft_dataset(pairs), work_dir / "sft", log, device,
-                                       run.epochs, run.learning_rate)
+        trainer, result, resume = _fit(
+            "sft",
+            run,
+            model,
+            tokenizer,
+            sft_dataset(pairs),
+            work_dir / "sft",
+            log,
+            device,
+            run.epochs,
+            run.learning_rate,
+        )
     else:
         if run.sft_epochs:
-            model = _sft_then_merge(run, model, tokenizer, pairs if sft_pairs is None else sft_pairs, work_dir, log,
-                                    device)
+            model = _sft_then_merge(
+                run, model, tokenizer, pairs if sft_pairs is None else sft_pairs, work_dir, log, device
+            )
         soft_prefix = new_soft_prefix(run, model, pools) if soft else None
-        trainer, result, resume = _fit("dpo", run, model, tokenizer,
-                                       conversational_dataset(pairs, pools.users if soft else None), work_dir / "dpo",
-                                       log, device, run.epochs, run.learning_rate, soft_prefix)
+        trainer, result, resume = _fit(
+            "dpo",
+            run,
+            model,
+            tokenizer,
+            conversational_dataset(pairs, pools.users if soft else None),
+            work_dir / "dpo",
+            log,
+            device,
+            run.epochs,
+            run.learning_rate,
+            soft_prefix,
+        )
     seconds = time.perf_counter() - started
     trainer.save_model(str(out_dir / "adapter"))
     if trainer.accelerator.is_main_process:
@@ -510,9 +630,16 @@ def _train_locked(run: RunSpec, pairs: pd.DataFrame, base_dir, out_dir: Path, wo
     if trainer.accelerator.is_main_process:
         shutil.rmtree(work_dir)
     history = [h for h in trainer.state.log_history if "loss" in h]
-    return {"run": run.name, "kind": run.kind, "pairs": len(pairs), "steps": trainer.state.global_step,
-            "train_loss": round(result.training_loss, 6), "losses": [h["loss"] for h in history],
-            "train_seconds": round(seconds, 3), "resumed_from": resume}
+    return {
+        "run": run.name,
+        "kind": run.kind,
+        "pairs": len(pairs),
+        "steps": trainer.state.global_step,
+        "train_loss": round(result.training_loss, 6),
+        "losses": [h["loss"] for h in history],
+        "train_seconds": round(seconds, 3),
+        "resumed_from": resume,
+    }
 
 
 def _stable_adapter_config(adapter_dir: Path) -> None:
@@ -525,15 +652,26 @@ def _stable_adapter_config(adapter_dir: Path) -> None:
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def _sft_then_merge(run: RunSpec, model, tokenizer, sft_pairs: pd.DataFrame, work_dir: Path, log: _JsonlLog,
-                    device: str):
+def _sft_then_merge(
+    run: RunSpec, model, tokenizer, sft_pairs: pd.DataFrame, work_dir: Path, log: _JsonlLog, device: str
+):
     """The SFT phase of an SFT-then-DPO run (skipped when a previous attempt finished it), merged into the base."""
     from peft import PeftModel
 
     adapter = work_dir / "sft_adapter"
     if not (adapter / "adapter_config.json").exists():
-        trainer, _, _ = _fit("sft", run, model, tokenizer, sft_dataset(sft_pairs), work_dir / "sft", log, device,
-                             run.sft_epochs, run.sft_learning_rate)
+        trainer, _, _ = _fit(
+            "sft",
+            run,
+            model,
+            tokenizer,
+            sft_dataset(sft_pairs),
+            work_dir / "sft",
+            log,
+            device,
+            run.sft_epochs,
+            run.sft_learning_rate,
+        )
         trainer.save_model(str(adapter))
         if trainer.accelerator.is_main_process:
             _stable_adapter_config(adapter)
@@ -565,31 +703,41 @@ def curve_figure(curve: pd.DataFrame, title: str):
     from personalign.figures import apply_style
 
     apply_style()
-    accuracy = "reward_accuracy" if "reward_accuracy" in curve and curve.reward_accuracy.notna().any() else "token_accuracy"
+    accuracy = (
+        "reward_accuracy" if "reward_accuracy" in curve and curve.reward_accuracy.notna().any() else "token_accuracy"
+    )
     fig, axes = plt.subplots(1, 2, figsize=(7.5, 2.8))
     colours = dict(zip(curve.phase.unique(), sns.color_palette()))
     for ax, column in ((axes[0], "loss"), (axes[1], accuracy)):
         for phase, rows in curve.groupby("phase", sort=False):
             values = rows[column].astype(float)
             ax.plot(rows.step, values, color=colours[phase], alpha=0.3, linewidth=0.8)
-            ax.plot(rows.step, values.rolling(5, min_periods=1).mean(), color=colours[phase], linewidth=1.8,
-                    label=f"{phase} (5-step mean)")
+            ax.plot(
+                rows.step,
+                values.rolling(5, min_periods=1).mean(),
+                color=colours[phase],
+                linewidth=1.8,
+                label=f"{phase} (5-step mean)",
+            )
         ax.set(xlabel="step", ylabel=column.replace("_", " "))
     axes[1].set_ylim(-0.05, 1.05)
-    axes[0].legend(loc="best")
+    legend(axes[0], loc="best")
     fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
-def launcher_command(run_name: str, num_processes: int, accelerate_config: str = "",
-                     params_file: str = "params.yaml") -> list[str]:
+def launcher_command(
+    run_name: str, num_processes: int, accelerate_config: str = "", params_file: str = "params.yaml"
+) -> list[str]:
     """The command that trains `run_name` on `num_processes` processes: `accelerate launch` with the given config
     file (configs/accelerate/: single GPU, DDP, DeepSpeed ZeRO-2), else `torchrun` (the launcher that works for
     CPU/gloo as well)."""
     if accelerate_config:
         if not Path(accelerate_config).is_file():
-            raise TrainingDataError(f"run {run_name!r}: train.defaults.accelerate_config {accelerate_config!r} is not a file")
+            raise TrainingDataError(
+                f"run {run_name!r}: train.defaults.accelerate_config {accelerate_config!r} is not a file"
+            )
         head = ["accelerate", "launch", "--config_file", accelerate_config, "--num_processes", str(num_processes)]
     else:
         head = ["torchrun", "--standalone", "--nproc_per_node", str(num_processes)]

@@ -16,8 +16,24 @@ from personalign.statistics import bootstrap_difference_ci, paired_permutation_t
 MIN_CLUSTERS = 5  # below this many users a cluster bootstrap collapses; resample pairs instead
 ALPHA = 0.05
 POWER = 0.8
-COLUMNS = ["paper", "family", "claim", "comparison", "direction", "n", "clusters", "resampled", "estimate", "ci_low",
-           "ci_high", "half_width", "mdd", "p", "p_holm", "verdict"]
+COLUMNS = [
+    "paper",
+    "family",
+    "claim",
+    "comparison",
+    "direction",
+    "n",
+    "clusters",
+    "resampled",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "half_width",
+    "mdd",
+    "p",
+    "p_holm",
+    "verdict",
+]
 
 
 @dataclass(frozen=True)
@@ -68,8 +84,9 @@ def minimum_detectable(se: float, alpha: float = ALPHA, power: float = POWER) ->
     return float((norm.ppf(1 - alpha / 2) + norm.ppf(power)) * se)
 
 
-def paired_difference(a: ArrayLike, b: ArrayLike, *, rng: np.random.Generator, groups: ArrayLike | None = None,
-                      n_resamples: int = 2000) -> PairedDifference:
+def paired_difference(
+    a: ArrayLike, b: ArrayLike, *, rng: np.random.Generator, groups: ArrayLike | None = None, n_resamples: int = 2000
+) -> PairedDifference:
     """Paired comparison of two systems' scores on the same items: bootstrap CI of mean(a - b) and a sign-flip
     permutation p, both clustered by `groups` when there are at least MIN_CLUSTERS groups, per pair otherwise."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
@@ -79,9 +96,16 @@ def paired_difference(a: ArrayLike, b: ArrayLike, *, rng: np.random.Generator, g
     estimate, low, high = bootstrap_difference_ci(a, b, rng, n_resamples=n_resamples, groups=clusters)
     p = paired_permutation_test(a, b, rng, n_resamples=n_resamples, groups=clusters)
     n_clusters = int(np.unique(clusters).size) if clusters is not None else a.size
-    return PairedDifference(n=int(a.size), clusters=n_clusters, resampled="users" if clusters is not None else "pairs",
-                            estimate=estimate, ci_low=low, ci_high=high, p=float(p),
-                            mdd=minimum_detectable(standard_error(a - b, clusters)))
+    return PairedDifference(
+        n=int(a.size),
+        clusters=n_clusters,
+        resampled="users" if clusters is not None else "pairs",
+        estimate=estimate,
+        ci_low=low,
+        ci_high=high,
+        p=float(p),
+        mdd=minimum_detectable(standard_error(a - b, clusters)),
+    )
 
 
 def holm(p_values: ArrayLike) -> np.ndarray:
@@ -97,22 +121,29 @@ def holm(p_values: ArrayLike) -> np.ndarray:
     return adjusted
 
 
-def decide(ci_low: float, ci_high: float, p_holm: float, direction: int, mdd: float, scale: float = 100.0,
-           unit: str = "points") -> str:
+def decide(
+    ci_low: float, ci_high: float, p_holm: float, direction: int, mdd: float, scale: float = 100.0, unit: str = "points"
+) -> str:
     """Three-valued verdict. direction +1 / -1: the paper's sign of the difference; 0: the paper finds none.
     A difference counts when its interval excludes 0 and its Holm-adjusted p < ALPHA; for direction 0 that
     contradicts the paper, and it is never "reproduced" (absence of evidence is not evidence of absence)."""
     if direction not in (-1, 0, 1):
         raise ValueError(f"direction must be -1, 0 or +1, got {direction}")
-    detail = f"smallest detectable difference {mdd * scale:.1f} {unit}" if not math.isnan(mdd) else \
-        "no variation between the paired scores, so no detectable difference can be stated"
+    detail = (
+        f"smallest detectable difference {mdd * scale:.1f} {unit}"
+        if not math.isnan(mdd)
+        else "no variation between the paired scores, so no detectable difference can be stated"
+    )
     if any(math.isnan(v) for v in (ci_low, ci_high, p_holm)):
         return f"inconclusive ({detail})"
     sign = 1 if ci_low > 0 else -1 if ci_high < 0 else 0
     if sign == 0:
         return f"inconclusive ({detail})"
     if p_holm >= ALPHA:  # the interval is not adjusted for the family's other claims; the p-value is
-        return f"inconclusive (interval excludes 0, but Holm-adjusted p {p_holm:.3f} ≥ {ALPHA} within the figure; {detail})"
+        return (
+            f"inconclusive (interval excludes 0, but Holm-adjusted p {p_holm:.3f} ≥ {ALPHA} within the figure; "
+            f"{detail})"
+        )
     if direction == 0:
         return "contradicted"
     return "reproduced" if sign == direction else "contradicted"
@@ -135,11 +166,27 @@ def verdict_table(claims: list[Claim]) -> pd.DataFrame:
     """One row per claim: Holm adjustment within each family, then the verdict."""
     rows = []
     for claim in claims:
-        row = {"paper": claim.paper, "family": claim.family, "claim": claim.claim, "comparison": claim.comparison,
-               "direction": claim.direction}
+        row = {
+            "paper": claim.paper,
+            "family": claim.family,
+            "claim": claim.claim,
+            "comparison": claim.comparison,
+            "direction": claim.direction,
+        }
         if claim.result is None:
-            row.update({"n": 0, "clusters": 0, "resampled": "", "estimate": math.nan, "ci_low": math.nan,
-                        "ci_high": math.nan, "half_width": math.nan, "mdd": math.nan, "p": math.nan})
+            row.update(
+                {
+                    "n": 0,
+                    "clusters": 0,
+                    "resampled": "",
+                    "estimate": math.nan,
+                    "ci_low": math.nan,
+                    "ci_high": math.nan,
+                    "half_width": math.nan,
+                    "mdd": math.nan,
+                    "p": math.nan,
+                }
+            )
         else:
             row.update(asdict(claim.result), half_width=claim.result.half_width)
         rows.append(row)
@@ -148,9 +195,11 @@ def verdict_table(claims: list[Claim]) -> pd.DataFrame:
     for _, index in table.groupby("family", sort=False).groups.items():
         table.loc[index, "p_holm"] = holm(table.loc[index, "p"].to_numpy(float))
     table["verdict"] = [
-        f"not tested ({claim.missing})" if claim.result is None else
-        decide(r.ci_low, r.ci_high, r.p_holm, r.direction, r.mdd)
-        for claim, r in zip(claims, table.itertuples())]
+        f"not tested ({claim.missing})"
+        if claim.result is None
+        else decide(r.ci_low, r.ci_high, r.p_holm, r.direction, r.mdd)
+        for claim, r in zip(claims, table.itertuples())
+    ]
     return table[COLUMNS]
 
 
@@ -161,14 +210,47 @@ def formatted_verdicts(table: pd.DataFrame) -> pd.DataFrame:
     def points(value: float) -> str:
         return "—" if math.isnan(value) else f"{value * 100:+.1f}"
 
-    out = pd.DataFrame({
-        "paper": table.paper, "claim": table.claim, "comparison": table.comparison,
-        "n": [f"{r.n} ({r.clusters} {r.resampled})" if r.n else "—" for r in table.itertuples()],
-        "estimate": table.estimate.map(points),
-        "95% CI": [("—" if math.isnan(r.ci_low) else f"[{r.ci_low * 100:+.1f}, {r.ci_high * 100:+.1f}]")
-                   for r in table.itertuples()],
-        "± half-width": table.half_width.map(lambda v: "—" if math.isnan(v) else f"{v * 100:.1f}"),
-        "MDD": table.mdd.map(lambda v: "—" if math.isnan(v) else f"{v * 100:.1f}"),
-        "p (Holm)": table.p_holm.map(lambda v: "—" if math.isnan(v) else f"{v:.3f}"),
-        "verdict": table.verdict})
+    out = pd.DataFrame(
+        {
+            "paper": table.paper,
+            "claim": table.claim,
+            "comparison": table.comparison,
+            "n": [f"{r.n} ({r.clusters} {r.resampled})" if r.n else "—" for r in table.itertuples()],
+            "estimate": table.estimate.map(points),
+            "95% CI": [
+                ("—" if math.isnan(r.ci_low) else f"[{r.ci_low * 100:+.1f}, {r.ci_high * 100:+.1f}]")
+                for r in table.itertuples()
+            ],
+            "± half-width": table.half_width.map(lambda v: "—" if math.isnan(v) else f"{v * 100:.1f}"),
+            "MDD": table.mdd.map(lambda v: "—" if math.isnan(v) else f"{v * 100:.1f}"),
+            "p (Holm)": table.p_holm.map(lambda v: "—" if math.isnan(v) else f"{v:.3f}"),
+            "verdict": table.verdict,
+        }
+    )
     return out
+
+
+VERDICT_WORDS = ("reproduced", "contradicted", "inconclusive", "not tested")
+
+
+def verdict_counts(table: pd.DataFrame) -> pd.Series:
+    """How many rows of a verdict table end in each verdict (reproduced, contradicted, inconclusive, not tested)."""
+    words = table.verdict.map(lambda v: next(w for w in VERDICT_WORDS if v.startswith(w)))
+    return words.value_counts().reindex(list(VERDICT_WORDS), fill_value=0).rename("claims")
+
+
+def headline_metrics(table: pd.DataFrame, control_family: str = "positive control") -> dict:
+    """The few numbers `dvc metrics show` prints: the verdict counts over every claim, and the positive-control rows
+    (how many, how many reproduced; with a single row its estimate, interval and MDD in points)."""
+    control = table[table.family == control_family]
+    headline = {"verdicts": {w.replace(" ", "_"): int(n) for w, n in verdict_counts(table).items()}}
+    headline["positive_control"] = {
+        "rows": len(control),
+        "reproduced": int(control.verdict.str.startswith("reproduced").sum()),
+    }
+    if len(control) == 1 and not math.isnan(control.estimate.iloc[0]):
+        row = control.iloc[0]
+        headline["positive_control"] |= {
+            k: round(float(row[k]) * 100, 2) for k in ("estimate", "ci_low", "ci_high", "mdd")
+        }
+    return headline

@@ -25,8 +25,14 @@ def win_tie_loss(outcomes: Iterable[str]) -> dict:
     wins, ties, losses = counts["a"], counts["tie"], counts["b"]
     valid = wins + ties + losses
     return {
-        "wins": wins, "ties": ties, "losses": losses, "invalid": counts["invalid"], "n_valid": valid,
-        "win_pct": _percent(wins, valid), "tie_pct": _percent(ties, valid), "loss_pct": _percent(losses, valid),
+        "wins": wins,
+        "ties": ties,
+        "losses": losses,
+        "invalid": counts["invalid"],
+        "n_valid": valid,
+        "win_pct": _percent(wins, valid),
+        "tie_pct": _percent(ties, valid),
+        "loss_pct": _percent(losses, valid),
     }
 
 
@@ -50,10 +56,18 @@ def summary_row(personalization_outcomes: Iterable[str], quality_outcomes: Itera
     p, q = win_tie_loss(p_outcomes), win_tie_loss(q_outcomes)
     p_wr, q_wr = win_rate(p["wins"], p["losses"]), win_rate(q["wins"], q["losses"])
     return {
-        "p_win": p["win_pct"], "p_tie": p["tie_pct"], "p_loss": p["loss_pct"],
-        "q_win": q["win_pct"], "q_tie": q["tie_pct"], "q_loss": q["loss_pct"],
-        "p_wr": p_wr, "q_wr": q_wr, "delta_pq": delta_pq(p_wr, q_wr),
-        "n": len(p_outcomes), "p_invalid": p["invalid"], "q_invalid": q["invalid"],
+        "p_win": p["win_pct"],
+        "p_tie": p["tie_pct"],
+        "p_loss": p["loss_pct"],
+        "q_win": q["win_pct"],
+        "q_tie": q["tie_pct"],
+        "q_loss": q["loss_pct"],
+        "p_wr": p_wr,
+        "q_wr": q_wr,
+        "delta_pq": delta_pq(p_wr, q_wr),
+        "n": len(p_outcomes),
+        "p_invalid": p["invalid"],
+        "q_invalid": q["invalid"],
     }
 
 
@@ -69,6 +83,9 @@ def outcome_agreement(first: Iterable[str], second: Iterable[str]) -> dict:
         raise ValueError(f"unknown outcome {unknown[0]!r}; allowed: {', '.join(OUTCOMES)}")
     pairs = [(x, y) for x, y in zip(first, second) if "invalid" not in (x, y)]
     x, y = [p[0] for p in pairs], [p[1] for p in pairs]
-    return {**rater_agreement(x, y), "invalid": len(first) - len(pairs),
-            "first_tie": x.count("tie") / len(x) if x else float("nan"),
-            "second_tie": y.count("tie") / len(y) if y else float("nan")}
+    return {
+        **rater_agreement(x, y),
+        "invalid": len(first) - len(pairs),
+        "first_tie": x.count("tie") / len(x) if x else float("nan"),
+        "second_tie": y.count("tie") / len(y) if y else float("nan"),
+    }

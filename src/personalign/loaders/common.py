@@ -89,26 +89,65 @@ def text_field(row: dict, name: str, where: str, allow_empty: bool = False) -> s
 
 
 def record(
-    *, id: str, source: str, user_id: str, prompt: str, chosen: str, rejected: str, split: str, fold: int = 0,
-    user_name: str = "", axes: list[str] | None = None, question_type: str = "none", chosen_persona_gold: str = "",
-    rejected_persona_gold: str = "", chosen_persona_retr: str = "", rejected_persona_retr: str = "",
+    *,
+    id: str,
+    source: str,
+    user_id: str,
+    prompt: str,
+    chosen: str,
+    rejected: str,
+    split: str,
+    fold: int = 0,
+    user_name: str = "",
+    axes: list[str] | None = None,
+    question_type: str = "none",
+    chosen_persona_gold: str = "",
+    rejected_persona_gold: str = "",
+    chosen_persona_retr: str = "",
+    rejected_persona_retr: str = "",
 ) -> dict:
     """One canonical record (DESIGN.md); persona fields stay empty where the source has none."""
     row = {
-        "id": id, "source": source, "user_id": user_id, "user_name": user_name or user_id, "axes": list(axes or []),
-        "question_type": question_type, "prompt": prompt, "chosen": chosen, "rejected": rejected, "split": split,
-        "fold": int(fold), "chosen_persona_gold": chosen_persona_gold, "rejected_persona_gold": rejected_persona_gold,
-        "chosen_persona_retr": chosen_persona_retr, "rejected_persona_retr": rejected_persona_retr,
+        "id": id,
+        "source": source,
+        "user_id": user_id,
+        "user_name": user_name or user_id,
+        "axes": list(axes or []),
+        "question_type": question_type,
+        "prompt": prompt,
+        "chosen": chosen,
+        "rejected": rejected,
+        "split": split,
+        "fold": int(fold),
+        "chosen_persona_gold": chosen_persona_gold,
+        "rejected_persona_gold": rejected_persona_gold,
+        "chosen_persona_retr": chosen_persona_retr,
+        "rejected_persona_retr": rejected_persona_retr,
     }
     assert list(row) == list(RECORD_FIELDS)
     return row
 
 
-def persona(*, user_id: str, name: str = "", tag: str = "", axes: list[str] | None = None, category: str = "",
-            gold: str = "", demographics: dict | None = None) -> dict:
+def persona(
+    *,
+    user_id: str,
+    name: str = "",
+    tag: str = "",
+    axes: list[str] | None = None,
+    category: str = "",
+    gold: str = "",
+    demographics: dict | None = None,
+) -> dict:
     """One row of the persona table; a source without persona descriptions leaves `gold` empty."""
-    row = {"user_id": user_id, "name": name or user_id, "tag": tag, "axes": list(axes or []), "category": category,
-           "gold": gold, "demographics": dict(demographics or {})}
+    row = {
+        "user_id": user_id,
+        "name": name or user_id,
+        "tag": tag,
+        "axes": list(axes or []),
+        "category": category,
+        "gold": gold,
+        "demographics": dict(demographics or {}),
+    }
     assert list(row) == list(PERSONA_FIELDS)
     return row
 
@@ -127,8 +166,15 @@ def user_folds(user_ids: list[str], n_folds: int, rng: np.random.Generator) -> d
 
 
 DIRECTORY_SPLITS = ("train", "val", "test")
-SPLIT_ALIASES = {"train": "train", "test": "test", "val": "val", "valid": "val", "validation": "val", "valid1": "val",
-                 "valid2": "val"}
+SPLIT_ALIASES = {
+    "train": "train",
+    "test": "test",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "valid1": "val",
+    "valid2": "val",
+}
 
 
 def _utf8_lines(path: Path) -> list[str]:

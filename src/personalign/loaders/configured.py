@@ -25,8 +25,13 @@ def _read(name: str, spec, n_folds: int, rng: np.random.Generator) -> LoadedData
             raise DatasetError(f"build_data.datasets.{name}: format wikipersona needs persona_table = <file>")
         return loader(spec.path, spec.persona_table, n_folds=n_folds)
     if spec.format in ("tldr", "personal_llm"):
-        return loader(spec.path, spec.users, rng=rng, n_folds=n_folds, **({"alpha": spec.alpha}
-                                                                         if spec.format == "personal_llm" else {}))
+        return loader(
+            spec.path,
+            spec.users,
+            rng=rng,
+            n_folds=n_folds,
+            **({"alpha": spec.alpha} if spec.format == "personal_llm" else {}),
+        )
     return loader(spec.path, rng=rng, n_folds=n_folds)
 
 
@@ -75,7 +80,13 @@ def load_datasets(specs: dict, n_folds: int, base_seed: int) -> LoadedDataset:
     shared = users[users.user_id.duplicated(keep=False)]
     if len(shared):
         first = shared.iloc[0].user_id
-        raise DatasetError(f"build_data.datasets: datasets {', '.join(sorted(set(shared[shared.user_id == first].dataset)))}"
-                           f" both have user {first!r}; load them in separate runs or rename the users in one file")
-    return LoadedDataset(pd.concat(records).sort_values("id", ignore_index=True),
-                         users.drop(columns="dataset").sort_values("user_id", ignore_index=True), counts, notes)
+        raise DatasetError(
+            f"build_data.datasets: datasets {', '.join(sorted(set(shared[shared.user_id == first].dataset)))}"
+            f" both have user {first!r}; load them in separate runs or rename the users in one file"
+        )
+    return LoadedDataset(
+        pd.concat(records).sort_values("id", ignore_index=True),
+        users.drop(columns="dataset").sort_values("user_id", ignore_index=True),
+        counts,
+        notes,
+    )

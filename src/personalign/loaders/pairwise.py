@@ -11,14 +11,22 @@ from pathlib import Path
 import numpy as np
 
 from personalign.loaders.common import (
-    DatasetError, LoadedDataset, frames, persona, read_splits, record, row_split, text_field, user_folds,
+    DatasetError,
+    LoadedDataset,
+    frames,
+    persona,
+    read_splits,
+    record,
+    row_split,
+    text_field,
+    user_folds,
 )
 
 SOURCE_NOTES = {
     "psoups": "P-SOUPS users are synthetic preference profiles (combinations of expertise, informativeness and style), "
-              "known only by uid: no persona descriptions, axes or demographics.",
+    "known only by uid: no persona descriptions, axes or demographics.",
     "personal_llm_dpo": "PersonalLLM DPO users are simulated reward-model mixtures known only by uid: no persona "
-                        "descriptions, axes or demographics.",
+    "descriptions, axes or demographics.",
 }
 
 
@@ -44,8 +52,12 @@ def load_pairwise(path: str | Path, source: str, rng: np.random.Generator, n_fol
     for file_split, rows in read_splits(path):
         for i, (where, row) in enumerate(rows):
             counts["rows_read"] += 1
-            pair = {"user_id": user_id(row, where), "prompt": text_field(row, "prompt", where),
-                    "chosen": text_field(row, "chosen", where), "rejected": text_field(row, "rejected", where)}
+            pair = {
+                "user_id": user_id(row, where),
+                "prompt": text_field(row, "prompt", where),
+                "chosen": text_field(row, "chosen", where),
+                "rejected": text_field(row, "rejected", where),
+            }
             split = row_split(row, where, file_split)
             if pair["chosen"] == pair["rejected"]:
                 counts["identical_responses"] += 1
@@ -57,8 +69,10 @@ def load_pairwise(path: str | Path, source: str, rng: np.random.Generator, n_fol
     personas = [persona(user_id=u) for u in sorted(folds)]
     notes = [SOURCE_NOTES[source], f"CV folds ({n_folds}) dealt over the {len(folds)} users with the seeded generator."]
     if counts["identical_responses"]:
-        notes.append(f"{counts['identical_responses']} rows with identical chosen and rejected responses were "
-                     f"filtered (identical_responses).")
+        notes.append(
+            f"{counts['identical_responses']} rows with identical chosen and rejected responses were "
+            f"filtered (identical_responses)."
+        )
     records_frame, personas_frame = frames(records, personas)
     return LoadedDataset(records_frame, personas_frame, counts, notes)
 

@@ -13,10 +13,22 @@ import pandas as pd
 from personalign.loaders.common import DatasetError, LoadedDataset, frames, persona, record, text_field
 
 SPLITS = ("fewshot", "sft_train", "sft_val", "dpo_train", "dpo_val", "test")
-COLUMNS = ("prompt", "chosen", "rejected", "chosen_persona_gold", "rejected_persona_gold", "chosen_persona_retr",
-           "rejected_persona_retr")
-CANONICAL_SPLIT = {"sft_train": "sft_train", "sft_val": "sft_val", "dpo_train": "train", "dpo_val": "val",
-                   "test": "test"}  # fewshot (the authors' prompt examples) is checked and counted, not used
+COLUMNS = (
+    "prompt",
+    "chosen",
+    "rejected",
+    "chosen_persona_gold",
+    "rejected_persona_gold",
+    "chosen_persona_retr",
+    "rejected_persona_retr",
+)
+CANONICAL_SPLIT = {
+    "sft_train": "sft_train",
+    "sft_val": "sft_val",
+    "dpo_train": "train",
+    "dpo_val": "val",
+    "test": "test",
+}  # fewshot (the authors' prompt examples) is checked and counted, not used
 LABELLED = ("chosen", "rejected", "chosen_persona_gold", "rejected_persona_gold")  # empty together in unlabelled tests
 
 
@@ -27,8 +39,9 @@ def _from_disk(path: Path):
     try:
         return load_from_disk(str(path))
     except (OSError, ValueError) as exc:
-        raise DatasetError(f"{path}: not a `save_to_disk` dataset directory, or an unreadable one "
-                           f"({type(exc).__name__}: {exc})") from None
+        raise DatasetError(
+            f"{path}: not a `save_to_disk` dataset directory, or an unreadable one ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def _open(path: str | Path, hub_id: str = ""):
@@ -64,11 +77,13 @@ def _split_rows(path: Path, split: str, data) -> list[dict]:
     return rows
 
 
-def load_persona_tailoring(name: str, path: str | Path, sizes: dict[str, int], rng: np.random.Generator,
-                           hub_id: str = "") -> LoadedDataset:
-    """Dataset `name` as canonical records: `sizes[split]` rows (absent or None = all) drawn with `rng` from dpo_train (-> train),
-    dpo_val (-> val), test (-> test), sft_train and sft_val (kept under those names: an SFT-then-DPO run's SFT
-    phase), in their original order, ids `<name>-<split>-<row>`. The fewshot split is checked and counted only."""
+def load_persona_tailoring(
+    name: str, path: str | Path, sizes: dict[str, int], rng: np.random.Generator, hub_id: str = ""
+) -> LoadedDataset:
+    """Dataset `name` as canonical records: `sizes[split]` rows (absent or None = all) drawn with `rng` from
+    dpo_train (-> train), dpo_val (-> val), test (-> test), sft_train and sft_val (kept under those names: an
+    SFT-then-DPO run's SFT phase), in their original order, ids `<name>-<split>-<row>`. The fewshot split is checked
+    and counted only."""
     path = Path(path)
     data = _open(path, hub_id)
     absent = [s for s in SPLITS if s not in data]
@@ -88,16 +103,28 @@ def load_persona_tailoring(name: str, path: str | Path, sizes: dict[str, int], r
         for i in keep:
             row = rows[int(i)]
             unlabelled += not row["chosen"].strip()
-            records.append(record(id=f"{name}-{split}-{int(i):06d}", source=name, user_id=name, user_name=name,
-                                  split=CANONICAL_SPLIT[split], **{c: row[c] for c in COLUMNS}))
+            records.append(
+                record(
+                    id=f"{name}-{split}-{int(i):06d}",
+                    source=name,
+                    user_id=name,
+                    user_name=name,
+                    split=CANONICAL_SPLIT[split],
+                    **{c: row[c] for c in COLUMNS},
+                )
+            )
         if unlabelled:
             counts[f"{split}_without_responses"] = unlabelled
-            notes.append(f"{name}: {unlabelled} of the {len(keep)} {split} rows used have no responses and no gold "
-                         "personas (released unlabelled): only generation with retrieved personas is possible there; "
-                         "accuracy and the P_gold cells are undefined for them.")
+            notes.append(
+                f"{name}: {unlabelled} of the {len(keep)} {split} rows used have no responses and no gold "
+                "personas (released unlabelled): only generation with retrieved personas is possible there; "
+                "accuracy and the P_gold cells are undefined for them."
+            )
     counts["records"] = len(records)
-    notes.append(f"{name}: the fewshot split ({counts['fewshot_rows']} rows, the authors' prompt examples) is checked "
-                 "and not used.")
+    notes.append(
+        f"{name}: the fewshot split ({counts['fewshot_rows']} rows, the authors' prompt examples) is checked "
+        "and not used."
+    )
     users = [persona(user_id=name, name=name, category="dataset")]
     records_frame, personas_frame = frames(records, users)
     return LoadedDataset(records_frame, personas_frame, counts, notes)

@@ -23,7 +23,15 @@ from pathlib import Path
 import numpy as np
 
 from personalign.loaders.common import (
-    DatasetError, LoadedDataset, frames, persona, read_splits, record, row_split, text_field, user_folds,
+    DatasetError,
+    LoadedDataset,
+    frames,
+    persona,
+    read_splits,
+    record,
+    row_split,
+    text_field,
+    user_folds,
 )
 
 SOURCE = "personal_llm"
@@ -54,8 +62,10 @@ def score_columns(rows: list[dict], where: str) -> tuple[int, dict[str, list[str
         missing = [k for k in range(1, len(ks) + 1) if k not in by_k]
         extra = sorted(set(by_k) - set(range(1, len(ks) + 1)))
         if missing or extra:
-            raise DatasetError(f"{where}: reward model {rm!r} needs a score field for each of responses 1..{len(ks)}; "
-                               f"missing {missing}, beyond K {extra}")
+            raise DatasetError(
+                f"{where}: reward model {rm!r} needs a score field for each of responses 1..{len(ks)}; "
+                f"missing {missing}, beyond K {extra}"
+            )
     return len(ks), {rm: [rms[rm][k] for k in range(1, len(ks) + 1)] for rm in sorted(rms)}, text_groups
 
 
@@ -69,8 +79,9 @@ def score(row: dict, name: str, where: str) -> float:
     return float(value)
 
 
-def load_personal_llm(path: str | Path, n_users: int, rng: np.random.Generator, alpha: float = 1.0,
-                      n_folds: int = 5) -> LoadedDataset:
+def load_personal_llm(
+    path: str | Path, n_users: int, rng: np.random.Generator, alpha: float = 1.0, n_folds: int = 5
+) -> LoadedDataset:
     """PersonalLLM rows at `path` (a table file, or a directory of train/val/test files) as pairs of `n_users`
     simulated users (ids u0, u1, ...); `rng` draws each prompt's pair, then the users' weights, then deals the CV
     folds. Every user labels the same pair of a prompt (see the module docstring). alpha = 1 draws weights
@@ -83,11 +94,15 @@ def load_personal_llm(path: str | Path, n_users: int, rng: np.random.Generator, 
     entries = []
     for file_split, rows in files:
         for i, (where, row) in enumerate(rows):
-            entries.append({
-                "i": i, "split": row_split(row, where, file_split), "prompt": text_field(row, "prompt", where),
-                "responses": [text_field(row, f"response_{j}", where) for j in range(1, k + 1)],
-                "scores": [[score(row, c, where) for c in rm_columns[rm]] for rm in rm_columns],
-            })
+            entries.append(
+                {
+                    "i": i,
+                    "split": row_split(row, where, file_split),
+                    "prompt": text_field(row, "prompt", where),
+                    "responses": [text_field(row, f"response_{j}", where) for j in range(1, k + 1)],
+                    "scores": [[score(row, c, where) for c in rm_columns[rm]] for rm in rm_columns],
+                }
+            )
     scores = np.array([e["scores"] for e in entries]).transpose(0, 2, 1)  # (prompt, response, reward model)
     mean, std = scores.mean(axis=(0, 1)), scores.std(axis=(0, 1))
     z = np.where(std > 0, (scores - mean) / np.where(std > 0, std, 1.0), 0.0)
@@ -102,8 +117,13 @@ def load_personal_llm(path: str | Path, n_users: int, rng: np.random.Generator, 
     users = [f"u{u}" for u in range(n_users)]
     folds = user_folds(users, n_folds, rng)
     utility = z @ weights.T  # (prompt, response, user)
-    counts = {"rows_read": n_prompts, "user_prompt_pairs": n_prompts * n_users, "records": 0,
-              "tied_utilities": 0, "identical_responses": 0}
+    counts = {
+        "rows_read": n_prompts,
+        "user_prompt_pairs": n_prompts * n_users,
+        "records": 0,
+        "tied_utilities": 0,
+        "identical_responses": 0,
+    }
     records = []
     for p, e in enumerate(entries):
         if not distinct[p]:
@@ -115,13 +135,23 @@ def load_personal_llm(path: str | Path, n_users: int, rng: np.random.Generator, 
                 counts["tied_utilities"] += 1
                 continue
             best, worst = (a, b) if utility[p, a, u] > utility[p, b, u] else (b, a)
-            records.append(record(
-                id=f"{SOURCE}-{e['split']}-{e['i']:06d}-{user}", source=SOURCE, user_id=user, prompt=e["prompt"],
-                chosen=e["responses"][best], rejected=e["responses"][worst], split=e["split"], fold=folds[user],
-            ))
+            records.append(
+                record(
+                    id=f"{SOURCE}-{e['split']}-{e['i']:06d}-{user}",
+                    source=SOURCE,
+                    user_id=user,
+                    prompt=e["prompt"],
+                    chosen=e["responses"][best],
+                    rejected=e["responses"][worst],
+                    split=e["split"],
+                    fold=folds[user],
+                )
+            )
     counts["records"] = len(records)
-    personas = [persona(user_id=user, demographics={"weights": dict(zip(rms, map(float, weights[u])))})
-                for u, user in enumerate(users)]
+    personas = [
+        persona(user_id=user, demographics={"weights": dict(zip(rms, map(float, weights[u])))})
+        for u, user in enumerate(users)
+    ]
     notes = [
         f"{n_users} simulated users over {len(rms)} reward models ({', '.join(rms)}), weights ~ Dirichlet({alpha:g} "
         f"* ones) in each persona's demographics['weights']; utility = weights . z-normalised scores.",
@@ -136,10 +166,14 @@ def load_personal_llm(path: str | Path, n_users: int, rng: np.random.Generator, 
     if constant:
         notes.append(f"Reward models with one score for every response (z = 0): {', '.join(constant)}.")
     if counts["tied_utilities"]:
-        notes.append(f"{counts['tied_utilities']} (prompt, user) pairs whose drawn responses have the same utility "
-                     f"for the user were filtered (tied_utilities).")
+        notes.append(
+            f"{counts['tied_utilities']} (prompt, user) pairs whose drawn responses have the same utility "
+            f"for the user were filtered (tied_utilities)."
+        )
     if counts["identical_responses"]:
-        notes.append(f"{counts['identical_responses']} (prompt, user) pairs of prompts whose responses are all the "
-                     f"same text were filtered (identical_responses).")
+        notes.append(
+            f"{counts['identical_responses']} (prompt, user) pairs of prompts whose responses are all the "
+            f"same text were filtered (identical_responses)."
+        )
     records_frame, personas_frame = frames(records, personas)
     return LoadedDataset(records_frame, personas_frame, counts, notes)

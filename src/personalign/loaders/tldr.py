@@ -14,7 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from personalign.loaders.common import (
-    DatasetError, LoadedDataset, frames, is_missing, persona, read_splits, record, row_split, text_field,
+    DatasetError,
+    LoadedDataset,
+    frames,
+    is_missing,
+    persona,
+    read_splits,
+    record,
+    row_split,
+    text_field,
     user_folds,
 )
 
@@ -49,8 +57,12 @@ def comparison(row: dict, where: str) -> dict:
     choice = row.get("choice")
     if isinstance(choice, bool) or not isinstance(choice, int) or choice not in (0, 1):
         raise DatasetError(f"{where}: field 'choice' must be 0 or 1, got {choice!r:.60}")
-    return {"prompt": f"{title.strip()}\n\n{post}" if title and title.strip() else post,
-            "chosen": texts[choice], "rejected": texts[1 - choice], "worker": text_field(row, "worker", where)}
+    return {
+        "prompt": f"{title.strip()}\n\n{post}" if title and title.strip() else post,
+        "chosen": texts[choice],
+        "rejected": texts[1 - choice],
+        "worker": text_field(row, "worker", where),
+    }
 
 
 def load_tldr(path: str | Path, n_users: int = 5, *, rng: np.random.Generator, n_folds: int = 5) -> LoadedDataset:
@@ -69,8 +81,13 @@ def load_tldr(path: str | Path, n_users: int = 5, *, rng: np.random.Generator, n
     per_worker = Counter(r["worker"] for r in rows)
     kept = sorted(per_worker, key=lambda w: (-per_worker[w], w))[:n_users]
     folds = user_folds(kept, n_folds, rng)
-    counts = {"rows_read": len(rows), "records": 0, "filtered_other_workers": 0, "identical_responses": 0,
-              "workers": len(per_worker)}
+    counts = {
+        "rows_read": len(rows),
+        "records": 0,
+        "filtered_other_workers": 0,
+        "identical_responses": 0,
+        "workers": len(per_worker),
+    }
     records = []
     for r in rows:
         if r["worker"] not in folds:
@@ -78,14 +95,24 @@ def load_tldr(path: str | Path, n_users: int = 5, *, rng: np.random.Generator, n
         elif r["chosen"] == r["rejected"]:
             counts["identical_responses"] += 1
         else:
-            records.append(record(id=r["id"], source=SOURCE, user_id=r["worker"], prompt=r["prompt"],
-                                  chosen=r["chosen"], rejected=r["rejected"], split=r["split"],
-                                  fold=folds[r["worker"]]))
+            records.append(
+                record(
+                    id=r["id"],
+                    source=SOURCE,
+                    user_id=r["worker"],
+                    prompt=r["prompt"],
+                    chosen=r["chosen"],
+                    rejected=r["rejected"],
+                    split=r["split"],
+                    fold=folds[r["worker"]],
+                )
+            )
     counts["records"] = len(records)
     personas = [persona(user_id=w) for w in kept]
     notes = [
         f"Users are the {len(kept)} workers with the most comparisons of {len(per_worker)}: "
-        + ", ".join(f"{w} ({per_worker[w]})" for w in kept) + f"; {counts['filtered_other_workers']} rows of other "
+        + ", ".join(f"{w} ({per_worker[w]})" for w in kept)
+        + f"; {counts['filtered_other_workers']} rows of other "
         "workers were filtered (filtered_other_workers).",
         "TL;DR annotators are known only by worker id: no persona descriptions, axes or demographics.",
         f"CV folds ({n_folds}) dealt over the kept workers with the seeded generator.",
@@ -93,7 +120,8 @@ def load_tldr(path: str | Path, n_users: int = 5, *, rng: np.random.Generator, n
     if len(per_worker) < n_users:
         notes.append(f"Only {len(per_worker)} workers in the data, fewer than the {n_users} users asked for.")
     if counts["identical_responses"]:
-        notes.append(f"{counts['identical_responses']} comparisons of identical summaries were filtered "
-                     f"(identical_responses).")
+        notes.append(
+            f"{counts['identical_responses']} comparisons of identical summaries were filtered (identical_responses)."
+        )
     records_frame, personas_frame = frames(records, personas)
     return LoadedDataset(records_frame, personas_frame, counts, notes)

@@ -17,7 +17,15 @@ from pathlib import Path
 import numpy as np
 
 from personalign.loaders.common import (
-    DatasetError, LoadedDataset, frames, is_missing, labelled_rows, persona, read_splits, record, row_split,
+    DatasetError,
+    LoadedDataset,
+    frames,
+    is_missing,
+    labelled_rows,
+    persona,
+    read_splits,
+    record,
+    row_split,
     text_field,
 )
 
@@ -42,8 +50,11 @@ def response_text(row: dict, name: str, where: str) -> str:
     if not isinstance(value, (list, tuple, np.ndarray)):
         raise DatasetError(f"{where}: field {name!r} must be text or a chat message list, got {type(value).__name__}")
     for j, message in enumerate(value):
-        if not (isinstance(message, dict) and isinstance(message.get("role"), str)
-                and isinstance(message.get("content"), str)):
+        if not (
+            isinstance(message, dict)
+            and isinstance(message.get("role"), str)
+            and isinstance(message.get("content"), str)
+        ):
             raise DatasetError(f"{where}: field '{name}[{j}]' must be a message with text 'role' and 'content'")
     replies = [message["content"] for message in value if message["role"] == "assistant"]
     if not replies:
@@ -77,8 +88,11 @@ def read_persona_table(path: str | Path, n_folds: int) -> tuple[dict[str, dict],
     for where, row in labelled_rows(path):
         name = text_field(row, "name", where)
         axes = row.get("axis")
-        if not isinstance(axes, (list, tuple, np.ndarray)) or not len(axes) or not all(
-                isinstance(a, str) and a.strip() for a in axes):
+        if (
+            not isinstance(axes, (list, tuple, np.ndarray))
+            or not len(axes)
+            or not all(isinstance(a, str) and a.strip() for a in axes)
+        ):
             raise DatasetError(f"{where}: field 'axis' must be a non-empty list of axis names, got {axes!r:.60}")
         fold = cv_fold(row, where, n_folds)
         user_id = slug(name)
@@ -87,8 +101,10 @@ def read_persona_table(path: str | Path, n_folds: int) -> tuple[dict[str, dict],
         if name in table or user_id in users:
             raise DatasetError(f"{where}: field 'name' {name!r} repeats person {users.get(user_id, name)!r}")
         users[user_id] = name
-        optional = {key: text_field(row, key, where, allow_empty=True) if not is_missing(row.get(key)) else ""
-                    for key in ("tag", "category", "gold")}
+        optional = {
+            key: text_field(row, key, where, allow_empty=True) if not is_missing(row.get(key)) else ""
+            for key in ("tag", "category", "gold")
+        }
         table[name] = {"user_id": user_id, "name": name, "axes": [str(a) for a in axes], "fold": fold, **optional}
         prefix_columns |= set(row) - set(PERSONA_COLUMNS)
     return table, sorted(prefix_columns)
@@ -120,23 +136,39 @@ def load_wikipersona(path: str | Path, personas_path: str | Path, n_folds: int =
             if chosen == rejected:
                 counts["identical_responses"] += 1
                 continue
-            records.append(record(
-                id=f"{SOURCE}-{split}-{i:06d}", source=SOURCE, user_id=person["user_id"], user_name=name,
-                axes=person["axes"], question_type=QUESTION_TYPES[kind], prompt=prompt, chosen=chosen,
-                rejected=rejected, split=split, fold=person["fold"], chosen_persona_gold=person["gold"],
-            ))
+            records.append(
+                record(
+                    id=f"{SOURCE}-{split}-{i:06d}",
+                    source=SOURCE,
+                    user_id=person["user_id"],
+                    user_name=name,
+                    axes=person["axes"],
+                    question_type=QUESTION_TYPES[kind],
+                    prompt=prompt,
+                    chosen=chosen,
+                    rejected=rejected,
+                    split=split,
+                    fold=person["fold"],
+                    chosen_persona_gold=person["gold"],
+                )
+            )
     counts["records"] = len(records)
     counts["personas"] = len(table)
-    personas = [persona(user_id=p["user_id"], name=p["name"], tag=p["tag"], axes=p["axes"], category=p["category"],
-                        gold=p["gold"]) for p in table.values()]
+    personas = [
+        persona(
+            user_id=p["user_id"], name=p["name"], tag=p["tag"], axes=p["axes"], category=p["category"], gold=p["gold"]
+        )
+        for p in table.values()
+    ]
     notes = [
         "Each record's chosen_persona_gold is its user's gold persona; WikiPersona has no persona for the rejected "
         "response and no retrieved personas, so those fields are empty.",
         f"Folds are the persona table's CV folds ({n_folds} folds); the persona table has no demographics.",
     ]
     if prefix_columns:
-        notes.append(f"Prefix columns of the persona table not carried into the canonical tables: "
-                     f"{', '.join(prefix_columns)}.")
+        notes.append(
+            f"Prefix columns of the persona table not carried into the canonical tables: {', '.join(prefix_columns)}."
+        )
     without_gold = sum(not p["gold"].strip() for p in table.values())
     if without_gold:
         notes.append(f"{without_gold} of {len(table)} personas have no gold persona description.")
@@ -144,7 +176,9 @@ def load_wikipersona(path: str | Path, personas_path: str | Path, n_folds: int =
     if unused:
         notes.append(f"{len(unused)} personas of the table have no records: {', '.join(unused)}.")
     if counts["identical_responses"]:
-        notes.append(f"{counts['identical_responses']} rows with identical chosen and rejected responses were "
-                     f"filtered (identical_responses).")
+        notes.append(
+            f"{counts['identical_responses']} rows with identical chosen and rejected responses were "
+            f"filtered (identical_responses)."
+        )
     records_frame, personas_frame = frames(records, personas)
     return LoadedDataset(records_frame, personas_frame, counts, notes)

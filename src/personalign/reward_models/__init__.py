@@ -46,7 +46,20 @@ def make_reward_model(name: str, **kwargs):
 
 
 __all__ = [
-    "REWARD_MODELS", "CausalLMJudge", "ConditionalRM", "EmbeddingContextJudge", "GPO", "IndividualRM",
-    "LoRARewardModel", "PersonalizedRM", "PreferenceData", "RAGJudge", "UnseenUserError", "VPL", "VanillaRM",
-    "evaluate", "make_reward_model", "preference_data",
+    "REWARD_MODELS",
+    "CausalLMJudge",
+    "ConditionalRM",
+    "EmbeddingContextJudge",
+    "GPO",
+    "IndividualRM",
+    "LoRARewardModel",
+    "PersonalizedRM",
+    "PreferenceData",
+    "RAGJudge",
+    "UnseenUserError",
+    "VPL",
+    "VanillaRM",
+    "evaluate",
+    "make_reward_model",
+    "preference_data",
 ]

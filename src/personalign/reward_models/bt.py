@@ -28,15 +28,24 @@ from personalign.seeding import stable_seed
 class _BTModel:
     """Hyperparameters shared by the Bradley-Terry models (CPU defaults: seconds on a few thousand pairs)."""
 
-    def __init__(self, hidden: int = 64, epochs: int = 30, batch_size: int = 64, lr: float = 1e-3,
-                 weight_decay: float = 0.0):
+    def __init__(
+        self, hidden: int = 64, epochs: int = 30, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0
+    ):
         self.hidden, self.epochs, self.batch_size = hidden, epochs, batch_size
         self.lr, self.weight_decay = lr, weight_decay
         self.history_: list[float] = []
 
     def _train(self, module: nn.Module, loss_of, n: int, seed: int) -> list[float]:
-        return train_minibatches(module, loss_of, n, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                                 weight_decay=self.weight_decay, gen=torch_generator(seed))
+        return train_minibatches(
+            module,
+            loss_of,
+            n,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            gen=torch_generator(seed),
+        )
 
 
 class VanillaRM(_BTModel):
@@ -48,8 +57,9 @@ class VanillaRM(_BTModel):
         init_seed, order_seed = draw_seed(rng), draw_seed(rng)
         self.head_ = build(init_seed, lambda: RewardHead(train.dim, self.hidden))
         x, yw, yl = tensors(train)
-        self.history_ = self._train(self.head_, lambda i: bt_loss(self.head_.margin(x[i], yw[i], yl[i])), len(train),
-                                    order_seed)
+        self.history_ = self._train(
+            self.head_, lambda i: bt_loss(self.head_.margin(x[i], yw[i], yl[i])), len(train), order_seed
+        )
         return self
 
     def fine_tune(self, data: PreferenceData, rng: np.random.Generator, epochs: int = 1) -> VanillaRM:
@@ -59,8 +69,15 @@ class VanillaRM(_BTModel):
         tuned = copy.deepcopy(self)
         x, yw, yl = tensors(data)
         tuned.history_ = self.history_ + train_minibatches(
-            tuned.head_, lambda i: bt_loss(tuned.head_.margin(x[i], yw[i], yl[i])), len(data), epochs=epochs,
-            batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay, gen=torch_generator(draw_seed(rng)))
+            tuned.head_,
+            lambda i: bt_loss(tuned.head_.margin(x[i], yw[i], yl[i])),
+            len(data),
+            epochs=epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            gen=torch_generator(draw_seed(rng)),
+        )
         return tuned
 
     def margins(self, data: PreferenceData) -> np.ndarray:
@@ -84,8 +101,9 @@ class IndividualRM(_BTModel):
             seed = stable_seed(base, "individual", user) % 2**31
             head = build(seed, lambda: RewardHead(train.dim, self.hidden))
             x, yw, yl = tensors(train.subset(rows))
-            self._train(head, lambda i, h=head, x=x, yw=yw, yl=yl: bt_loss(h.margin(x[i], yw[i], yl[i])), len(rows),
-                        seed + 1)
+            self._train(
+                head, lambda i, h=head, x=x, yw=yw, yl=yl: bt_loss(h.margin(x[i], yw[i], yl[i])), len(rows), seed + 1
+            )
             self.heads_[user] = head
         return self
 
@@ -131,12 +149,15 @@ class ConditionalRM(_BTModel):
     def fit(self, train: PreferenceData, rng: np.random.Generator) -> ConditionalRM:
         init_seed, order_seed = draw_seed(rng), draw_seed(rng)
         self.users_ = {u: i for i, u in enumerate(train.users())}
-        self.net_ = build(init_seed, lambda: _UserConditioned(train.dim, self.hidden, len(self.users_), self.user_dim,
-                                                              self.interaction))
+        self.net_ = build(
+            init_seed,
+            lambda: _UserConditioned(train.dim, self.hidden, len(self.users_), self.user_dim, self.interaction),
+        )
         x, yw, yl = tensors(train)
         u = torch.from_numpy(user_rows(train.user_ids, self.users_, "ConditionalRM"))
-        self.history_ = self._train(self.net_, lambda i: bt_loss(self.net_.margin(x[i], yw[i], yl[i], u[i])),
-                                    len(train), order_seed)
+        self.history_ = self._train(
+            self.net_, lambda i: bt_loss(self.net_.margin(x[i], yw[i], yl[i], u[i])), len(train), order_seed
+        )
         return self
 
     def margins(self, data: PreferenceData) -> np.ndarray:
@@ -163,8 +184,10 @@ class PersonalizedRM(_BTModel):
     def fit(self, train: PreferenceData, rng: np.random.Generator) -> PersonalizedRM:
         init_seed, order_seed = draw_seed(rng), draw_seed(rng)
         self.users_ = {u: i + 1 for i, u in enumerate(train.users())}  # row 0: the generic user
-        self.net_ = build(init_seed, lambda: _UserConditioned(train.dim, self.hidden, len(self.users_) + 1,
-                                                              self.user_dim, self.interaction))
+        self.net_ = build(
+            init_seed,
+            lambda: _UserConditioned(train.dim, self.hidden, len(self.users_) + 1, self.user_dim, self.interaction),
+        )
         x, yw, yl = tensors(train)
         u = torch.from_numpy(user_rows(train.user_ids, self.users_, "PersonalizedRM"))
         generic = torch.zeros_like(u)

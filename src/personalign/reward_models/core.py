@@ -72,8 +72,17 @@ def bt_loss(margin: torch.Tensor) -> torch.Tensor:
     return -nn.functional.logsigmoid(margin).mean()
 
 
-def train_minibatches(module: nn.Module, loss_of: Callable[[torch.Tensor], torch.Tensor], n: int, *, epochs: int,
-                      batch_size: int, lr: float, weight_decay: float, gen: torch.Generator) -> list[float]:
+def train_minibatches(
+    module: nn.Module,
+    loss_of: Callable[[torch.Tensor], torch.Tensor],
+    n: int,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    gen: torch.Generator,
+) -> list[float]:
     """Adam over `epochs` shuffled passes of minibatches of row indices 0..n-1 (`loss_of(idx)` gives the loss of
     one minibatch); returns the mean loss of each epoch. Leaves the module in eval mode."""
     module.train()
@@ -83,7 +92,7 @@ def train_minibatches(module: nn.Module, loss_of: Callable[[torch.Tensor], torch
         order = torch.randperm(n, generator=gen)
         total = 0.0
         for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             loss = loss_of(idx)
             opt.zero_grad()
             loss.backward()

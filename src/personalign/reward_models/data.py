@@ -88,13 +88,29 @@ class PreferenceData:
         rows = np.asarray(rows)
         if rows.dtype == bool:
             rows = np.flatnonzero(rows)
-        return PreferenceData(self.ids[rows], self.user_ids[rows], self.prompt_emb[rows], self.chosen_emb[rows],
-                              self.rejected_emb[rows], self.prompts[rows], self.chosen[rows], self.rejected[rows])
+        return PreferenceData(
+            self.ids[rows],
+            self.user_ids[rows],
+            self.prompt_emb[rows],
+            self.chosen_emb[rows],
+            self.rejected_emb[rows],
+            self.prompts[rows],
+            self.chosen[rows],
+            self.rejected[rows],
+        )
 
     def swapped(self) -> PreferenceData:
         """The same pairs with chosen and rejected exchanged (every label flipped)."""
-        return PreferenceData(self.ids, self.user_ids, self.prompt_emb, self.rejected_emb, self.chosen_emb,
-                              self.prompts, self.rejected, self.chosen)
+        return PreferenceData(
+            self.ids,
+            self.user_ids,
+            self.prompt_emb,
+            self.rejected_emb,
+            self.chosen_emb,
+            self.prompts,
+            self.rejected,
+            self.chosen,
+        )
 
 
 def preference_data(records: pd.DataFrame, embedder) -> PreferenceData:
@@ -111,8 +127,16 @@ def preference_data(records: pd.DataFrame, embedder) -> PreferenceData:
     def embed(texts):
         return vectors[np.asarray([row[t] for t in texts], dtype=np.int64)]
 
-    return PreferenceData(records["id"].astype(str).to_numpy(), records["user_id"].astype(str).to_numpy(),
-                          embed(prompts), embed(chosen), embed(rejected), prompts, chosen, rejected)
+    return PreferenceData(
+        records["id"].astype(str).to_numpy(),
+        records["user_id"].astype(str).to_numpy(),
+        embed(prompts),
+        embed(chosen),
+        embed(rejected),
+        prompts,
+        chosen,
+        rejected,
+    )
 
 
 def evaluate(model, data: PreferenceData) -> pd.DataFrame:
@@ -122,5 +146,6 @@ def evaluate(model, data: PreferenceData) -> pd.DataFrame:
     margins = np.asarray(model.margins(data), dtype=np.float64)
     if margins.shape != (len(data),):
         raise ValueError(f"{type(model).__name__}.margins returned shape {margins.shape} for {len(data)} pairs")
-    return pd.DataFrame({"id": data.ids.astype(str), "user_id": data.user_ids.astype(str), "margin": margins,
-                         "correct": margins > 0})
+    return pd.DataFrame(
+        {"id": data.ids.astype(str), "user_id": data.user_ids.astype(str), "margin": margins, "correct": margins > 0}
+    )

@@ -22,7 +22,7 @@ def draw_episode(rows: np.ndarray, n_context: int, n_targets: int, rng: np.rando
     perm = rng.permutation(rows)
     t = max(1, min(n_targets, len(rows) // 2))
     k = max(1, min(n_context, len(rows) - t))
-    return perm[:k], perm[k:k + t]
+    return perm[:k], perm[k : k + t]
 
 
 def pad(groups: list[np.ndarray], width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -30,13 +30,19 @@ def pad(groups: list[np.ndarray], width: int) -> tuple[np.ndarray, np.ndarray]:
     idx = np.zeros((len(groups), width), dtype=np.int64)
     mask = np.zeros((len(groups), width), dtype=bool)
     for i, g in enumerate(groups):
-        idx[i, :len(g)] = g
-        mask[i, :len(g)] = True
+        idx[i, : len(g)] = g
+        mask[i, : len(g)] = True
     return idx, mask
 
 
-def episode_batch(users: dict[str, np.ndarray], names: list[str], users_per_step: int, context_size: tuple[int, int],
-                  targets_per_user: int, rng: np.random.Generator):
+def episode_batch(
+    users: dict[str, np.ndarray],
+    names: list[str],
+    users_per_step: int,
+    context_size: tuple[int, int],
+    targets_per_user: int,
+    rng: np.random.Generator,
+):
     """One meta-training step's episodes: up to `users_per_step` users, a context size drawn from `context_size`, and
     per user a context and targets of their training rows; returns (context rows, context mask, target rows, target
     mask) as padded tensors."""

@@ -38,8 +38,9 @@ class _GPONet(nn.Module):
         """Logits (B, T) that each target's first response is preferred, from context features (B, K, F), labels
         (B, K) in {-1, +1}, masks of real entries (B, K) and (B, T), and target features (B, T, F)."""
         k, t = c_feats.shape[1], t_feats.shape[1]
-        seq = torch.cat([self.embed(c_feats) + c_labels.unsqueeze(-1) * self.label,
-                         self.embed(t_feats) + self.query], dim=1)
+        seq = torch.cat(
+            [self.embed(c_feats) + c_labels.unsqueeze(-1) * self.label, self.embed(t_feats) + self.query], dim=1
+        )
         blocked = torch.ones(k + t, k + t, dtype=torch.bool)
         blocked[:, :k] = False  # everyone reads the context
         blocked[k:, k:] = ~torch.eye(t, dtype=torch.bool)  # a target reads itself, not the other targets
@@ -57,9 +58,21 @@ class GPO:
 
     name = "gpo"
 
-    def __init__(self, d_model: int = 64, layers: int = 2, heads: int = 4, ff: int = 128, steps: int = 400,
-                 users_per_step: int = 16, context_size: tuple[int, int] = (8, 64), targets_per_user: int = 32,
-                 max_context: int = 128, lr: float = 1e-3, weight_decay: float = 0.0, target_chunk: int = 512):
+    def __init__(
+        self,
+        d_model: int = 64,
+        layers: int = 2,
+        heads: int = 4,
+        ff: int = 128,
+        steps: int = 400,
+        users_per_step: int = 16,
+        context_size: tuple[int, int] = (8, 64),
+        targets_per_user: int = 32,
+        max_context: int = 128,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        target_chunk: int = 512,
+    ):
         self.d_model, self.layers, self.heads, self.ff = d_model, layers, heads, ff
         self.steps, self.users_per_step, self.context_size = steps, users_per_step, context_size
         self.targets_per_user, self.max_context, self.target_chunk = targets_per_user, max_context, target_chunk
@@ -81,12 +94,18 @@ class GPO:
         self.net_.train()
         self.history_ = []
         for _ in range(self.steps):
-            c_idx, c_mask, t_idx, t_mask = episode_batch(users, names, self.users_per_step, self.context_size,
-                                                          self.targets_per_user, episodes)
+            c_idx, c_mask, t_idx, t_mask = episode_batch(
+                users, names, self.users_per_step, self.context_size, self.targets_per_user, episodes
+            )
             c_sign = torch.from_numpy(episodes.choice([-1.0, 1.0], size=c_idx.shape).astype(np.float32))
             t_sign = torch.from_numpy(episodes.choice([-1.0, 1.0], size=t_idx.shape).astype(np.float32))
-            logits = self.net_(oriented(feats[c_idx], c_sign, self.dim_), c_sign, c_mask,
-                               oriented(feats[t_idx], t_sign, self.dim_), t_mask)
+            logits = self.net_(
+                oriented(feats[c_idx], c_sign, self.dim_),
+                c_sign,
+                c_mask,
+                oriented(feats[t_idx], t_sign, self.dim_),
+                t_mask,
+            )
             loss = nn.functional.binary_cross_entropy_with_logits(logits[t_mask], (t_sign[t_mask] > 0).float())
             opt.zero_grad()
             loss.backward()
@@ -116,8 +135,8 @@ class GPO:
                 c_feats, c_signs, c_mask = self._context(user, context)
                 feats = pair_features(*tensors(data.subset(rows)))
                 for start in range(0, len(rows), self.target_chunk):
-                    f = feats[start:start + self.target_chunk]
+                    f = feats[start : start + self.target_chunk]
                     both = torch.cat([f, oriented(f, -torch.ones(len(f)), self.dim_)]).unsqueeze(0)
                     logits = self.net_(c_feats, c_signs, c_mask, both, torch.ones(1, 2 * len(f), dtype=torch.bool))[0]
-                    out[rows[start:start + len(f)]] = ((logits[:len(f)] - logits[len(f):]) / 2).numpy()
+                    out[rows[start : start + len(f)]] = ((logits[: len(f)] - logits[len(f) :]) / 2).numpy()
         return out

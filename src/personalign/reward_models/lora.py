@@ -27,11 +27,23 @@ class LoRARewardModel:
 
     name = "lora"
 
-    def __init__(self, model_path: str | Path, mode: str = "vanilla", lora_r: int = 16, lora_alpha: int = 32,
-                 lora_dropout: float = 0.0, learning_rate: float = 3e-4, epochs: float = 1.0, batch_size: int = 8,
-                 max_length: int = 1024, max_steps: int = -1, device: str = "auto",
-                 activation_checkpointing: bool = False, eval_batch_size: int = 16,
-                 output_dir: str | Path | None = None):
+    def __init__(
+        self,
+        model_path: str | Path,
+        mode: str = "vanilla",
+        lora_r: int = 16,
+        lora_alpha: int = 32,
+        lora_dropout: float = 0.0,
+        learning_rate: float = 3e-4,
+        epochs: float = 1.0,
+        batch_size: int = 8,
+        max_length: int = 1024,
+        max_steps: int = -1,
+        device: str = "auto",
+        activation_checkpointing: bool = False,
+        eval_batch_size: int = 16,
+        output_dir: str | Path | None = None,
+    ):
         if mode not in MODES:
             raise ValueError(f"LoRARewardModel: mode {mode!r} not in {MODES}")
         self.model_path, self.mode = str(model_path), mode
@@ -58,15 +70,17 @@ class LoRARewardModel:
             prompt = USER_PREFIX.format(user=user) + prompt
         text = chat(self.tokenizer_, None, prompt) + response
         ids = self.tokenizer_(text, add_special_tokens=False)["input_ids"] + [self.tokenizer_.eos_token_id]
-        return ids[-self.max_length:]
+        return ids[-self.max_length :]
 
     def _dataset(self, data: PreferenceData):
         from datasets import Dataset
 
-        return Dataset.from_dict({
-            "chosen_ids": [self.encode(u, p, c) for u, p, c in zip(data.user_ids, data.prompts, data.chosen)],
-            "rejected_ids": [self.encode(u, p, r) for u, p, r in zip(data.user_ids, data.prompts, data.rejected)],
-        })
+        return Dataset.from_dict(
+            {
+                "chosen_ids": [self.encode(u, p, c) for u, p, c in zip(data.user_ids, data.prompts, data.chosen)],
+                "rejected_ids": [self.encode(u, p, r) for u, p, r in zip(data.user_ids, data.prompts, data.rejected)],
+            }
+        )
 
     # --- training ------------------------------------------------------------------------------------------------
     def _train_one(self, data: PreferenceData, seed: int, out: Path):
@@ -81,18 +95,40 @@ class LoRARewardModel:
         bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
         set_seed(seed)  # the score head and the LoRA matrices are drawn here
         model = AutoModelForSequenceClassification.from_pretrained(
-            self.model_path, num_labels=1, dtype=torch.bfloat16 if bf16 else torch.float32)
+            self.model_path, num_labels=1, dtype=torch.bfloat16 if bf16 else torch.float32
+        )
         model.config.pad_token_id = self.tokenizer_.pad_token_id
         args = RewardConfig(
-            output_dir=str(out), per_device_train_batch_size=self.batch_size, num_train_epochs=self.epochs,
-            max_steps=self.max_steps, learning_rate=self.learning_rate, max_length=None, logging_steps=1,
-            save_strategy="no", report_to=[], seed=seed, data_seed=seed, use_cpu=device == "cpu", bf16=bf16,
-            activation_checkpointing=self.activation_checkpointing, disable_tqdm=True,
+            output_dir=str(out),
+            per_device_train_batch_size=self.batch_size,
+            num_train_epochs=self.epochs,
+            max_steps=self.max_steps,
+            learning_rate=self.learning_rate,
+            max_length=None,
+            logging_steps=1,
+            save_strategy="no",
+            report_to=[],
+            seed=seed,
+            data_seed=seed,
+            use_cpu=device == "cpu",
+            bf16=bf16,
+            activation_checkpointing=self.activation_checkpointing,
+            disable_tqdm=True,
         )
-        peft_config = LoraConfig(r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
-                                 target_modules="all-linear", task_type="SEQ_CLS")
-        trainer = RewardTrainer(model=model, args=args, train_dataset=self._dataset(data),
-                                processing_class=self.tokenizer_, peft_config=peft_config)
+        peft_config = LoraConfig(
+            r=self.lora_r,
+            lora_alpha=self.lora_alpha,
+            lora_dropout=self.lora_dropout,
+            target_modules="all-linear",
+            task_type="SEQ_CLS",
+        )
+        trainer = RewardTrainer(
+            model=model,
+            args=args,
+            train_dataset=self._dataset(data),
+            processing_class=self.tokenizer_,
+            peft_config=peft_config,
+        )
         trainer.train()
         self.history_.extend(h["loss"] for h in trainer.state.log_history if "loss" in h)
         return trainer.model.eval()
@@ -106,9 +142,10 @@ class LoRARewardModel:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(self.output_dir) if self.output_dir is not None else Path(tmp)
             if self.mode == "individual":
-                self.models_ = {u: self._train_one(train.subset(rows), stable_seed(seed, "lora", u) % 2**31,
-                                                   root / f"user-{i}")
-                                for i, (u, rows) in enumerate(train.user_index().items())}
+                self.models_ = {
+                    u: self._train_one(train.subset(rows), stable_seed(seed, "lora", u) % 2**31, root / f"user-{i}")
+                    for i, (u, rows) in enumerate(train.user_index().items())
+                }
             else:
                 self.models_ = {None: self._train_one(train, seed, root / "all")}
         return self
@@ -121,13 +158,13 @@ class LoRARewardModel:
         out = []
         pad_id = self.tokenizer_.pad_token_id
         for start in range(0, len(sequences), self.eval_batch_size):
-            batch = sequences[start:start + self.eval_batch_size]
+            batch = sequences[start : start + self.eval_batch_size]
             width = max(map(len, batch))
             ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
             for i, seq in enumerate(batch):
-                ids[i, :len(seq)] = torch.tensor(seq)
-                mask[i, :len(seq)] = 1
+                ids[i, : len(seq)] = torch.tensor(seq)
+                mask[i, : len(seq)] = 1
             with torch.inference_mode():
                 logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits
             out.append(logits[:, 0].float().cpu().numpy())

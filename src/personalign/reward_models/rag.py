@@ -43,8 +43,9 @@ class EmbeddingContextJudge:
         return score(data.chosen_emb) - score(data.rejected_emb)
 
 
-RAG_SYSTEM = ("You predict which of two responses a particular person would prefer, going by the choices that person "
-              "made before.")
+RAG_SYSTEM = (
+    "You predict which of two responses a particular person would prefer, going by the choices that person made before."
+)
 RAG_EXAMPLE = "Example {i}\nRequest: {prompt}\nResponse they preferred: {chosen}\nResponse they rejected: {rejected}"
 RAG_QUERY = (
     "Earlier, this person compared responses to similar requests:\n\n{examples}\n\n"
@@ -76,10 +77,13 @@ class CausalLMJudge:
         """The exact text the model reads, ending where the answer letter goes."""
         from personalign.prompts import chat
 
-        shown = "\n\n".join(RAG_EXAMPLE.format(i=i, prompt=self._clip(p), chosen=self._clip(c),
-                                               rejected=self._clip(r)) for i, (p, c, r) in enumerate(examples, 1))
-        user = RAG_QUERY.format(examples=shown or "(none)", prompt=self._clip(prompt), first=self._clip(first),
-                                second=self._clip(second))
+        shown = "\n\n".join(
+            RAG_EXAMPLE.format(i=i, prompt=self._clip(p), chosen=self._clip(c), rejected=self._clip(r))
+            for i, (p, c, r) in enumerate(examples, 1)
+        )
+        user = RAG_QUERY.format(
+            examples=shown or "(none)", prompt=self._clip(prompt), first=self._clip(first), second=self._clip(second)
+        )
         return chat(self.tokenizer, RAG_SYSTEM, user, RAG_ANSWER_PREFIX)
 
     def option_logprobs(self, text: str) -> tuple[float, float]:
@@ -96,11 +100,13 @@ class CausalLMJudge:
         orders = np.zeros((len(data), 2))
         for i in range(len(data)):
             shown = [(examples.prompts[j], examples.chosen[j], examples.rejected[j]) for j in neighbours[i] if j >= 0]
-            lp_a, lp_b = self.option_logprobs(self.prompt_text(data.prompts[i], shown, data.chosen[i],
-                                                               data.rejected[i]))
+            lp_a, lp_b = self.option_logprobs(
+                self.prompt_text(data.prompts[i], shown, data.chosen[i], data.rejected[i])
+            )
             orders[i, 0] = lp_a - lp_b  # chosen shown as A
-            lp_a, lp_b = self.option_logprobs(self.prompt_text(data.prompts[i], shown, data.rejected[i],
-                                                               data.chosen[i]))
+            lp_a, lp_b = self.option_logprobs(
+                self.prompt_text(data.prompts[i], shown, data.rejected[i], data.chosen[i])
+            )
             orders[i, 1] = lp_b - lp_a  # chosen shown as B
         self.order_margins_ = orders
         return orders.mean(1)

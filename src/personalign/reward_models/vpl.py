@@ -36,10 +36,21 @@ class VPL:
 
     name = "vpl"
 
-    def __init__(self, latent_dim: int = 8, hidden: int = 64, encoder_hidden: int = 64, beta: float = 0.01,
-                 steps: int = 400, users_per_step: int = 16, context_size: tuple[int, int] = (8, 64),
-                 targets_per_user: int = 32, max_context: int = 256, lr: float = 1e-3, weight_decay: float = 0.0,
-                 interaction: bool = True):
+    def __init__(
+        self,
+        latent_dim: int = 8,
+        hidden: int = 64,
+        encoder_hidden: int = 64,
+        beta: float = 0.01,
+        steps: int = 400,
+        users_per_step: int = 16,
+        context_size: tuple[int, int] = (8, 64),
+        targets_per_user: int = 32,
+        max_context: int = 256,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        interaction: bool = True,
+    ):
         self.latent_dim, self.hidden, self.encoder_hidden, self.beta = latent_dim, hidden, encoder_hidden, beta
         self.steps, self.users_per_step, self.context_size = steps, users_per_step, context_size
         self.targets_per_user, self.max_context = targets_per_user, max_context
@@ -51,8 +62,9 @@ class VPL:
         users = eligible_users(train)
         if not users:
             raise ValueError("VPL needs at least one user with two or more training pairs")
-        self.net_ = build(init_seed, lambda: _VPLNet(train.dim, self.hidden, self.latent_dim, self.encoder_hidden,
-                                                     self.interaction))
+        self.net_ = build(
+            init_seed, lambda: _VPLNet(train.dim, self.hidden, self.latent_dim, self.encoder_hidden, self.interaction)
+        )
         self.train_ = train
         x, yw, yl = tensors(train)
         feats = pair_features(x, yw, yl)
@@ -62,8 +74,9 @@ class VPL:
         self.net_.train()
         self.history_ = []
         for _ in range(self.steps):
-            c_idx, c_mask, t_idx, t_mask = episode_batch(users, names, self.users_per_step, self.context_size,
-                                                          self.targets_per_user, episodes)
+            c_idx, c_mask, t_idx, t_mask = episode_batch(
+                users, names, self.users_per_step, self.context_size, self.targets_per_user, episodes
+            )
             mu, logvar = self.net_.posterior(feats[c_idx], c_mask.float())
             z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=gen)
             zt = z.unsqueeze(1).expand(-1, t_idx.shape[1], -1)[t_mask]

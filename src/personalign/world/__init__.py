@@ -1,4 +1,5 @@
-"""The built-in persona world: 11 axes of WikiPersona's Table 7, fictional personas, divergent and personal questions."""
+"""The built-in persona world: 11 axes of WikiPersona's Table 7, fictional personas, divergent and personal
+questions."""
 
 from __future__ import annotations
 
