@@ -145,3 +145,28 @@ def test_stage_4s_out_of_domain_sets_are_checked_by_validate(name, tmp_path, cap
     assert code == 2 and out == "" and err.startswith("personalign: invalid data\n")
     for part in parts:
         assert part in err
+
+
+def test_run_stops_on_its_stages_bad_file_before_the_notebook(tmp_path, capsys, monkeypatch):
+    """`personalign run score` reads stage 4's out-of-domain sets before papermill starts: a RewardBench file without
+    a configured subset stops it with exit code 2, and no rendered notebook or result is written."""
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        yaml.safe_dump(
+            {
+                "score": {
+                    "alignment_tax": {
+                        "beavertails": "",
+                        "rewardbench": str(FIXTURE_SETS / "rewardbench.jsonl"),
+                        "rewardbench_subsets": ["donotanswer"],
+                    }
+                }
+            }
+        )
+    )
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["run", "score", "--params", str(params)]) == 2
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and "no rows of subset(s) donotanswer" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
