@@ -26,13 +26,12 @@ DATA = {"dpo": ("dpo", "none"), "pt_gold": ("pt", "gold")}  # short prompts; ~38
 def arm(name: str, pairs: int, data: str) -> dict:
     import pandas as pd
 
-    from personalign.config import TrainDefaults
+    from personalign.config import RunSpec
     from personalign.records import read_records
-    from personalign.training import RunSpec, conversational_dataset, lora_config, train_adapter, training_pairs
+    from personalign.training import conversational_dataset, lora_config, train_adapter, training_pairs
 
     kind, prefix = DATA[data]
-    defaults = TrainDefaults().model_dump(exclude={"num_processes", "accelerate_config"})
-    run = RunSpec("bench", kind, prefix=prefix, **(defaults | {"epochs": 1, "save_steps": 10_000}))
+    run = RunSpec(name="bench", kind=kind, prefix=prefix, epochs=1, save_steps=10_000)
     prefixes = pd.read_json("data/prefixes.jsonl", lines=True)
     pairs_table = training_pairs(run, read_records("data/records.jsonl"), prefixes).head(pairs)
     with tempfile.TemporaryDirectory() as tmp:

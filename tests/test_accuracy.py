@@ -9,8 +9,9 @@ import pytest
 from tiny_checkpoints import save_base, save_random_adapter
 
 from personalign import accuracy as acc
+from personalign.conditioning import ConditioningError, variant_prompts
+from personalign.config import RunSpec, ScoreParams
 from personalign.prompts import PT_TEMPLATE
-from personalign.training import RunSpec
 
 USERS = ["ann", "bob", "cy", "dee"]
 
@@ -46,14 +47,16 @@ def prefix_frame() -> pd.DataFrame:
 
 
 def test_conditions_per_run_kind():
-    mt = RunSpec("mt_fs", "mt", prefix="few_shot", held_out_fold=0)
+    mt = RunSpec(name="mt_fs", kind="mt", prefix="few_shot", held_out_fold=0)
     names = [c.name for c in acc.run_conditions(mt, [0, 1], sensitivity=True)]
     assert names == ["seen_prefix", "new_prefix_seed_1", "shuffled_prefix", "no_prefix"]
     assert [c.variant for c in acc.run_conditions(mt, [0, 1], sensitivity=False)] == ["few_shot@0"]
-    tag = acc.run_conditions(RunSpec("mt_tag", "mt", prefix="tag"), [0, 1], sensitivity=True)
+    tag = acc.run_conditions(RunSpec(name="mt_tag", kind="mt", prefix="tag"), [0, 1], sensitivity=True)
     assert [c.variant for c in tag] == ["tag@0", "shuffled_tag@0", "none"]  # tags have no selection seed
-    assert [c.variant for c in acc.run_conditions(RunSpec("pt", "pt", prefix="gold"), [0], True)] == ["pt_gold"]
-    assert [c.variant for c in acc.run_conditions(RunSpec("d", "dpo"), [0], True)] == ["none"]
+    assert [c.variant for c in acc.run_conditions(RunSpec(name="pt", kind="pt", prefix="gold"), [0], True)] == [
+        "pt_gold"
+    ]
+    assert [c.variant for c in acc.run_conditions(RunSpec(name="d", kind="dpo"), [0], True)] == ["none"]
     base = acc.base_conditions(
         ["none", "tag", "persona_strong", "few_shot"],
         {"tag", "few_shot"},
@@ -65,21 +68,23 @@ def test_conditions_per_run_kind():
 
 def test_prompts_of_each_variant_and_clear_errors():
     test, prefixes = make_test(), prefix_frame()
-    assert acc.variant_prompts("none", test, prefixes, None) == list(test.prompt)
-    assert acc.variant_prompts("tag@1", test, prefixes, None)[0] == "tag-1-ann question 0 of ann?"
-    assert acc.variant_prompts("pt_gold", test, prefixes, None)[0] == PT_TEMPLATE.format(
+    assert variant_prompts("none", test, prefixes, None) == list(test.prompt)
+    assert variant_prompts("tag@1", test, prefixes, None)[0] == "tag-1-ann question 0 of ann?"
+    assert variant_prompts("pt_gold", test, prefixes, None)[0] == PT_TEMPLATE.format(
         x="question 0 of ann?", persona="ann likes tea"
     )
-    with pytest.raises(acc.ScoringInputError, match="'gold@0': stage 2 computed no such prefix for user 'ann'"):
-        acc.variant_prompts("gold@0", test, prefixes, None)
-    with pytest.raises(acc.ScoringInputError, match="'pt_retr': persona source 'retr' needs stage 2's pair personas"):
-        acc.variant_prompts("pt_retr", test, prefixes, None)
+    with pytest.raises(
+        ConditioningError, match="'gold@0': stage 2 computed no 'gold' prefix \\(seed 0\\) for user 'ann'"
+    ):
+        variant_prompts("gold@0", test, prefixes, None)
+    with pytest.raises(ConditioningError, match="'pt_retr': persona source 'retr' needs stage 2's pair personas"):
+        variant_prompts("pt_retr", test, prefixes, None)
 
 
 def test_a_persona_inferred_from_the_test_pair_is_a_labelled_oracle_never_a_headline_cell():
     """Issue 14.3: scoring a test pair under the persona inferred from that pair (y_w marked preferred) leaks the
     label; such cells are named as oracles and left out of the headline table."""
-    conditions = acc.run_conditions(RunSpec("pt", "pt", prefix="pair"), [0], True)
+    conditions = acc.run_conditions(RunSpec(name="pt", kind="pt", prefix="pair"), [0], True)
     assert [(c.name, c.variant, c.sees_label) for c in conditions] == [
         ("pt_retr", "pt_retr", False),
         ("pt_pair_oracle_sees_label", "pt_pair", True),
@@ -90,7 +95,7 @@ def test_a_persona_inferred_from_the_test_pair_is_a_labelled_oracle_never_a_head
     pair_personas = pd.DataFrame(
         {"id": test.id, "chosen_persona": "The user wants y_w.", "chosen_persona_retr": "The user likes tea."}
     )
-    assert acc.variant_prompts("pt_pair", test, prefixes, pair_personas)[0].endswith(
+    assert variant_prompts("pt_pair", test, prefixes, pair_personas)[0].endswith(
         "Persona: The user wants y_w.\nResponse:"
     )
     scores = pd.DataFrame(
@@ -119,7 +124,7 @@ def test_the_default_pt_run_trains_and_is_tested_on_the_same_kind_of_persona():
     from pathlib import Path
 
     from personalign.config import load_params
-    from personalign.training import resolve_run
+    from personalign.runs import resolve_run
 
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
     pt = [resolve_run(n, params.train, 0) for n, r in params.train.runs.items() if r.kind == "pt"]
@@ -131,8 +136,10 @@ def test_the_default_pt_run_trains_and_is_tested_on_the_same_kind_of_persona():
 
 def test_seen_users():
     test = make_test()
-    assert list(acc.seen_users(RunSpec("m", "mt", prefix="tag", held_out_fold=1), test)) == [f != 1 for f in test.fold]
-    pm = RunSpec("p", "pm", user="bob")
+    assert list(acc.seen_users(RunSpec(name="m", kind="mt", prefix="tag", held_out_fold=1), test)) == [
+        f != 1 for f in test.fold
+    ]
+    pm = RunSpec(name="p", kind="pm", user="bob")
     assert list(acc.seen_users(pm, test)) == [u == "bob" for u in test.user_id]
     assert not acc.seen_users(None, test).any()
 
@@ -178,7 +185,7 @@ def test_adapters_share_one_base_and_rescoring_is_served_from_the_cache(tiny, tm
 
     model, tokenizer = tiny
     base_dir = save_base(model, tokenizer, tmp_path / "base")
-    runs = [RunSpec("dpo", "dpo"), RunSpec("mt_tag", "mt", prefix="tag", held_out_fold=0)]
+    runs = [RunSpec(name="dpo", kind="dpo"), RunSpec(name="mt_tag", kind="mt", prefix="tag", held_out_fold=0)]
     for k, run in enumerate(runs):
         save_random_adapter(model, tmp_path / "adapters" / run.name / "adapter", seed=k)
     test, prefixes = make_test(), prefix_frame()
@@ -189,10 +196,8 @@ def test_adapters_share_one_base_and_rescoring_is_served_from_the_cache(tiny, tm
         test,
         prefixes,
         None,
-        ["none", "tag"],
+        ScoreParams(base_prefixes=["none", "tag"], sensitivity=True, batch_size=4),
         [0],
-        True,
-        4,
         "fp32",
         tmp_path / "cache",
     )
@@ -209,7 +214,7 @@ def test_adapters_share_one_base_and_rescoring_is_served_from_the_cache(tiny, tm
     alone = PeftModel.from_pretrained(
         load_base(base_dir, "cpu", "float32")[0], str(tmp_path / "adapters" / "mt_tag" / "adapter")
     )
-    pairs = test.assign(prompt=acc.variant_prompts("tag@0", test, prefixes, None))
+    pairs = test.assign(prompt=variant_prompts("tag@0", test, prefixes, None))
     direct = scoring.score_pairs(alone, tokenizer, pairs, 4)
     scored = examples[(examples.system == "mt_tag") & (examples.condition == "seen_prefix")]
     assert np.allclose(scored.chosen_logp, direct.chosen_logp, atol=1e-4)
@@ -229,14 +234,12 @@ def test_a_missing_adapter_is_named_before_scoring(tmp_path):
         acc.score_systems(
             tmp_path,
             tmp_path / "adapters",
-            [RunSpec("dpo", "dpo")],
+            [RunSpec(name="dpo", kind="dpo")],
             make_test(),
             prefix_frame(),
             None,
-            ["none"],
+            ScoreParams(base_prefixes=["none"], sensitivity=True, batch_size=4),
             [0],
-            True,
-            4,
             "fp32",
             tmp_path / "cache",
         )
@@ -307,7 +310,7 @@ def test_implicit_decisions_near_the_reference_are_measured_and_made_in_fp32(tin
     model, tokenizer = tiny
     base_dir = save_base(model, tokenizer, tmp_path / "base")
     policy = save_random_adapter(model, tmp_path / "adapters" / "dpo" / "adapter", seed=0, scale=0.001)
-    runs, test, prefixes = [RunSpec("dpo", "dpo")], make_test(), prefix_frame()
+    runs, test, prefixes = [RunSpec(name="dpo", kind="dpo")], make_test(), prefix_frame()
     check = acc.implicit_precision_check(
         base_dir, tmp_path / "adapters", runs, test, prefixes, None, [0], 4, tmp_path / "cache", "bf16"
     )
@@ -320,10 +323,8 @@ def test_implicit_decisions_near_the_reference_are_measured_and_made_in_fp32(tin
         test,
         prefixes,
         None,
-        ["none"],
+        ScoreParams(base_prefixes=["none"], sensitivity=True, batch_size=4),
         [0],
-        True,
-        4,
         check["precision"],
         tmp_path / "cache",
     )
@@ -353,13 +354,13 @@ def test_a_vpl_run_is_scored_with_each_users_soft_prefix_against_the_base_withou
 
     model, tokenizer = tiny
     base_dir = save_base(model, tokenizer, tmp_path / "base")
-    run = RunSpec("mt_vpl", "mt", prefix="vpl", held_out_fold=0)
+    run = RunSpec(name="mt_vpl", kind="mt", prefix="vpl", held_out_fold=0)
     policy = save_random_adapter(model, tmp_path / "adapters" / run.name / "adapter", seed=3)
     hidden = model.get_input_embeddings().weight.shape[1]
     soft = torch.randn(len(USERS), 1, hidden, generator=torch.Generator().manual_seed(2)) * 0.1
     save_prefixes(tmp_path / "adapters" / run.name / PREFIXES_FILE, USERS, soft)
     assert [c.variant for c in acc.run_conditions(run, [0], True)] == ["vpl@0", "shuffled_vpl@0", "none"]
-    assert acc.variant_prompts("vpl@0", make_test(), prefix_frame(), None) == list(make_test().prompt)
+    assert variant_prompts("vpl@0", make_test(), prefix_frame(), None) == list(make_test().prompt)
     test = make_test()
     examples = acc.score_systems(
         base_dir,
@@ -368,10 +369,8 @@ def test_a_vpl_run_is_scored_with_each_users_soft_prefix_against_the_base_withou
         test,
         prefix_frame(),
         None,
-        ["none"],
+        ScoreParams(base_prefixes=["none"], sensitivity=True, batch_size=4),
         [0],
-        True,
-        4,
         "fp32",
         tmp_path / "cache",
     )

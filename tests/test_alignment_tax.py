@@ -224,7 +224,8 @@ def test_configured_sets_say_what_is_left_out(tmp_path):
 def test_tax_scores_cover_base_and_adapter_with_and_without_prefix_and_are_cached(tiny, tmp_path, monkeypatch):
     from tiny_checkpoints import save_base, save_random_adapter
 
-    from personalign.training import RunSpec
+    from personalign.conditioning import out_of_domain_prefix
+    from personalign.config import RunSpec
 
     model, tokenizer = tiny
     save_base(model, tokenizer, tmp_path / "base")
@@ -232,9 +233,9 @@ def test_tax_scores_cover_base_and_adapter_with_and_without_prefix_and_are_cache
     prefixes = pd.DataFrame(
         {"user_id": ["a", "b"], "prefix_type": ["tag", "tag"], "seed": [0, 0], "text": ["<a>", "<b>"]}
     )
-    name, prefix_fn = tax.run_prefix(RunSpec("mt_tag", "mt", prefix="tag"), prefixes, pd.DataFrame())
+    name, prefix_fn = out_of_domain_prefix(RunSpec(name="mt_tag", kind="mt", prefix="tag"), prefixes, pd.DataFrame())
     assert name == "tag_prefix" and prefix_fn("q?") in {"<a> q?", "<b> q?"} and prefix_fn("q?") == prefix_fn("q?")
-    assert tax.run_prefix(RunSpec("dpo", "dpo"), prefixes, pd.DataFrame()) is None
+    assert out_of_domain_prefix(RunSpec(name="dpo", kind="dpo"), prefixes, pd.DataFrame()) is None
     sets, _ = tax.configured_sets(
         {"rewardbench": str(FIXTURES / "rewardbench.jsonl"), "arc": str(FIXTURES / "arc.jsonl")},
         list(SAFETY_SUBSETS),

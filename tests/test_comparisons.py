@@ -9,11 +9,11 @@ import pytest
 from tiny_checkpoints import save_base, save_random_adapter
 
 from personalign import comparisons as cmp
-from personalign.config import JudgeParams, parse_params
+from personalign.conditioning import ConditioningError, first_person
+from personalign.config import JudgeParams, RunSpec, parse_params
 from personalign.generation import Sampling
 from personalign.judge import JudgeContext, SimulatedJudge, Verdict, WorldPersonas, pair_context
 from personalign.prompts import PT_TEMPLATE
-from personalign.training import RunSpec
 
 
 def make_test() -> pd.DataFrame:
@@ -36,10 +36,10 @@ def make_test() -> pd.DataFrame:
 
 
 def test_first_person_rewrites_inferred_personas():
-    assert cmp.first_person("The user is a vegan runner.") == "I am a vegan runner."
-    assert cmp.first_person("The user values honesty and plain answers") == "I value honesty and plain answers"
-    assert cmp.first_person("The user has two kids") == "I have two kids"
-    assert cmp.first_person("Ann Smith is a chef.") == "About me: Ann Smith is a chef."
+    assert first_person("The user is a vegan runner.") == "I am a vegan runner."
+    assert first_person("The user values honesty and plain answers") == "I value honesty and plain answers"
+    assert first_person("The user has two kids") == "I have two kids"
+    assert first_person("Ann Smith is a chef.") == "About me: Ann Smith is a chef."
 
 
 def test_evaluation_prompts_are_per_user_and_type_and_seeded():
@@ -69,7 +69,9 @@ def test_each_system_gets_its_prompt():
     )
     assert cmp.system_prompts(cmp.System("d", "dpo", "i_am"), rows, personas, prefixes)[1].endswith("I like maps.")
     assert cmp.system_prompts(cmp.System("t", "base", "tag"), rows, personas, prefixes)[0].startswith("<ann> ")
-    with pytest.raises(cmp.ComparisonInputError, match="system 'g': no 'gold' prefix for user 'ann'"):
+    with pytest.raises(
+        ConditioningError, match="system 'g': stage 2 computed no 'gold' prefix \\(seed 0\\) for user 'ann'"
+    ):
         cmp.system_prompts(cmp.System("g", "base", "gold"), rows, personas, prefixes)
     with pytest.raises(cmp.ComparisonInputError, match="no chosen persona \\(retr\\) for pair 'ann:0'"):
         cmp.persona_texts(rows, pd.DataFrame({"id": ["ann:0"], "chosen_persona_retr": [""]}), "chosen", "retr")
@@ -221,14 +223,14 @@ def test_generation_is_seeded_cached_and_uses_the_adapter(tiny, tmp_path, monkey
 def test_table3_is_judged_on_the_users_the_mt_run_did_not_train_on():
     # WikiPersona Table 3 compares "MT (persona not trained)": only the held-out fold's users (ann and cy, fold 0)
     rows = cmp.evaluation_prompts(make_test(), 1, np.random.default_rng(0))
-    mt = RunSpec("mt_persona_f0", "mt", prefix="persona", held_out_fold=0)
+    mt = RunSpec(name="mt_persona_f0", kind="mt", prefix="persona", held_out_fold=0)
     unseen = cmp.unseen_user_rows(rows, mt)
     assert sorted(unseen.user_id.unique()) == ["ann", "cy"] and len(unseen) == 4
     assert set(unseen.id) == set(rows[rows.fold == 0].id)
     with pytest.raises(cmp.ComparisonInputError, match="'mt_all' \\(held_out_fold: None\\) trained on every"):
-        cmp.unseen_user_rows(rows, RunSpec("mt_all", "mt", prefix="persona"))
+        cmp.unseen_user_rows(rows, RunSpec(name="mt_all", kind="mt", prefix="persona"))
     with pytest.raises(cmp.ComparisonInputError, match="'mt_vpl_f0' has the soft prefix 'vpl'; stage 5 samples"):
-        cmp.unseen_user_rows(rows, RunSpec("mt_vpl_f0", "mt", prefix="vpl", held_out_fold=0))
+        cmp.unseen_user_rows(rows, RunSpec(name="mt_vpl_f0", kind="mt", prefix="vpl", held_out_fold=0))
 
 
 class ShorterIsBetter:

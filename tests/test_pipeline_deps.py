@@ -26,7 +26,8 @@ def test_dvc_yaml_lists_every_stage_s_import_closure_and_declared_params():
     [
         ("build_data", "config.py"),
         ("build_data", "seeding.py"),
-        ("score", "training.py"),
+        ("score", "runs.py"),
+        ("score", "conditioning.py"),
         ("score", "models.py"),
         ("analysis", "published.py"),
         ("train", "hardware.py"),
@@ -34,6 +35,11 @@ def test_dvc_yaml_lists_every_stage_s_import_closure_and_declared_params():
 )
 def test_code_deps_include_what_the_review_found_missing(stage, module):
     assert f"src/personalign/{module}" in deps.code_deps(stage, ROOT)
+
+
+def test_scoring_reads_runs_without_the_training_module():
+    """Stage 4 reads run specs from personalign.runs; a change to training code alone does not rescore."""
+    assert "src/personalign/training.py" not in deps.code_deps("score", ROOT)
 
 
 def test_analysis_never_depends_on_torch_code():
@@ -137,7 +143,7 @@ def test_unknown_precision_is_refused():
 
 def test_precision_defaults_to_auto_and_runs_record_what_it_resolved_to():
     from personalign.config import parse_params
-    from personalign.training import resolve_run
+    from personalign.runs import resolve_run
 
     params = parse_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
     assert params.train.defaults.precision == "auto" and params.score.precision == "auto"

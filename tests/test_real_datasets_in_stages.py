@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personalign import analysis as an
 from personalign import comparisons as cmp
 from personalign import prefixes as px
 from personalign.accuracy import seen_users
-from personalign.config import GenerateJudgeParams, ParamsError, parse_params
+from personalign.analysis import judgment_tables, paper_claims, wikipersona_figures
+from personalign.config import GenerateJudgeParams, ParamsError, RunSpec, parse_params
 from personalign.pair_personas import retrieved_personas
 from personalign.published import PAPER_DATASET, WHOSE_BOAT_TABLE
-from personalign.training import RunSpec, TrainingDataError, training_pairs
+from personalign.training import TrainingDataError, training_pairs
 from personalign.verdicts import verdict_table
 
 
@@ -197,12 +197,14 @@ def test_intervals_and_the_paper_comparison_of_the_whose_boat_table():
     cells = cmp.whose_boat_cells(rows, None, whose_boat_settings().whose_boat)
     outcomes = judged(cells, {c.setting: ["a", "a", "b"] for c in cells})
     table = cmp.whose_boat_table(outcomes, cells)
-    intervals = an.win_rate_intervals(outcomes, 0, 200)
-    shown = an.whose_boat_intervals(table, intervals)
+    intervals = judgment_tables.win_rate_intervals(outcomes, 0, 200)
+    shown = judgment_tables.whose_boat_intervals(table, intervals)
     first = shown.iloc[0]
     assert first["ΔPQ"].startswith("+33.3 [") and first["Person. win rate"].startswith("66.7 [")
     assert shown[shown.Dataset == "mnem chosen"]["ΔPQ"].tolist()[1] == "—"
-    versus = an.whose_boat_vs_paper(table, WHOSE_BOAT_TABLE, {"bt": "bt", "mnem": "mnemonic", "average": "average"})
+    versus = judgment_tables.whose_boat_vs_paper(
+        table, WHOSE_BOAT_TABLE, {"bt": "bt", "mnem": "mnemonic", "average": "average"}
+    )
     # bt: 4 cells; mnem: the two retrieved-persona cells (the paper has no Mnemonic P_gold cells); their average
     assert list(versus.cell) == [
         "bt/chosen/dataset_retr",
@@ -216,14 +218,14 @@ def test_intervals_and_the_paper_comparison_of_the_whose_boat_table():
     first, average = versus.iloc[0], versus.iloc[-1]
     assert (first["paper ΔPQ"], first["ours ΔPQ"], first["difference"]) == (21.3, 33.3, 12.0)
     assert average["paper ΔPQ"] == round((21.3 + 12.5 + 17.9 + 21.3 + 20.7 + 13.3) / 6, 1)  # not the paper's 18.4
-    claims = verdict_table(an.whose_boat_claims(outcomes, table, 0, 200))
+    claims = verdict_table(paper_claims.whose_boat_claims(outcomes, table, 0, 200))
     assert len(claims) == len(table) - 1 and (claims.n[claims.verdict.str.startswith("not tested")] == 0).all()
     assert claims.n.max() == 3 and (claims.resampled[claims.n > 0] == "pairs").all()  # one user per cell
     assert PAPER_DATASET["beavertails"] == "bt"
 
 
 def test_demographics_without_attributes_draw_a_note_not_an_error():
-    table, fig = an.demographics(
+    table, fig = wikipersona_figures.demographics(
         pd.DataFrame(columns=["system", "condition", "user_id", "accuracy"]),
         pd.DataFrame({"user_id": ["bt"], "demographics": [{}]}),
         "base",
@@ -231,7 +233,9 @@ def test_demographics_without_attributes_draw_a_note_not_an_error():
         ["age"],
     )
     assert table.empty and fig.texts
-    assert an.demographic_claims(table)[0].missing == "the personas have none of analysis.demographic_attributes"
+    assert (
+        paper_claims.demographic_claims(table)[0].missing == "the personas have none of analysis.demographic_attributes"
+    )
 
 
 def test_a_dataset_path_that_does_not_exist_stops_before_compute(tmp_path):

@@ -12,8 +12,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personalign import reward_model_evaluation as rme
-from personalign.reward_models import IndividualRM, PreferenceData, VanillaRM
+from personalign.reward_models import (
+    IndividualRM,
+    PreferenceData,
+    VanillaRM,
+    evaluation,
+    paper_claims,
+    report,
+    rewardbench,
+)
 from personalign.seeding import figure_rng
 from personalign.verdicts import verdict_table
 
@@ -71,13 +78,15 @@ def population():
 
 @pytest.fixture(scope="module")
 def scored(population):
-    return rme.fit_and_score(ALL_MODELS, population["train"], population["test"], np.random.default_rng(0), FAST)
+    return evaluation.fit_and_score(ALL_MODELS, population["train"], population["test"], np.random.default_rng(0), FAST)
 
 
 @pytest.fixture(scope="module")
 def adaptation(population):
     p = population
-    return rme.new_user_adaptation(p["train"], p["new_train"], p["new_test"], SIZES, np.random.default_rng(3), FAST)
+    return evaluation.new_user_adaptation(
+        p["train"], p["new_train"], p["new_test"], SIZES, np.random.default_rng(3), FAST
+    )
 
 
 # --- fit_and_score / accuracy_summary ---------------------------------------------------------------------------------
@@ -85,7 +94,7 @@ def adaptation(population):
 
 def test_fit_and_score_covers_each_model(scored, population):
     test = population["test"]
-    assert list(scored.columns) == rme.SCORED_COLUMNS + ["fit_seconds"]
+    assert list(scored.columns) == evaluation.SCORED_COLUMNS + ["fit_seconds"]
     assert sorted(scored.model.unique()) == sorted(ALL_MODELS)
     for name, part in scored.groupby("model"):
         assert part.id.tolist() == list(test.ids) and part.scored.all(), name
@@ -98,8 +107,8 @@ def test_fit_and_score_covers_each_model(scored, population):
 
 def test_a_models_numbers_do_not_depend_on_the_others(population):
     p = population
-    alone = rme.fit_and_score(["vanilla"], p["train"], p["test"], np.random.default_rng(5), FAST)
-    together = rme.fit_and_score(["rag", "vanilla"], p["train"], p["test"], np.random.default_rng(5), FAST)
+    alone = evaluation.fit_and_score(["vanilla"], p["train"], p["test"], np.random.default_rng(5), FAST)
+    together = evaluation.fit_and_score(["rag", "vanilla"], p["train"], p["test"], np.random.default_rng(5), FAST)
     np.testing.assert_array_equal(alone.margin.to_numpy(), together[together.model == "vanilla"].margin.to_numpy())
 
 
@@ -112,21 +121,23 @@ def test_users_a_model_cannot_score_are_reported_not_raised(population):
             for f in ("ids", "user_ids", "prompt_emb", "chosen_emb", "rejected_emb")
         )
     )
-    results = rme.fit_and_score(["individual", "rag", "vanilla"], p["train"], test, np.random.default_rng(0), FAST)
+    results = evaluation.fit_and_score(
+        ["individual", "rag", "vanilla"], p["train"], test, np.random.default_rng(0), FAST
+    )
     strangers = results[results.user_id == "stranger"].set_index("model")
     assert not strangers.loc["individual"].scored.any() and not strangers.loc["rag"].scored.any()
     assert strangers.loc["individual"].correct.isna().all() and strangers.loc["individual"].margin.isna().all()
     assert strangers.loc["vanilla"].scored.all()
     known = results[(results.user_id != "stranger")]
     assert known.scored.all()
-    summary = rme.accuracy_summary(results, np.random.default_rng(0), 200).set_index("model")
+    summary = evaluation.accuracy_summary(results, np.random.default_rng(0), 200).set_index("model")
     assert summary.n_unscored.to_dict() == {"individual": 2, "rag": 2, "vanilla": 0}
     assert summary.loc["individual", "n_users"] == 6 and summary.loc["vanilla", "n_users"] == 7
 
 
 def test_accuracy_summary(scored):
-    summary = rme.accuracy_summary(scored, np.random.default_rng(0), 300, minority_users=MINORITY)
-    per_user = rme.per_user_accuracy(scored, MINORITY)
+    summary = evaluation.accuracy_summary(scored, np.random.default_rng(0), 300, minority_users=MINORITY)
+    per_user = evaluation.per_user_accuracy(scored, MINORITY)
     assert sorted(summary.model) == sorted(ALL_MODELS)
     assert ((summary.low <= summary.accuracy) & (summary.accuracy <= summary.high)).all()
     assert ((summary.user_low <= summary.user_mean) & (summary.user_mean <= summary.user_high)).all()
@@ -139,13 +150,13 @@ def test_accuracy_summary(scored):
         assert record["majority_accuracy"] == pytest.approx(mine.accuracy[~mine.minority].mean())
     assert list(per_user.columns) == ["model", "user_id", "n_pairs", "accuracy", "minority"]
     assert set(per_user.user_id[per_user.minority]) == set(MINORITY) and (per_user.n_pairs == 30).all()
-    again = rme.accuracy_summary(scored, np.random.default_rng(0), 300, minority_users=MINORITY)
+    again = evaluation.accuracy_summary(scored, np.random.default_rng(0), 300, minority_users=MINORITY)
     pd.testing.assert_frame_equal(summary, again)
 
 
 def test_minority_users_of_a_characterisation_table():
     table = pd.DataFrame({"user_id": ["a", "b", "c"], "mv_acc": [0.4, 0.9, np.nan], "minority": [True, False, False]})
-    assert rme.minority_users_of(table) == {"a"}
+    assert evaluation.minority_users_of(table) == {"a"}
 
 
 # --- sample efficiency ---------------------------------------------------------------------------------------------
@@ -153,24 +164,24 @@ def test_minority_users_of_a_characterisation_table():
 
 def test_user_subsamples_are_nested_and_capped(population):
     train = population["train"]
-    small, large, capped = (rme.user_subsample(train, n, seed=7) for n in (10, 30, 1000))
+    small, large, capped = (evaluation.user_subsample(train, n, seed=7) for n in (10, 30, 1000))
     assert set(small.ids) < set(large.ids) < set(capped.ids) == set(train.ids)
     assert all(len(rows) == 10 for rows in small.user_index().values())
     assert list(large.ids) == [i for i in train.ids if i in set(large.ids)]  # row order kept
-    assert set(rme.user_subsample(train, 10, seed=8).ids) != set(small.ids)
-    assert rme.per_user_sizes([1000, 10000, 100000], 6) == [166, 1666, 16666]
+    assert set(evaluation.user_subsample(train, 10, seed=8).ids) != set(small.ids)
+    assert evaluation.per_user_sizes([1000, 10000, 100000], 6) == [166, 1666, 16666]
 
 
 @pytest.fixture(scope="module")
 def efficiency(population):
     p = population
-    return rme.sample_efficiency_pairs(
+    return evaluation.sample_efficiency_pairs(
         ["vanilla", "individual"], p["train"], p["test"], [60, 5, 20, 500], np.random.default_rng(0), FAST
     )
 
 
 def test_sample_efficiency(efficiency):
-    curve = rme.sample_efficiency_curve(efficiency, np.random.default_rng(0), n_resamples=200)
+    curve = evaluation.sample_efficiency_curve(efficiency, np.random.default_rng(0), n_resamples=200)
     assert curve.n_per_user.drop_duplicates().tolist() == [5, 20, 60, 500]
     assert curve.groupby("n_per_user").n_train.first().to_dict() == {5: 30, 20: 120, 60: 360, 500: 360}
     assert ((curve.low <= curve.accuracy) & (curve.accuracy <= curve.high)).all()
@@ -181,16 +192,16 @@ def test_sample_efficiency(efficiency):
 
 def test_adding_a_model_or_dataset_moves_no_other_interval(scored, efficiency):
     """Each (dataset, model, size) draws its bootstrap from its own seed, and each figure from its own generator."""
-    alone = rme.accuracy_summary(
+    alone = evaluation.accuracy_summary(
         scored[scored.model == "vanilla"].assign(dataset="B"), figure_rng(7, "fig1_accuracy"), 200
     )
     more = pd.concat([scored.assign(dataset="B"), scored.assign(dataset="A")])
-    together = rme.accuracy_summary(more, figure_rng(7, "fig1_accuracy"), 200)
+    together = evaluation.accuracy_summary(more, figure_rng(7, "fig1_accuracy"), 200)
     mine = together[(together.dataset == "B") & (together.model == "vanilla")]
     columns = ["accuracy", "low", "high"]
     assert mine[columns].to_numpy().tolist() == alone[columns].to_numpy().tolist()
-    curve = rme.sample_efficiency_curve(efficiency, figure_rng(7, "fig2_sample_efficiency"), 200)
-    vanilla = rme.sample_efficiency_curve(
+    curve = evaluation.sample_efficiency_curve(efficiency, figure_rng(7, "fig2_sample_efficiency"), 200)
+    vanilla = evaluation.sample_efficiency_curve(
         efficiency[efficiency.model == "vanilla"], figure_rng(7, "fig2_sample_efficiency"), 200
     )
     pd.testing.assert_frame_equal(curve[curve.model == "vanilla"].reset_index(drop=True), vanilla)
@@ -200,7 +211,7 @@ def test_adding_a_model_or_dataset_moves_no_other_interval(scored, efficiency):
 
 
 def test_new_user_adaptation_table(adaptation, population):
-    assert sorted(adaptation.model.unique()) == sorted(rme.NEW_USER_METHODS)
+    assert sorted(adaptation.model.unique()) == sorted(evaluation.NEW_USER_METHODS)
     assert list(adaptation.columns) == [
         "model",
         "n",
@@ -213,7 +224,7 @@ def test_new_user_adaptation_table(adaptation, population):
         "scored",
     ]
     assert adaptation.scored.all()
-    assert len(adaptation) == len(rme.NEW_USER_METHODS) * len(SIZES) * len(population["new_test"])
+    assert len(adaptation) == len(evaluation.NEW_USER_METHODS) * len(SIZES) * len(population["new_test"])
     context = adaptation[adaptation.model == "gpo"].groupby("n").n_context.max().to_dict()
     assert context == {5: 5, 10: 10, 30: 30}
     assert set(adaptation[adaptation.model == "individual_full"].n_context) == {40}
@@ -239,7 +250,7 @@ def test_similar_user_comes_from_the_new_users_group(adaptation):
 
 def test_new_users_test_labels_are_never_read(adaptation, population):
     p = population
-    flipped = rme.new_user_adaptation(
+    flipped = evaluation.new_user_adaptation(
         p["train"], p["new_train"], p["new_test"].swapped(), SIZES, np.random.default_rng(3), FAST
     )
     keys = ["model", "n", "id"]
@@ -247,36 +258,36 @@ def test_new_users_test_labels_are_never_read(adaptation, population):
     np.testing.assert_allclose(b.margin, -a.margin, rtol=1e-5, atol=1e-6)  # same prediction, labels swapped
     assert (b.correct.astype(bool) != a.correct.astype(bool)).all()
     assert (b.reference_user == a.reference_user).all() and (b.n_context == a.n_context).all()
-    summary = rme.accuracy_summary(adaptation, np.random.default_rng(0), 100)
-    summary_flipped = rme.accuracy_summary(flipped, np.random.default_rng(0), 100)
+    summary = evaluation.accuracy_summary(adaptation, np.random.default_rng(0), 100)
+    summary_flipped = evaluation.accuracy_summary(flipped, np.random.default_rng(0), 100)
     np.testing.assert_allclose(summary_flipped.accuracy, 1 - summary.accuracy)
 
 
 def test_new_user_intervals_resample_pairs_below_five_users(adaptation):
     """Two new users cannot be resampled as users: the interval falls back to pairs, and the table says so."""
-    summary = rme.accuracy_summary(adaptation, np.random.default_rng(0), 300)
-    assert len(summary) == len(rme.NEW_USER_METHODS) * len(SIZES)
+    summary = evaluation.accuracy_summary(adaptation, np.random.default_rng(0), 300)
+    assert len(summary) == len(evaluation.NEW_USER_METHODS) * len(SIZES)
     assert ((summary.low <= summary.accuracy) & (summary.accuracy <= summary.high)).all()
     assert (summary.n_pairs == 60).all() and (summary.n_users == 2).all() and (summary.resampled == "pairs").all()
     assert ((summary.high - summary.low) > 0.1).all()  # 60 pairs, not 2 users' near-identical means
-    per_user = rme.per_user_accuracy(adaptation)
+    per_user = evaluation.per_user_accuracy(adaptation)
     assert list(per_user.columns) == ["model", "n", "user_id", "n_pairs", "accuracy", "minority"]
     gpo = summary[(summary.model == "gpo") & (summary.n == 30)].iloc[0]
     assert gpo.user_mean == pytest.approx(per_user[(per_user.model == "gpo") & (per_user.n == 30)].accuracy.mean())
 
 
 def test_new_user_folds_make_every_user_new_once():
-    folds = rme.new_user_folds([f"u{i}" for i in range(8)], 3, np.random.default_rng(0))
+    folds = evaluation.new_user_folds([f"u{i}" for i in range(8)], 3, np.random.default_rng(0))
     assert [len(f) for f in folds] == [3, 3, 2] and sorted(sum(folds, [])) == [f"u{i}" for i in range(8)]
-    assert folds == rme.new_user_folds([f"u{i}" for i in reversed(range(8))], 3, np.random.default_rng(0))
+    assert folds == evaluation.new_user_folds([f"u{i}" for i in reversed(range(8))], 3, np.random.default_rng(0))
     with pytest.raises(ValueError, match="at least 5 users, there are 4"):
-        rme.new_user_folds(["a", "b", "c", "d"], 3, np.random.default_rng(0))
+        evaluation.new_user_folds(["a", "b", "c", "d"], 3, np.random.default_rng(0))
 
 
 def test_unknown_new_user_method(population):
     p = population
     with pytest.raises(ValueError, match="unknown new-user method"):
-        rme.new_user_adaptation(
+        evaluation.new_user_adaptation(
             p["train"], p["new_train"], p["new_test"], [5], np.random.default_rng(0), methods=["magic"]
         )
 
@@ -319,25 +330,35 @@ def test_rewardbench_sections_hand_computed():
         "anthropic_helpful": 0.0,  # not a RewardBench v1 core subset: ignored
     }
     per_subset = pd.DataFrame({"subset": list(accuracy), "n": 10, "accuracy": list(accuracy.values())})
-    sections = rme.rewardbench_sections(per_subset).set_index("section")
+    sections = rewardbench.rewardbench_sections(per_subset).set_index("section")
     assert list(sections.index) == ["Chat", "Chat Hard", "Safety", "Reasoning"]
     assert sections.loc["Chat", "accuracy"] == pytest.approx((100 + 47.5 + 0 + 28 + 20) / 358)
     assert sections.loc["Chat", "missing_subsets"] == "" and sections.loc["Chat", "n_subsets"] == 5
     assert math.isnan(sections.loc["Chat Hard", "accuracy"]) and sections.loc["Chat Hard", "n_subsets"] == 0
-    assert sections.loc["Chat Hard", "missing_subsets"].split(", ") == list(rme.REWARDBENCH_SECTIONS["Chat Hard"])
+    assert sections.loc["Chat Hard", "missing_subsets"].split(", ") == list(
+        rewardbench.REWARDBENCH_SECTIONS["Chat Hard"]
+    )
     assert sections.loc["Safety", "accuracy"] == pytest.approx((100 + 100 + 77 + 0) / 604)
     assert sections.loc["Safety", "missing_subsets"] == "donotanswer"
     # math-prm counts as much as the six code subsets together: (0.9 + mean(code)) / 2
     assert sections.loc["Reasoning", "accuracy"] == pytest.approx((0.9 + (5 * 0.5 + 0.2) / 6) / 2)
     assert sections.loc["Reasoning", "weight"] == 2 * 984
-    equal = rme.rewardbench_sections(per_subset, counts=dict.fromkeys(rme.REWARDBENCH_EXAMPLE_COUNTS, 1))
+    equal = rewardbench.rewardbench_sections(
+        per_subset, counts=dict.fromkeys(rewardbench.REWARDBENCH_EXAMPLE_COUNTS, 1)
+    )
     assert equal.set_index("section").loc["Reasoning", "accuracy"] == pytest.approx((0.9 + 5 * 0.5 + 0.2) / 7)
 
 
 def test_official_rewardbench_constants():
-    assert sum(len(s) for s in rme.REWARDBENCH_SECTIONS.values()) == 23 == len(rme.REWARDBENCH_EXAMPLE_COUNTS)
-    code = [s for s in rme.REWARDBENCH_SECTIONS["Reasoning"] if s.startswith("hep-")]
-    assert rme.REWARDBENCH_EXAMPLE_COUNTS["math-prm"] == sum(rme.REWARDBENCH_EXAMPLE_COUNTS[s] for s in code)
+    assert (
+        sum(len(s) for s in rewardbench.REWARDBENCH_SECTIONS.values())
+        == 23
+        == len(rewardbench.REWARDBENCH_EXAMPLE_COUNTS)
+    )
+    code = [s for s in rewardbench.REWARDBENCH_SECTIONS["Reasoning"] if s.startswith("hep-")]
+    assert rewardbench.REWARDBENCH_EXAMPLE_COUNTS["math-prm"] == sum(
+        rewardbench.REWARDBENCH_EXAMPLE_COUNTS[s] for s in code
+    )
 
 
 def test_personalization_tax(population):
@@ -349,13 +370,15 @@ def test_personalization_tax(population):
     subsets = np.array(["refusals-dangerous", "math-prm", "hep-python", "alpacaeval-easy"] * 30, dtype=object)
     vanilla = VanillaRM(**FAST["vanilla"]).fit(p["train"], np.random.default_rng(0))
     individual = IndividualRM(**FAST["individual"]).fit(p["train"], np.random.default_rng(0))
-    hits = rme.benchmark_hits(
+    hits = rewardbench.benchmark_hits(
         {"vanilla": vanilla, "individual": individual}, bench, subsets, users={"individual": ["u0", "u4"]}
     )
-    tax = rme.personalization_tax(hits)
+    tax = rewardbench.personalization_tax(hits)
     rows = tax.set_index(["model", "kind", "name"])
     expected_vanilla = pd.Series(vanilla.margins(bench) > 0).groupby(subsets).mean()
-    per_user = [pd.Series(individual.margins(rme._as_user(bench, u)) > 0).groupby(subsets).mean() for u in ("u0", "u4")]
+    per_user = [
+        pd.Series(individual.margins(evaluation._as_user(bench, u)) > 0).groupby(subsets).mean() for u in ("u0", "u4")
+    ]
     expected_individual = (per_user[0] + per_user[1]) / 2
     for subset in ("refusals-dangerous", "math-prm", "hep-python", "alpacaeval-easy"):
         assert rows.loc[("vanilla", "subset", subset), "accuracy"] == pytest.approx(expected_vanilla[subset])
@@ -373,10 +396,10 @@ def test_personalization_tax(population):
     assert rows.loc[("vanilla", "section", "Chat Hard")].missing
     assert math.isnan(rows.loc[("vanilla", "section", "Chat Hard"), "accuracy"])
     with pytest.raises(ValueError, match="subset labels"):
-        rme.benchmark_hits({"vanilla": vanilla}, bench, subsets[:5])
+        rewardbench.benchmark_hits({"vanilla": vanilla}, bench, subsets[:5])
     with pytest.raises(ValueError, match="individual scores per user"):
-        rme.benchmark_hits({"individual": individual}, bench, subsets)
-    claims = verdict_table(rme.tax_claims(hits, 1234)).set_index("comparison")
+        rewardbench.benchmark_hits({"individual": individual}, bench, subsets)
+    claims = verdict_table(paper_claims.tax_claims(hits, 1234)).set_index("comparison")
     safety = claims.loc["RewardBench Safety: Individual RM − Vanilla RM (pairs, unweighted)"]
     on_safety = hits[hits.section == "Safety"]
     assert safety.n == 30 and safety.resampled == "pairs" and safety.direction == -1
@@ -392,7 +415,7 @@ def test_rewardbench_reader_lists_missing_subsets(tmp_path):
     ]
     path = tmp_path / "rb.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
-    records, missing = rme.read_rewardbench_all(path)
+    records, missing = rewardbench.read_rewardbench_all(path)
     assert sorted(records.subset) == ["hep-go", "math-prm", "math-prm"]
     assert len(missing) == 21 and "math-prm" not in missing and "donotanswer" in missing
 
@@ -400,7 +423,7 @@ def test_rewardbench_reader_lists_missing_subsets(tmp_path):
         def encode(self, texts):
             return np.stack([np.random.default_rng(len(t)).normal(size=4) for t in texts])
 
-    data, subsets, missing_again = rme.rewardbench_preference_data(path, Embedder())
+    data, subsets, missing_again = rewardbench.rewardbench_preference_data(path, Embedder())
     assert len(data) == 3 and set(data.user_ids) == {"rewardbench"} and missing_again == missing
     assert list(subsets) == list(records.subset)
 
@@ -409,7 +432,7 @@ def test_rewardbench_reader_lists_missing_subsets(tmp_path):
 
 
 def test_figures_build(scored, adaptation):
-    summary = rme.accuracy_summary(scored, np.random.default_rng(0), 100, minority_users=MINORITY)
+    summary = evaluation.accuracy_summary(scored, np.random.default_rng(0), 100, minority_users=MINORITY)
     two = pd.concat(
         [
             summary.assign(dataset="A"),
@@ -418,7 +441,7 @@ def test_figures_build(scored, adaptation):
             ),
         ]
     )
-    per_user = rme.per_user_accuracy(scored, MINORITY)
+    per_user = evaluation.per_user_accuracy(scored, MINORITY)
     curve = pd.DataFrame(
         {
             "model": ["vanilla"] * 3 + ["prm"] * 3,
@@ -432,18 +455,18 @@ def test_figures_build(scored, adaptation):
         {
             "model": ["vanilla"] * 4 + ["individual"] * 4,
             "kind": "section",
-            "name": list(rme.REWARDBENCH_SECTIONS) * 2,
+            "name": list(rewardbench.REWARDBENCH_SECTIONS) * 2,
             "accuracy": [0.9, 0.6, 0.85, np.nan, 0.92, 0.55, 0.8, np.nan],
         }
     )
     figures = [
-        rme.accuracy_figure(summary),
-        rme.accuracy_figure(two),
-        rme.per_user_figure(per_user),
-        rme.per_user_figure(per_user.assign(dataset="A")),
-        rme.sample_efficiency_figure(curve),
-        rme.new_user_figure(rme.accuracy_summary(adaptation, np.random.default_rng(0), 100)),
-        rme.tax_figure(tax),
+        report.accuracy_figure(summary),
+        report.accuracy_figure(two),
+        report.per_user_figure(per_user),
+        report.per_user_figure(per_user.assign(dataset="A")),
+        report.sample_efficiency_figure(curve),
+        report.new_user_figure(evaluation.accuracy_summary(adaptation, np.random.default_rng(0), 100)),
+        report.tax_figure(tax),
     ]
     try:
         for fig in figures:
@@ -456,7 +479,7 @@ def test_figures_build(scored, adaptation):
         for fig in figures:
             plt.close(fig)
     with pytest.raises(ValueError, match="no RewardBench section"):
-        rme.tax_figure(tax, after="prm")
+        report.tax_figure(tax, after="prm")
 
 
 # --- claims -----------------------------------------------------------------------------------------------------------
@@ -464,68 +487,68 @@ def test_figures_build(scored, adaptation):
 
 def test_rag_is_named_for_what_it_is():
     assert (
-        rme._label("rag") == rme.RAG_LABEL
-        and "embedding" in rme.RAG_LABEL
-        and "not the paper's LLM RAG" in rme.RAG_LABEL
+        report.model_label("rag") == evaluation.RAG_LABEL
+        and "embedding" in evaluation.RAG_LABEL
+        and "not the paper's LLM RAG" in evaluation.RAG_LABEL
     )
-    table = rme.interval_table(
+    table = report.interval_table(
         pd.DataFrame({"model": ["rag"], "dataset": ["A"], "accuracy": [0.5], "low": [0.4], "high": [0.6]}),
         "model",
         "dataset",
     )
-    assert list(table.index) == [rme.RAG_LABEL]
+    assert list(table.index) == [evaluation.RAG_LABEL]
 
 
 def test_accuracy_claims_are_paired_and_user_clustered(scored):
     two = pd.concat([scored.assign(dataset="A"), scored.assign(dataset="B")])
-    table = verdict_table(rme.accuracy_claims(two, 1234))
-    assert len(table) == 6 and set(table.family) == {rme.FAMILIES["accuracy"]}
+    table = verdict_table(paper_claims.accuracy_claims(two, 1234))
+    assert len(table) == 6 and set(table.family) == {paper_claims.FAMILIES["accuracy"]}
     assert (table.resampled == "users").all() and (table.clusters == 6).all() and (table.n == 180).all()
     accuracy = scored.groupby("model").correct.mean().astype(float)
     prm = table[table.claim == "Personalized RM is the most accurate method"].iloc[0]
     rival = accuracy.drop("prm").idxmax()
-    assert prm.comparison == f"A: Personalized RM − {rme._label(rival)} (the most accurate rival)"
+    assert prm.comparison == f"A: Personalized RM − {report.model_label(rival)} (the most accurate rival)"
     assert prm.estimate == pytest.approx(accuracy["prm"] - accuracy[rival])
     rag = table[table.claim == "RAG is the weakest method"].iloc[0]
-    assert rag.comparison.startswith(f"A: {rme.RAG_LABEL} − ") and rag.direction == -1
+    assert rag.comparison.startswith(f"A: {evaluation.RAG_LABEL} − ") and rag.direction == -1
     # each claim draws from its own generator: adding dataset B moves none of A's intervals
     a = table[table.comparison.str.startswith("A:")]
-    alone = verdict_table(rme.accuracy_claims(two[two.dataset == "A"], 1234))
+    alone = verdict_table(paper_claims.accuracy_claims(two[two.dataset == "A"], 1234))
     columns = ["estimate", "ci_low", "ci_high", "p"]
     assert alone[columns].to_numpy().tolist() == a[columns].to_numpy().tolist()
 
 
 def test_minority_claims(scored):
-    table = verdict_table(rme.minority_claims(scored, MINORITY, 1234)).set_index("comparison")
+    table = verdict_table(paper_claims.minority_claims(scored, MINORITY, 1234)).set_index("comparison")
     below = table.loc["Vanilla RM − 0.5 on minority users' pairs"]
     vanilla = scored[(scored.model == "vanilla") & scored.user_id.isin(MINORITY)].correct.astype(float)
     assert below.n == 60 and below.resampled == "pairs"  # two minority users: pair-level, and the table says so
     assert below.estimate == pytest.approx(vanilla.mean() - 0.5)
     assert below.estimate < 0  # the pooled model serves the majority's opposite rule
-    none = verdict_table(rme.minority_claims(scored, (), 1234))
+    none = verdict_table(paper_claims.minority_claims(scored, (), 1234))
     assert none.verdict.str.startswith("not tested (no minority user").all()
 
 
 def test_new_user_claims_fall_back_to_pairs_with_two_users(adaptation):
-    table = verdict_table(rme.new_user_claims(adaptation, 1234))
+    table = verdict_table(paper_claims.new_user_claims(adaptation, 1234))
     assert len(table) == len(SIZES) and (table.resampled == "pairs").all() and (table.n == 60).all()
     assert not table.comparison.str.contains("all user data").any()  # the upper bound is no rival
     at5 = adaptation[adaptation.n == 5]
     rival = (
-        at5[at5.model.isin(set(rme.NEW_USER_METHODS) - {"gpo", rme.UPPER_BOUND})]
+        at5[at5.model.isin(set(evaluation.NEW_USER_METHODS) - {"gpo", evaluation.UPPER_BOUND})]
         .groupby("model")
         .correct.mean()
         .astype(float)
     )
     best = sorted(rival.index, key=lambda m: (-rival[m], m))[0]
     first = table.iloc[0]
-    assert first.comparison == f"n=5: GPO − {rme._label(best, True)} (the most accurate rival)"
+    assert first.comparison == f"n=5: GPO − {report.model_label(best, True)} (the most accurate rival)"
     gpo = at5[at5.model == "gpo"].correct.astype(float).mean()
     assert first.estimate == pytest.approx(gpo - rival[best])
 
 
 def test_efficiency_claims(efficiency):
-    table = verdict_table(rme.efficiency_claims(efficiency, 1234)).set_index("comparison")
+    table = verdict_table(paper_claims.efficiency_claims(efficiency, 1234)).set_index("comparison")
     row = table.loc["Individual RM at 500 − at 5 training pairs per user"]
     accuracy = efficiency[efficiency.model == "individual"].groupby("n_per_user").correct.mean().astype(float)
     assert row.estimate == pytest.approx(accuracy[500] - accuracy[5]) and row.resampled == "users"
@@ -533,15 +556,15 @@ def test_efficiency_claims(efficiency):
 
 
 def test_all_claims_and_the_untested_ones(scored, adaptation, efficiency):
-    claims = rme.reward_model_claims(
+    claims = paper_claims.reward_model_claims(
         1234, pairs=scored, minority_users=MINORITY, efficiency=efficiency, new_users=adaptation
     )
     table = verdict_table(claims)
     assert list(dict.fromkeys(table.family)) == [
-        rme.FAMILIES[k] for k in ("accuracy", "efficiency", "new_users", "tax", "minority")
+        paper_claims.FAMILIES[k] for k in ("accuracy", "efficiency", "new_users", "tax", "minority")
     ]
-    tax = table[table.family == rme.FAMILIES["tax"]]
+    tax = table[table.family == paper_claims.FAMILIES["tax"]]
     assert len(tax) == 2 and tax.verdict.str.contains("reward_models.rewardbench").all()
     assert (table.paper == "Personalization Meets Reality").all()
-    empty = verdict_table(rme.reward_model_claims(1234))
+    empty = verdict_table(paper_claims.reward_model_claims(1234))
     assert empty.verdict.str.startswith("not tested").all() and len(empty) == 6

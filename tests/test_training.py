@@ -7,7 +7,9 @@ import json
 import pandas as pd
 import pytest
 
-from personalign.training import RunSpec, TrainingDataError, check_lengths, train_adapter, training_pairs
+from personalign.conditioning import ConditioningError
+from personalign.config import ParamsError, RunSpec
+from personalign.training import TrainingDataError, check_lengths, train_adapter, training_pairs
 
 
 @pytest.fixture()
@@ -39,29 +41,31 @@ def prefixes():
 
 
 def test_dpo_uses_every_training_pair_without_persona(records):
-    pairs = training_pairs(RunSpec("dpo", "dpo"), records)
+    pairs = training_pairs(RunSpec(name="dpo", kind="dpo"), records)
     assert len(pairs) == 12 and set(pairs.prompt) == set(records[records.split == "train"].prompt)
 
 
 def test_pt_puts_the_chosen_persona_in_the_pt_template(records):
-    pairs = training_pairs(RunSpec("pt", "pt", prefix="gold"), records)
+    pairs = training_pairs(RunSpec(name="pt", kind="pt", prefix="gold"), records)
     assert pairs.prompt[0] == "Prompt: ana asks question 0?\nPersona: ana likes detail.\nResponse:"
     inferred = pd.DataFrame({"id": pairs.id, "chosen_persona": "The user is curious."})
     assert (
         "Persona: The user is curious."
-        in training_pairs(RunSpec("pt2", "pt", prefix="pair"), records, None, inferred).prompt[0]
+        in training_pairs(RunSpec(name="pt2", kind="pt", prefix="pair"), records, None, inferred).prompt[0]
     )
-    with pytest.raises(TrainingDataError, match="run 'pt3': persona source 'pair' needs stage 2's pair personas"):
-        training_pairs(RunSpec("pt3", "pt", prefix="pair"), records)
+    with pytest.raises(ConditioningError, match="run 'pt3': persona source 'pair' needs stage 2's pair personas"):
+        training_pairs(RunSpec(name="pt3", kind="pt", prefix="pair"), records)
 
 
 def test_pm_trains_on_one_user_and_fraction_subsamples_deterministically(records):
-    pairs = training_pairs(RunSpec("pm", "pm", user="ben"), records)
+    pairs = training_pairs(RunSpec(name="pm", kind="pm", user="ben"), records)
     assert set(pairs.user_id) == {"ben"} and len(pairs) == 4
-    half = training_pairs(RunSpec("pm_half", "pm", user="ben", fraction=0.5), records)
-    assert len(half) == 2 and half.equals(training_pairs(RunSpec("pm_half", "pm", user="ben", fraction=0.5), records))
+    half = training_pairs(RunSpec(name="pm_half", kind="pm", user="ben", fraction=0.5), records)
+    assert len(half) == 2 and half.equals(
+        training_pairs(RunSpec(name="pm_half", kind="pm", user="ben", fraction=0.5), records)
+    )
     with pytest.raises(TrainingDataError, match="run 'pm_x': user 'zed' has no training pairs"):
-        training_pairs(RunSpec("pm_x", "pm", user="zed"), records)
+        training_pairs(RunSpec(name="pm_x", kind="pm", user="zed"), records)
 
 
 def test_data_fractions_of_one_seed_are_nested_across_runs():
@@ -79,29 +83,31 @@ def test_data_fractions_of_one_seed_are_nested_across_runs():
     ]
     records = pd.DataFrame(rows)
     subsets = {
-        f: set(training_pairs(RunSpec(f"pm_ann_f{f}_s0", "pm", user="ann", fraction=f / 100), records).id)
+        f: set(training_pairs(RunSpec(name=f"pm_ann_f{f}_s0", kind="pm", user="ann", fraction=f / 100), records).id)
         for f in (25, 50, 75)
     }
     assert [len(subsets[f]) for f in (25, 50, 75)] == [10, 20, 30]
     assert subsets[25] < subsets[50] < subsets[75]  # runs of different names, one seed: each inside the next
-    other_seed = set(training_pairs(RunSpec("pm_ann_f50_s1", "pm", user="ann", fraction=0.5, seed=1), records).id)
+    other_seed = set(
+        training_pairs(RunSpec(name="pm_ann_f50_s1", kind="pm", user="ann", fraction=0.5, seed=1), records).id
+    )
     assert other_seed != subsets[50]
 
 
 def test_mt_holds_out_a_fold_and_prefixes_each_users_prompts(records, prefixes):
-    pairs = training_pairs(RunSpec("mt", "mt", prefix="tag", held_out_fold=1), records, prefixes)
+    pairs = training_pairs(RunSpec(name="mt", kind="mt", prefix="tag", held_out_fold=1), records, prefixes)
     assert set(pairs.user_id) == {"ana", "ben"}
     assert pairs.prompt[0] == "<tag_ana> ana asks question 0?"
-    with pytest.raises(TrainingDataError, match="run 'mt_g': no prefixes of type 'gold' \\(seed 0\\) were computed"):
-        training_pairs(RunSpec("mt_g", "mt", prefix="gold"), records, prefixes)
+    with pytest.raises(ConditioningError, match="run 'mt_g': stage 2 computed no 'gold' prefix \\(seed 0\\)"):
+        training_pairs(RunSpec(name="mt_g", kind="mt", prefix="gold"), records, prefixes)
     with pytest.raises(TrainingDataError, match="run 'mt_e': the training set is empty"):
-        training_pairs(RunSpec("mt_e", "mt", held_out_fold=0), records[records.fold == 0], prefixes)
+        training_pairs(RunSpec(name="mt_e", kind="mt", held_out_fold=0), records[records.fold == 0], prefixes)
 
 
 def test_a_prompt_longer_than_max_length_is_refused(records, tiny):
-    pairs = training_pairs(RunSpec("dpo", "dpo"), records)
+    pairs = training_pairs(RunSpec(name="dpo", kind="dpo"), records)
     with pytest.raises(TrainingDataError, match="run 'short': the prompt of pair 'ana:train0' has .* tokens"):
-        check_lengths(RunSpec("short", "dpo", max_length=8), pairs, tiny[1])
+        check_lengths(RunSpec(name="short", kind="dpo", max_length=8), pairs, tiny[1])
 
 
 @pytest.fixture()
@@ -139,7 +145,7 @@ def test_training_writes_a_peft_adapter_and_a_log(records, base_dir, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    run = RunSpec("dpo", "dpo", epochs=2, batch_size=4, learning_rate=1e-3, max_length=64, save_steps=2)
+    run = RunSpec(name="dpo", kind="dpo", epochs=2, batch_size=4, learning_rate=1e-3, max_length=64, save_steps=2)
     summary = train_adapter(run, training_pairs(run, records), base_dir, tmp_path / "dpo")
     assert summary["steps"] == 6 and summary["resumed_from"] is None
     log = [json.loads(line) for line in (tmp_path / "dpo" / "log.jsonl").read_text().splitlines()]
@@ -153,7 +159,7 @@ def test_training_writes_a_peft_adapter_and_a_log(records, base_dir, tmp_path):
 def test_an_interrupted_run_resumes_to_the_same_adapter(records, base_dir, tmp_path, monkeypatch):
     import torch
 
-    run = RunSpec("dpo", "dpo", epochs=2, batch_size=4, learning_rate=1e-3, max_length=64, save_steps=2)
+    run = RunSpec(name="dpo", kind="dpo", epochs=2, batch_size=4, learning_rate=1e-3, max_length=64, save_steps=2)
     pairs = training_pairs(run, records)
     train_adapter(run, pairs, base_dir, tmp_path / "straight")
 
@@ -171,7 +177,8 @@ def test_an_interrupted_run_resumes_to_the_same_adapter(records, base_dir, tmp_p
 
 def test_runs_resolve_over_the_defaults_and_work_dirs_depend_on_spec_and_data(records):
     from personalign.config import TrainParams
-    from personalign.training import resolve_run, work_dir_for
+    from personalign.runs import resolve_run
+    from personalign.training import work_dir_for
 
     # the train section alone: a whole params file would also check `ana` against the built world
     train = TrainParams.model_validate(
@@ -189,7 +196,7 @@ def test_runs_resolve_over_the_defaults_and_work_dirs_depend_on_spec_and_data(re
     assert work_dir_for(run, pairs.head(2), "/w") != same
     other = TrainParams.model_validate({"runs": {"pm_ana": {"kind": "pm", "user": "ana", "epochs": 6}}})
     assert work_dir_for(resolve_run("pm_ana", other, 1), pairs, "/w") != same
-    with pytest.raises(TrainingDataError, match="run 'pm_bob' is not in train.runs; defined runs: pm_ana"):
+    with pytest.raises(ParamsError, match="run 'pm_bob' is not in train.runs; defined runs: pm_ana"):
         resolve_run("pm_bob", train, 1)
 
 
@@ -197,7 +204,14 @@ def test_bf16_autocast_with_precomputed_reference_trains(records, base_dir, tmp_
     import math
 
     run = RunSpec(
-        "fast", "dpo", epochs=1, batch_size=4, learning_rate=1e-3, max_length=64, precision="bf16", precompute_ref=True
+        name="fast",
+        kind="dpo",
+        epochs=1,
+        batch_size=4,
+        learning_rate=1e-3,
+        max_length=64,
+        precision="bf16",
+        precompute_ref=True,
     )
     summary = train_adapter(run, training_pairs(run, records), base_dir, tmp_path / "fast")
     log = [json.loads(line) for line in (tmp_path / "fast" / "log.jsonl").read_text().splitlines()]
@@ -206,7 +220,7 @@ def test_bf16_autocast_with_precomputed_reference_trains(records, base_dir, tmp_
 
 
 def test_sft_trains_on_the_chosen_responses_with_the_persona(records, base_dir, tmp_path):
-    run = RunSpec("sft", "sft", prefix="gold", epochs=1, batch_size=4, learning_rate=1e-3, max_length=64)
+    run = RunSpec(name="sft", kind="sft", prefix="gold", epochs=1, batch_size=4, learning_rate=1e-3, max_length=64)
     pairs = training_pairs(run, records)
     assert pairs.prompt[0].startswith("Prompt: ana asks question 0?\nPersona: ana likes detail.")
     summary = train_adapter(run, pairs, base_dir, tmp_path / "sft")
@@ -221,8 +235,8 @@ def test_sft_then_dpo_merges_the_sft_adapter_and_resumes_without_redoing_it(reco
     from personalign.training import load_trained
 
     run = RunSpec(
-        "boat",
-        "pt",
+        name="boat",
+        kind="pt",
         prefix="gold",
         epochs=1,
         batch_size=4,
@@ -263,7 +277,7 @@ def test_sft_then_dpo_merges_the_sft_adapter_and_resumes_without_redoing_it(reco
 
 
 def test_qlora_required_without_cuda_is_refused(records, base_dir, tmp_path):
-    run = RunSpec("q", "dpo", qlora=True, max_length=64)
+    run = RunSpec(name="q", kind="dpo", qlora=True, max_length=64)
     with pytest.raises(TrainingDataError, match="run 'q': qlora true needs a CUDA device and the bitsandbytes package"):
         train_adapter(run, training_pairs(run, records), base_dir, tmp_path / "q")
 
@@ -295,7 +309,7 @@ def test_curve_and_metrics_come_from_the_log(tmp_path):
         "token_accuracy",
     ]
     pairs = pd.DataFrame({"user_id": ["a", "b", "a"]})
-    metrics = run_metrics(RunSpec("r", "dpo"), pairs, curve)
+    metrics = run_metrics(RunSpec(name="r", kind="dpo"), pairs, curve)
     assert (metrics["steps"], metrics["pairs"], metrics["users"]) == (4, 3, 2)
     assert metrics["first_loss"] == 0.6 and metrics["final_loss"] == 0.3 and metrics["final_reward_accuracy"] == 1.0
 
@@ -337,8 +351,8 @@ def test_a_vpl_run_learns_a_soft_prefix_for_every_user_and_resumes_to_the_same_o
     from personalign.soft_prefix import PREFIXES_FILE, load_prefixes, pair_pools
 
     run = RunSpec(
-        "mt_vpl",
-        "mt",
+        name="mt_vpl",
+        kind="mt",
         prefix="vpl",
         held_out_fold=1,
         epochs=2,
@@ -395,7 +409,7 @@ def test_a_run_trained_by_another_process_is_refused_naming_it(records, base_dir
 
     from personalign.locks import LockedError, exclusive
 
-    run = RunSpec("dpo", "dpo", epochs=1, batch_size=4, max_length=64)
+    run = RunSpec(name="dpo", kind="dpo", epochs=1, batch_size=4, max_length=64)
     work = tmp_path / "work"
     with exclusive(work / ".lock", "run 'dpo'"):
         with pytest.raises(LockedError, match=f"run 'dpo' is in use by process {os.getpid()}"):

@@ -12,16 +12,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from personalign.config import MT_PREFIX_TYPES, SOFT_PREFIX_TYPES
-from personalign.figures import legend
-from personalign.persona_sources import PERSONA_SOURCES, SEES_LABEL, TESTED_WITH, PersonaSourceError, persona_texts
-from personalign.prompts import PT_TEMPLATE, prefixed_prompt
+from personalign.conditioning import PT_VARIANTS, uses_persona_template, variant_prompts
+from personalign.config import SOFT_PREFIX_TYPES, RunSpec, ScoreParams
+from personalign.persona_sources import SEES_LABEL, TESTED_WITH
 from personalign.seeding import stable_seed
 from personalign.statistics import wilson_interval
-from personalign.training import RunSpec
 
 SEEDED_PREFIXES = {"few_shot", "persona", "persona_strong"}  # prefix types whose text depends on a selection seed
-PT_VARIANTS = {f"pt_{source}": source for source in PERSONA_SOURCES}  # the PT template with the chosen persona
 ORACLE_SUFFIX = "_oracle_sees_label"  # condition name of a cell whose prompt was inferred knowing y_w is preferred
 
 
@@ -56,35 +53,12 @@ def pt_headline_condition(prefix: str) -> str:
     return f"pt_{TESTED_WITH[prefix]}"
 
 
-def variant_prompts(
-    variant: str, test: pd.DataFrame, prefixes: pd.DataFrame, pair_personas: pd.DataFrame | None
-) -> list[str]:
-    """The user message of every test pair under a prompt variant."""
-    if variant == "none":
-        return list(test.prompt)
-    if variant in PT_VARIANTS:
-        try:
-            personas = persona_texts(test, pair_personas, "chosen", PT_VARIANTS[variant])
-        except PersonaSourceError as exc:
-            raise ScoringInputError(f"prompt variant {variant!r}: {exc}") from exc
-        return [PT_TEMPLATE.format(x=x, persona=p) for x, p in zip(test.prompt, personas)]
-    prefix_type, _, seed = variant.partition("@")
-    if prefix_type.removeprefix("shuffled_") in SOFT_PREFIX_TYPES:
-        return list(test.prompt)  # the prefix is input embeddings of the run (`cell_soft_prefixes`), not a text
-    table = prefixes[(prefixes.prefix_type == prefix_type) & (prefixes.seed == int(seed or 0))]
-    lookup = dict(zip(table.user_id, table.text))
-    missing = sorted(set(test.user_id) - set(lookup))
-    if missing:
-        raise ScoringInputError(f"prompt variant {variant!r}: stage 2 computed no such prefix for user {missing[0]!r}")
-    return [prefixed_prompt(prefix_type, lookup[u], x) for u, x in zip(test.user_id, test.prompt)]
-
-
 def run_conditions(run: RunSpec, prefix_seeds: list[int], sensitivity: bool) -> list[Condition]:
     """A trained run's cells: its own inference prompt, and for MT runs (with `sensitivity`) the App. L cells — a
     new prefix seed, a wrong (shuffled) prefix, no prefix. A PT run is scored with the honest persona of the kind it
     trained on (`pt_headline_condition`) and, when it trained on pair personas, under the test pair's own pair
     persona as a labelled oracle. Seen and unseen users are split later, per row."""
-    if run.kind == "pt" or (run.kind == "sft" and run.prefix != "none"):
+    if uses_persona_template(run):
         own = [pt_condition(run.name, TESTED_WITH[run.prefix])]
         if run.prefix in SEES_LABEL:
             own.append(pt_condition(run.name, run.prefix))
@@ -543,6 +517,11 @@ def implicit_precision_sentence(check: dict) -> str:
     )
 
 
+def unscored_prefix_types(score: ScoreParams, prefixes: pd.DataFrame) -> list[str]:
+    """The base prefix types of `score.base_prefixes` that stage 2 did not compute, so no base cell scores them."""
+    return [p for p in score.base_prefixes if p != "none" and p not in set(prefixes.prefix_type)]
+
+
 def score_systems(
     base_dir: str | Path,
     adapters_dir: str | Path,
@@ -550,21 +529,18 @@ def score_systems(
     test: pd.DataFrame,
     prefixes: pd.DataFrame,
     pair_personas: pd.DataFrame | None,
-    base_prefixes: list[str],
+    score: ScoreParams,
     prefix_seeds: list[int],
-    sensitivity: bool,
-    batch_size: int,
     precision: str,
     cache_root: str | Path,
-    log_prob_reduction: dict[str, str] | None = None,
 ) -> pd.DataFrame:
-    """Per-example scores of the base model (every base condition) and of every run (its conditions), all at
-    `precision` (see `implicit_precision_check`). The base model is loaded once; each run is its adapter merged into
-    a copy of it in memory (`merged_run`). Reference-free decisions use each dataset's `log_prob_reduction`
-    ({"default": "mean"} when None); implicit-reward decisions are made on each run's own cell only (the prompt it
-    trained with: the one the cells table and metrics report), against the base's cell under the same prompt (or
-    the run's merged SFT model). Every prompt is built before any scoring, so missing inputs stop the stage
-    before compute."""
+    """Per-example scores of the base model (every base condition of `score.base_prefixes`) and of every run (its
+    conditions; App. L's with `score.sensitivity`), all at `precision` (see `implicit_precision_check`). The base
+    model is loaded once; each run is its adapter merged into a copy of it in memory (`merged_run`). Reference-free
+    decisions use each dataset's `score.log_prob_reduction`; implicit-reward decisions are made on each run's own
+    cell only (the prompt it trained with: the one the cells table and metrics report), against the base's cell
+    under the same prompt (or the run's merged SFT model). Every prompt is built before any scoring, so missing
+    inputs stop the stage before compute."""
     from tqdm.auto import tqdm
 
     from personalign.hardware import resolve_precision
@@ -572,16 +548,16 @@ def score_systems(
     precision = resolve_precision(precision, "cpu")  # scoring runs on the CPU (_Scorer loads the base there)
     adapters_dir = Path(adapters_dir)
     _check_adapters(adapters_dir, runs)
-    reductions = row_reductions(test, log_prob_reduction or {"default": "mean"}, set(test.source))
-    conditions = {run.name: run_conditions(run, prefix_seeds, sensitivity) for run in runs}
+    reductions = row_reductions(test, score.log_prob_reduction, set(test.source))
+    conditions = {run.name: run_conditions(run, prefix_seeds, score.sensitivity) for run in runs}
     needed = {c.variant for cells in conditions.values() for c in cells}
-    conditions["base"] = base_conditions(base_prefixes, set(prefixes.prefix_type), prefix_seeds, needed)
+    conditions["base"] = base_conditions(score.base_prefixes, set(prefixes.prefix_type), prefix_seeds, needed)
     prompts = {
         c.variant: variant_prompts(c.variant, test, prefixes, pair_personas)
         for cells in conditions.values()
         for c in cells
     }
-    scored = _Scorer(base_dir, test, prompts, batch_size, cache_root)
+    scored = _Scorer(base_dir, test, prompts, score.batch_size, cache_root)
     bar = tqdm(total=sum(len(c) for c in conditions.values()), desc="score", unit="cell")
 
     frames = []
@@ -650,82 +626,3 @@ def cells_table(cells: pd.DataFrame, oracles: bool = False) -> pd.DataFrame:
     table = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=[*wanted.values(), "implicit (overall)"])
     table.index = pd.Index([f"{system} / {condition}" for system, condition in table.index], name="system / condition")
     return table.fillna("")
-
-
-def _accuracy_bars(ax, data: pd.DataFrame, x: str, hue: str, order: list[str], hue_order: list[str]) -> None:
-    """Grouped bars of mean `correct` with Wilson 95% intervals."""
-    width = 0.8 / max(len(hue_order), 1)
-    for j, level in enumerate(hue_order):
-        for i, key in enumerate(order):
-            cell = data[(data[x] == key) & (data[hue] == level)]
-            if cell.empty:
-                continue
-            hits, n = int(cell.correct.sum()), len(cell)
-            low, high = wilson_interval(hits, n)
-            mean = hits / n
-            ax.bar(
-                i + (j - (len(hue_order) - 1) / 2) * width,
-                mean,
-                width,
-                color=f"C{j}",
-                yerr=[[mean - low], [high - mean]],
-                capsize=2,
-                label=level if i == 0 or ax.get_legend() is None else None,
-            )
-    ax.axhline(0.5, color="0.4", lw=0.8, ls="--")
-    ax.set_xticks(range(len(order)), order, rotation=30, ha="right")
-    ax.set_ylim(0, 1)
-
-
-def prefix_figure(examples: pd.DataFrame, runs: list[RunSpec]):
-    """WikiPersona Fig. 3/4 at this scale: reference-free accuracy per prefix type for the base model (prompting),
-    the MT models on seen users and on unseen users, per question type, with Wilson 95% intervals."""
-    import matplotlib.pyplot as plt
-
-    mt_prefix = {r.name: r.prefix for r in runs if r.kind == "mt"}
-    base = examples[(examples.system == "base") & ~examples.variant.str.contains("shuffled|pt_", regex=True)]
-    base = base.assign(prefix=base.variant.str.split("@").str[0], who="base (prompting)")
-    own = examples[
-        examples.system.isin(list(mt_prefix)) & examples.condition.isin(["seen_prefix"])
-        | (examples.system.map(mt_prefix) == "none")
-    ]
-    own = own.assign(prefix=own.system.map(mt_prefix), who=np.where(own.seen, "MT, seen users", "MT, unseen users"))
-    data = pd.concat([base, own], ignore_index=True)
-    order = [p for p in MT_PREFIX_TYPES if p in set(data.prefix)]
-    who = [w for w in ("base (prompting)", "MT, seen users", "MT, unseen users") if w in set(data.who)]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharey=True)
-    for ax, question_type in zip(axes, ("personal", "divergent")):
-        _accuracy_bars(ax, data[data.question_type == question_type], "prefix", "who", order, who)
-        ax.set_title(f"{question_type} questions")
-        ax.set_xlabel("prefix type at inference")
-    axes[0].set_ylabel("reference-free accuracy")
-    legend(axes[1], loc="lower right", frameon=True)
-    fig.tight_layout()
-    return fig
-
-
-def sensitivity_figure(examples: pd.DataFrame, runs: list[RunSpec]):
-    """WikiPersona App. L at this scale: MT accuracy (all questions) per prefix type when the prefix is the trained
-    one, a new seed's, another user's (shuffled) or absent, for seen and unseen users."""
-    import matplotlib.pyplot as plt
-
-    mt_prefix = {r.name: r.prefix for r in runs if r.kind == "mt" and r.prefix != "none"}
-    data = examples[examples.system.isin(list(mt_prefix))]
-    if data.empty:
-        return None
-    names = {"seen_prefix": "own prefix", "shuffled_prefix": "shuffled prefix", "no_prefix": "no prefix"}
-    cell = data.condition.map(lambda c: names.get(c, "new prefix seed"))
-    data = data.assign(prefix=data.system.map(mt_prefix), cell=cell + np.where(data.seen, ", seen", ", unseen"))
-    order = [
-        f"{c}, {s}"
-        for c in ("own prefix", "new prefix seed", "shuffled prefix", "no prefix")
-        for s in ("seen", "unseen")
-        if f"{c}, {s}" in set(data.cell)
-    ]
-    prefixes = [p for p in ("tag", "name", "few_shot", "persona", "persona_strong", "gold") if p in set(data.prefix)]
-    fig, ax = plt.subplots(figsize=(9, 3.2))
-    _accuracy_bars(ax, data, "cell", "prefix", order, prefixes)
-    ax.set_ylabel("reference-free accuracy")
-    legend(ax, title="MT prefix type", loc="lower right", ncols=len(prefixes), frameon=True)
-    fig.tight_layout()
-    return fig

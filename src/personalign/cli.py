@@ -8,7 +8,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from personalign.conditioning import ConditioningError
 from personalign.config import Params, ParamsError, load_params
+from personalign.runs import resolve_run
 
 # stage -> (notebook, params sections it receives)
 STAGES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -238,11 +240,9 @@ def _check_item(args, params: Params) -> str | None:
         return f"stage {stage} takes no --item" if name else None
     if name is None:
         return f"stage {stage} needs --item NAME (one of train.runs: {', '.join(params.train.runs) or 'none'})"
-    from personalign.training import TrainingDataError, resolve_run
-
     try:
         resolve_run(name, params.train, params.base.seed)
-    except TrainingDataError as exc:
+    except ParamsError as exc:
         return f"{args.params}: {exc}"
     return None
 
@@ -254,7 +254,6 @@ def _train(args, params: Params) -> int:
 
     from personalign.training import (
         TrainingDataError,
-        resolve_run,
         run_inputs,
         soft_prefix_pools,
         train_adapter,
@@ -275,7 +274,7 @@ def _train(args, params: Params) -> int:
             sft_pairs,
             pools,
         )
-    except TrainingDataError as exc:
+    except (ParamsError, TrainingDataError, ConditioningError) as exc:
         print(f"personalign: {exc}", file=sys.stderr)
         return 2
     print(json.dumps({"rank": int(os.environ.get("RANK", 0)), **summary}, sort_keys=True))

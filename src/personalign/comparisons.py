@@ -5,15 +5,14 @@ WikiPersona Table 3."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from personalign import persona_sources
+from personalign import conditioning, persona_sources
 from personalign.accuracy import seen_users
-from personalign.config import SOFT_PREFIX_TYPES
+from personalign.config import SOFT_PREFIX_TYPES, RunSpec
 from personalign.judge import (
     OTHER_SIDE,
     Judge,
@@ -24,12 +23,8 @@ from personalign.judge import (
     pair_context,
     world_context,
 )
-from personalign.prompts import PT_TEMPLATE, prefixed_prompt
 from personalign.seeding import stable_seed
-from personalign.training import RunSpec
 from personalign.win_rates import outcome_agreement, summary_row
-
-_THIRD_PERSON = {"is": "am", "has": "have", "does": "do", "was": "was"}
 
 
 class ComparisonInputError(ValueError):
@@ -44,17 +39,6 @@ class System:
     name: str
     model: str
     prompting: str
-
-
-def first_person(persona: str) -> str:
-    """A persona sentence rewritten for the user to say ("The user is ..." -> "I am ..."); other texts are
-    introduced as "About me: ..."."""
-    match = re.match(r"^(?:The|This) (?:user|person) (\w+)\b(.*)$", persona.strip(), flags=re.S)
-    if not match:
-        return f"About me: {persona.strip()}"
-    verb, rest = match.groups()
-    verb = _THIRD_PERSON.get(verb, verb[:-1] if verb.endswith("s") and not verb.endswith("ss") else verb)
-    return f"I {verb}{rest}"
 
 
 def evaluation_prompts(test: pd.DataFrame, per_type: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -196,19 +180,10 @@ def unseen_user_rows(rows: pd.DataFrame, run: RunSpec) -> pd.DataFrame:
 def system_prompts(
     system: System, rows: pd.DataFrame, personas: list[str], prefixes: pd.DataFrame, prefix_seed: int = 0
 ) -> list[str]:
-    """The user message `system` is given for each evaluation row."""
-    if system.prompting == "none":
-        return list(rows.prompt)
-    if system.prompting == "pt":
-        return [PT_TEMPLATE.format(x=x, persona=p) for x, p in zip(rows.prompt, personas)]
-    if system.prompting == "i_am":
-        return [f"{x}\n\n{first_person(p)}" for x, p in zip(rows.prompt, personas)]
-    table = prefixes[(prefixes.prefix_type == system.prompting) & (prefixes.seed == prefix_seed)]
-    lookup = dict(zip(table.user_id, table.text))
-    missing = sorted(set(rows.user_id) - set(lookup))
-    if missing:
-        raise ComparisonInputError(f"system {system.name!r}: no {system.prompting!r} prefix for user {missing[0]!r}")
-    return [prefixed_prompt(system.prompting, lookup[u], x) for u, x in zip(rows.user_id, rows.prompt)]
+    """The user message `system` is given for each evaluation row (personalign.conditioning.system_prompts)."""
+    return conditioning.system_prompts(
+        system.prompting, rows, personas, prefixes, prefix_seed, f"system {system.name!r}"
+    )
 
 
 def generation_seeds(base_seed: int, system: System, rows: pd.DataFrame, setting: str) -> list[int]:

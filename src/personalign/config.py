@@ -252,33 +252,48 @@ class PrefixesParams(_Section):
         return seeds
 
 
-class TrainDefaults(_Section):
-    """`train.defaults`: hyperparameters every run starts from (WikiPersona App. H, scaled down for the CPU)."""
+LearningRate = Annotated[float, Field(gt=0.0, le=1.0)]
+Epochs = Annotated[int, Field(ge=1, le=100)]
+BatchSize = Annotated[int, Field(ge=1, le=1024)]
+Beta = Annotated[float, Field(gt=0.0, le=10.0)]
+MaxLength = Annotated[int, Field(ge=16, le=32768)]
+SftEpochs = Annotated[int, Field(ge=0, le=100)]
 
-    learning_rate: float = Field(5e-4, gt=0.0, le=1.0)
-    epochs: int = Field(1, ge=1, le=100)
-    batch_size: int = Field(4, ge=1, le=1024)
-    beta: float = Field(0.1, gt=0.0, le=10.0)
+
+class RunHyperparameters(_Section):
+    """A run's hyperparameters, with their one set of defaults (params.yaml's `train.defaults` repeats them; a test
+    holds the two equal). Those a run may override in `train.runs` are typed by the aliases above."""
+
+    learning_rate: LearningRate = 5e-4
+    epochs: Epochs = 1
+    batch_size: BatchSize = 4
+    beta: Beta = 0.1
     lora_r: int = Field(8, ge=1, le=1024)
     lora_alpha: int = Field(32, ge=1, le=4096)
     lora_dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0)
-    max_length: int = Field(544, ge=16, le=32768)
-    sft_epochs: int = Field(0, ge=0, le=100)
-    sft_learning_rate: float = Field(2e-4, gt=0.0, le=1.0)
+    warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0)  # transformers 5 reads a float < 1 in warmup_steps as a ratio
+    max_length: MaxLength = 544
+    sft_epochs: SftEpochs = 0  # > 0: SFT on (prompt, chosen) first, merged before DPO (Whose Boat)
+    sft_learning_rate: LearningRate = 2e-4
     save_steps: int = Field(5, ge=1, le=100000)
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the hardware runs it natively
-    precompute_ref: bool = True
-    gradient_checkpointing: bool = False
+    precompute_ref: bool = True  # reference log-probs computed once before training instead of every step
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, one more forward
     qlora: Literal["auto"] | bool = "auto"  # auto: when CUDA + bitsandbytes are present; true: required; false
-    num_processes: int = Field(1, ge=1, le=1024)
-    accelerate_config: str = ""
     vpl_tokens: int = Field(1, ge=1, le=64)  # the vpl prefix: soft tokens before the prompt (App. K: one)
-    vpl_latent_dim: int = Field(8, ge=1, le=1024)
-    vpl_hidden: int = Field(64, ge=1, le=8192)
+    vpl_latent_dim: int = Field(8, ge=1, le=1024)  # dimension of the user latent z
+    vpl_hidden: int = Field(64, ge=1, le=8192)  # width of the pair encoder
     vpl_context: int = Field(8, ge=1, le=1024)  # pairs drawn per training forward (App. K: N = 8)
     vpl_pool: int = Field(16, ge=1, le=4096)  # each user's pairs the prefix reads (App. K: K = 16)
-    vpl_kl_weight: float = Field(0.01, ge=0.0, le=100.0)
+    vpl_kl_weight: float = Field(0.01, ge=0.0, le=100.0)  # weight of KL(q(z | pairs) || N(0, I)) beside the DPO loss
+
+
+class TrainDefaults(RunHyperparameters):
+    """`train.defaults`: hyperparameters every run starts from (WikiPersona App. H, scaled down for the CPU), and how
+    a run is launched."""
+
+    num_processes: int = Field(1, ge=1, le=1024)
+    accelerate_config: str = ""
 
 
 PREFIX_TYPES = ("none", "tag", "name", "few_shot", "persona", "persona_strong", "gold")  # text prefixes (stage 2)
@@ -289,8 +304,10 @@ RUN_KINDS: tuple[str, ...] = get_args(RunKind)
 POSITIVE_CONTROL_KINDS = ("dpo", "mt", "pt")  # runs trained on many users' pairs, each compared with the base
 
 
-class TrainRun(_Section):
-    """One entry of `train.runs` (the key is the run's name). Hyperparameters left out come from train.defaults."""
+class RunIdentity(_Section):
+    """What a run trains on: its kind, prefix or persona source, user, dataset, held-out fold, data fraction, seed.
+    `prefix`: the MT prefix type or the PT persona source; `user`: the PM user; `source`: the dataset whose pairs
+    it trains on ("": all); `held_out_fold`: MT's unseen fold; `fraction`: share of each user's pairs used (seeded)."""
 
     kind: RunKind
     prefix: str = "none"
@@ -300,12 +317,6 @@ class TrainRun(_Section):
     held_out_fold: int | None = Field(None, ge=0)
     fraction: float = Field(1.0, gt=0.0, le=1.0)
     seed: int = Field(0, ge=0)
-    learning_rate: float | None = Field(None, gt=0.0, le=1.0)
-    epochs: int | None = Field(None, ge=1, le=100)
-    batch_size: int | None = Field(None, ge=1, le=1024)
-    beta: float | None = Field(None, gt=0.0, le=10.0)
-    max_length: int | None = Field(None, ge=16, le=32768)
-    sft_epochs: int | None = Field(None, ge=0, le=100)
 
     @field_validator("user")
     @classmethod
@@ -313,7 +324,7 @@ class TrainRun(_Section):
         return safe_name("user", user) if user else user
 
     @model_validator(mode="after")
-    def _kind_fields(self) -> TrainRun:
+    def _kind_fields(self) -> RunIdentity:
         if self.kind == "pm" and not self.user:
             raise ValueError("kind 'pm' needs a user")
         if self.kind == "pt" and self.prefix not in PT_TRAINING_SOURCES:
@@ -330,6 +341,24 @@ class TrainRun(_Section):
                 f"kind 'mt' prefix {self.prefix!r} is not a prefix type; allowed: {', '.join(MT_PREFIX_TYPES)}"
             )
         return self
+
+
+class TrainRun(RunIdentity):
+    """One entry of `train.runs` (the key is the run's name). Hyperparameters left out come from train.defaults."""
+
+    learning_rate: LearningRate | None = None
+    epochs: Epochs | None = None
+    batch_size: BatchSize | None = None
+    beta: Beta | None = None
+    max_length: MaxLength | None = None
+    sft_epochs: SftEpochs | None = None
+
+
+class RunSpec(RunIdentity, RunHyperparameters):
+    """One training run, resolved: its identity and every hyperparameter (personalign.runs.resolve_run builds it from
+    train.defaults and the run's entry). The one run type of every stage; torch-free."""
+
+    name: str
 
 
 class TrainParams(_Section):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from personalign.figures import legend
+from personalign.analysis.training_figures import curves_figure
 from personalign.hardware import PRECISIONS
 
 SYSTEMS = {  # system -> (run kind, training prefix or PT persona source, test prompt variant)
@@ -144,10 +144,11 @@ def arm_pairs(
     user: str = "",
 ) -> tuple:
     """(RunSpec, training pairs, test pairs with the arm's prompts) of one arm (`user`: the PM user)."""
-    from personalign.accuracy import variant_prompts
+    from personalign.conditioning import variant_prompts
+    from personalign.config import RunSpec
     from personalign.hardware import resolve_precision
     from personalign.models import pick_device
-    from personalign.training import RunSpec, training_pairs
+    from personalign.training import training_pairs
 
     kind, prefix, variant = SYSTEMS[arm.system]
     run = RunSpec(
@@ -369,56 +370,6 @@ def conclusion(summary: pd.DataFrame, reference: dict) -> str:
     )
 
 
-def curves_figure(summary: pd.DataFrame, reference: dict):
-    """Two panels against training pairs per user (reference levers): the paired reference-free difference from the
-    base and the implicit-reward accuracy, each with its 95% interval, one line per system; lever arms as open
-    markers at their size."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    on_curve = summary.apply(lambda r: all(r[k] == reference[k] for k in LEVERS if k != "pairs_per_user"), axis=1)
-    colours = dict(zip(SYSTEMS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
-    panels = (
-        ("difference", "ci_low", "ci_high", 0.0, "reference-free accuracy − base (points)", 100),
-        ("implicit_accuracy", "implicit_ci_low", "implicit_ci_high", 0.5, "implicit-reward accuracy", 1),
-    )
-    for ax, (y, low, high, null, label, scale) in zip(axes, panels):
-        for system, rows in summary[on_curve].groupby("system", sort=False):
-            rows = rows.sort_values("pairs_per_user")
-            shift = 0.15 * (list(SYSTEMS).index(system) - 2)  # systems side by side at a shared size
-            ax.errorbar(
-                rows.pairs_per_user + shift,
-                rows[y] * scale,
-                yerr=[(rows[y] - rows[low]) * scale, (rows[high] - rows[y]) * scale],
-                marker="o",
-                capsize=3,
-                label=system,
-                color=colours[system],
-            )
-        for row in summary[~on_curve].itertuples():
-            ax.errorbar(
-                row.pairs_per_user + 0.6,
-                getattr(row, y) * scale,
-                yerr=[
-                    [(getattr(row, y) - getattr(row, low)) * scale],
-                    [(getattr(row, high) - getattr(row, y)) * scale],
-                ],
-                marker="s",
-                mfc="white",
-                capsize=2,
-                color=colours[row.system],
-                alpha=0.8,
-            )
-            ax.annotate(row.name, (row.pairs_per_user + 0.8, getattr(row, y) * scale), fontsize=6)
-        ax.axhline(null * scale, color="grey", lw=0.8, ls="--")
-        ax.set_xlabel("divergent training pairs per user")
-        ax.set_ylabel(label)
-    legend(axes[0], fontsize=8)
-    fig.suptitle("Learning study: held-out divergent test pairs, 95% intervals clustered by user", fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
 def main(argv: list[str] | None = None) -> None:
     from tqdm.auto import tqdm
 
@@ -515,7 +466,7 @@ def main(argv: list[str] | None = None) -> None:
         + "\n"
     )
     apply_style()
-    save_figure(curves_figure(summary, reference), out, "learning_curves")
+    save_figure(curves_figure(summary, reference, LEVERS, SYSTEMS), out, "learning_curves")
     print((out / "conclusion.md").read_text())
 
 

@@ -148,9 +148,13 @@ def import_closure(modules: set[str], root: Path) -> set[Path]:
     return files
 
 
+def _has_data_files(folder: Path) -> bool:
+    return any(p.is_file() and p.suffix != ".py" for p in folder.iterdir())
+
+
 def code_deps(stage: str, repo: Path = Path(".")) -> list[str]:
-    """The stage's notebooks and the source files its code can import, as dvc.yaml paths; a subpackage is listed as
-    its folder (its data files, e.g. the world's YAML, come with it)."""
+    """The stage's notebooks and the source files its code can import, as dvc.yaml paths; a subpackage with data
+    files (the world's YAML) is listed as its folder, so the data come with it; any other by its imported modules."""
     root = repo / SRC
     modules = set(ENTRY_MODULES)
     for notebook in STAGE_NOTEBOOKS[stage]:
@@ -159,8 +163,10 @@ def code_deps(stage: str, repo: Path = Path(".")) -> list[str]:
     paths = set()
     for path in files:
         relative = path.relative_to(root)
-        if len(relative.parts) > 1:
+        if len(relative.parts) > 1 and _has_data_files(root / relative.parts[0]):
             paths.add((SRC / relative.parts[0]).as_posix())
+        elif len(relative.parts) > 1:
+            paths.add((SRC / relative).as_posix())
         elif relative.name != "__init__.py":
             paths.add((SRC / relative).as_posix())
     notebooks = [f"notebooks/{name}" for name in STAGE_NOTEBOOKS[stage]]

@@ -13,61 +13,20 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from personalign.config import RUN_KINDS, SOFT_PREFIX_TYPES
-from personalign.figures import legend
+from personalign.conditioning import run_prompts
+from personalign.config import RUN_KINDS, SOFT_PREFIX_TYPES, RunSpec
 from personalign.locks import exclusive
-from personalign.persona_sources import PT_TRAINING_SOURCES, PersonaSourceError, persona_texts
-from personalign.prompts import PT_TEMPLATE, chat, prefixed_prompt
+from personalign.prompts import chat
 from personalign.seeding import stable_seed
 
 
 class TrainingDataError(ValueError):
     """A run cannot be assembled; the message names the run and the cause."""
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One training run. `prefix`: the MT prefix type or the PT persona source; `user`: the PM user; `source`: the
-    dataset whose pairs it trains on ("": all);
-    `held_out_fold`: MT's unseen fold; `fraction`: share of each user's training pairs used (seeded)."""
-
-    name: str
-    kind: str
-    prefix: str = "none"
-    prefix_seed: int = 0
-    user: str = ""
-    source: str = ""
-    held_out_fold: int | None = None
-    fraction: float = 1.0
-    seed: int = 0
-    learning_rate: float = 2e-4
-    epochs: int = 2
-    batch_size: int = 4
-    beta: float = 0.01
-    lora_r: int = 8
-    lora_alpha: int = 32
-    lora_dropout: float = 0.1
-    warmup_ratio: float = 0.1  # share of steps (transformers 5 reads a float < 1 in warmup_steps as a ratio)
-    max_length: int = 256
-    sft_epochs: int = 0  # DPO-family runs: epochs of SFT on (prompt, chosen) first, merged before DPO (Whose Boat)
-    sft_learning_rate: float = 2e-4
-    save_steps: int = 10
-    precision: str = "fp32"  # fp32 | bf16 (frozen base weights in bf16, LoRA weights fp32, bf16 autocast); resolved
-    precompute_ref: bool = False  # reference log-probs computed once before training instead of every step
-    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, one more forward
-    qlora: str | bool = "auto"  # auto: 4-bit base when CUDA and bitsandbytes are present | True: required | False
-    vpl_tokens: int = 1  # the vpl prefix (personalign.soft_prefix): input embeddings it places before the prompt
-    vpl_latent_dim: int = 8  # dimension of the user latent z
-    vpl_hidden: int = 64  # width of the pair encoder
-    vpl_context: int = 8  # pairs drawn from the user's pool at each training forward (App. K: N = 8)
-    vpl_pool: int = 16  # the user's training pairs the prefix is computed from (App. K: K = 16)
-    vpl_kl_weight: float = 0.01  # weight of KL(q(z | pairs) || N(0, I)) beside the DPO loss
 
 
 def training_pairs(
@@ -109,11 +68,7 @@ def training_pairs(
         train = train.loc[np.sort(np.concatenate(keep))]  # the same share of every user's pairs
     if train.empty:
         raise TrainingDataError(f"{where}: the training set is empty")
-    prompts = list(train.prompt)
-    if run.kind == "pt" or (run.kind == "sft" and run.prefix != "none"):
-        prompts = [PT_TEMPLATE.format(x=x, persona=p) for x, p in zip(prompts, _pt_personas(run, train, pair_personas))]
-    elif run.kind == "mt" and run.prefix not in ("none", *SOFT_PREFIX_TYPES):  # a soft prefix is no text
-        prompts = [prefixed_prompt(run.prefix, p, x) for x, p in zip(prompts, _user_prefixes(run, train, prefixes))]
+    prompts = run_prompts(run, train, prefixes, pair_personas)
     return pd.DataFrame(
         {
             "id": list(train.id),
@@ -123,36 +78,6 @@ def training_pairs(
             "rejected": list(train.rejected),
         }
     )
-
-
-def _pt_personas(run: RunSpec, train: pd.DataFrame, pair_personas: pd.DataFrame | None) -> list[str]:
-    """The chosen persona per pair from the run's persona source (`run.prefix`, one of PT_TRAINING_SOURCES)."""
-    if run.prefix not in PT_TRAINING_SOURCES:
-        raise TrainingDataError(
-            f"run {run.name!r}: PT persona {run.prefix!r}; allowed: {', '.join(PT_TRAINING_SOURCES)}"
-        )
-    try:
-        return persona_texts(train, pair_personas, "chosen", run.prefix)
-    except PersonaSourceError as exc:
-        raise TrainingDataError(f"run {run.name!r}: {exc}") from exc
-
-
-def _user_prefixes(run: RunSpec, train: pd.DataFrame, prefixes: pd.DataFrame | None) -> list[str]:
-    """The MT prefix of each pair's user (prefix type `run.prefix`, seed `run.prefix_seed`)."""
-    table = (
-        None
-        if prefixes is None
-        else prefixes[(prefixes.prefix_type == run.prefix) & (prefixes.seed == run.prefix_seed)]
-    )
-    if table is None or table.empty:
-        raise TrainingDataError(
-            f"run {run.name!r}: no prefixes of type {run.prefix!r} (seed {run.prefix_seed}) were computed in stage 2"
-        )
-    lookup = dict(zip(table.user_id, table.text))
-    missing = sorted(set(train.user_id) - set(lookup))
-    if missing:
-        raise TrainingDataError(f"run {run.name!r}: user {missing[0]!r} has no {run.prefix!r} prefix")
-    return [lookup[u] for u in train.user_id]
 
 
 def check_lengths(run: RunSpec, pairs: pd.DataFrame, tokenizer) -> None:
@@ -225,23 +150,6 @@ def _last_checkpoint(directory: Path, needs: tuple[str, ...] = ()) -> str | None
     )
     complete = [p for p in checkpoints if all((p / f).is_file() for f in (*CHECKPOINT_LAST_FILES, *needs))]
     return str(complete[-1]) if complete else None
-
-
-def resolve_run(name: str, train, base_seed: int) -> RunSpec:
-    """The flat spec of run `name` of a `train` params section: the run's own fields over train.defaults, its seed
-    derived from base.seed and the run's seed, precision `auto` resolved for this machine."""
-    from personalign.hardware import resolve_precision
-    from personalign.models import pick_device
-
-    if name not in train.runs:
-        raise TrainingDataError(f"run {name!r} is not in train.runs; defined runs: {', '.join(train.runs) or 'none'}")
-    run = train.runs[name]
-    launch_only = {"num_processes", "accelerate_config"}
-    defaults = {k: v for k, v in train.defaults.model_dump().items() if k not in launch_only}
-    merged = defaults | {k: v for k, v in run.model_dump().items() if v is not None}
-    merged["seed"] = stable_seed(base_seed, "train", run.seed) % 2**31
-    merged["precision"] = resolve_precision(merged["precision"], pick_device("auto"))  # what load_for_training uses
-    return RunSpec(name=name, **merged)
 
 
 def run_inputs(run: RunSpec, data_dir: str | Path = "data") -> tuple[pd.DataFrame, pd.DataFrame | None]:
@@ -324,7 +232,7 @@ def run_metrics(run: RunSpec, pairs: pd.DataFrame, curve: pd.DataFrame) -> dict:
 def work_dir_for(run: RunSpec, pairs: pd.DataFrame, root: str | Path, pools=None) -> Path:
     """Where checkpoints of this exact run (spec, data and a soft prefix's pair pools) live while it trains: a changed
     spec or changed data never resumes from another run's checkpoint."""
-    digest = hashlib.sha256(json.dumps(asdict(run), sort_keys=True).encode())
+    digest = hashlib.sha256(json.dumps(run.model_dump(), sort_keys=True).encode())
     digest.update(pd.util.hash_pandas_object(pairs, index=False).values.tobytes())
     if pools is not None:
         digest.update(json.dumps(pools.users).encode() + pools.features.tobytes() + pools.mask.tobytes())
@@ -620,7 +528,7 @@ def _train_locked(
         _stable_adapter_config(out_dir / "adapter")
         if run.sft_epochs and run.kind != "sft":
             shutil.copytree(work_dir / "sft_adapter", out_dir / "sft_adapter", dirs_exist_ok=True)
-        (out_dir / "run.json").write_text(json.dumps(asdict(run), indent=2, sort_keys=True) + "\n")
+        (out_dir / "run.json").write_text(json.dumps(run.model_dump(), indent=2, sort_keys=True) + "\n")
         if soft:
             from personalign.soft_prefix import PREFIXES_FILE, save_prefixes
 
@@ -692,39 +600,6 @@ def load_trained(base_dir: str | Path, run_dir: str | Path, dtype: str = "float3
     if (run_dir / "sft_adapter").is_dir():
         model = PeftModel.from_pretrained(model, str(run_dir / "sft_adapter")).merge_and_unload()
     return PeftModel.from_pretrained(model, str(run_dir / "adapter"))
-
-
-def curve_figure(curve: pd.DataFrame, title: str):
-    """Loss and reward accuracy (DPO) or token accuracy (SFT) per step: each step faint, a 5-step running mean bold,
-    one colour per phase."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    from personalign.figures import apply_style
-
-    apply_style()
-    accuracy = (
-        "reward_accuracy" if "reward_accuracy" in curve and curve.reward_accuracy.notna().any() else "token_accuracy"
-    )
-    fig, axes = plt.subplots(1, 2, figsize=(7.5, 2.8))
-    colours = dict(zip(curve.phase.unique(), sns.color_palette()))
-    for ax, column in ((axes[0], "loss"), (axes[1], accuracy)):
-        for phase, rows in curve.groupby("phase", sort=False):
-            values = rows[column].astype(float)
-            ax.plot(rows.step, values, color=colours[phase], alpha=0.3, linewidth=0.8)
-            ax.plot(
-                rows.step,
-                values.rolling(5, min_periods=1).mean(),
-                color=colours[phase],
-                linewidth=1.8,
-                label=f"{phase} (5-step mean)",
-            )
-        ax.set(xlabel="step", ylabel=column.replace("_", " "))
-    axes[1].set_ylim(-0.05, 1.05)
-    legend(axes[0], loc="best")
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
 
 
 def launcher_command(
