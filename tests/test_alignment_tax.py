@@ -126,7 +126,7 @@ def test_rewardbench_checks_only_the_kept_rows_and_wants_every_subset(tmp_path):
     with pytest.raises(ValueError, match=re.escape(f"{path}: no rows of subset(s) xstest-should-refuse")):
         read_rewardbench(path, [*SAFETY_SUBSETS, "xstest-should-refuse"])
     (tmp_path / "bad.jsonl").write_text('{"subset": "refusals-dangerous"\n')
-    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'bad.jsonl'}: row 0: not valid JSON")):
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'bad.jsonl'}: line 1: not valid JSON")):
         read_rewardbench(tmp_path / "bad.jsonl")
     with pytest.raises(FileNotFoundError, match="no such file"):
         read_rewardbench(tmp_path / "absent.jsonl")

@@ -107,7 +107,7 @@ def test_mt_holds_out_a_fold_and_prefixes_each_users_prompts(records, prefixes):
 def test_a_prompt_longer_than_max_length_is_refused(records, tiny):
     pairs = training_pairs(RunSpec(name="dpo", kind="dpo"), records)
     with pytest.raises(TrainingDataError, match="run 'short': the prompt of pair 'ana:train0' has .* tokens"):
-        check_lengths(RunSpec(name="short", kind="dpo", max_length=8), pairs, tiny[1])
+        check_lengths(RunSpec(name="short", kind="dpo", max_length=16), pairs, tiny[1])
 
 
 @pytest.fixture()
@@ -232,7 +232,7 @@ def test_sft_trains_on_the_chosen_responses_with_the_persona(records, base_dir, 
 def test_sft_then_dpo_merges_the_sft_adapter_and_resumes_without_redoing_it(records, base_dir, tmp_path, monkeypatch):
     from transformers import Trainer
 
-    from personalign.training import load_trained
+    from personalign.artifacts import load_trained
 
     run = RunSpec(
         name="boat",

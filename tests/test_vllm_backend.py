@@ -7,13 +7,13 @@ import pytest
 
 from personalign import comparisons as cmp
 from personalign import generation
+from personalign.artifacts import model_fingerprint
 from personalign.generation import (
     ChatPrompt,
     GenerationCache,
     Sampling,
     VLLMGenerator,
     chat,
-    model_fingerprint,
     vllm_available,
     vllm_sampling_kwargs,
 )

@@ -4,14 +4,13 @@ and their summaries per system × condition × question type × seen/unseen user
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from personalign.artifacts import ScoreCache, adapter_fingerprint, merged_run
 from personalign.conditioning import PT_VARIANTS, uses_persona_template, variant_prompts
 from personalign.config import SOFT_PREFIX_TYPES, RunSpec, ScoreParams
 from personalign.persona_sources import SEES_LABEL, TESTED_WITH
@@ -341,63 +340,12 @@ def by_user(examples: pd.DataFrame) -> pd.DataFrame:
     return grouped.agg(n=("correct", "size"), accuracy=("correct", "mean")).reset_index()
 
 
-class ScoreCache:
-    """Finished scores of one (model, adapter, prompts, precision) on disk, so a rerun scores only what changed;
-    each entry is written whole (to a temporary name, then renamed), so a killed run keeps the finished ones."""
-
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
-
-    @staticmethod
-    def key(model_id: str, adapter_id: str, pairs: pd.DataFrame, settings: dict) -> str:
-        payload = json.dumps(
-            [model_id, adapter_id, settings, pairs[["id", "prompt", "chosen", "rejected"]].values.tolist()]
-        )
-        return hashlib.sha256(payload.encode()).hexdigest()[:32]
-
-    def get(self, key: str) -> pd.DataFrame | None:
-        path = self.root / f"{key}.json"
-        return pd.read_json(path, orient="split", dtype=False) if path.exists() else None
-
-    def put(self, key: str, scores: pd.DataFrame) -> None:
-        path = self.root / f"{key}.json"
-        partial = path.with_suffix(".partial")
-        partial.write_text(scores.to_json(orient="split", double_precision=15))
-        partial.replace(path)
-
-
-def directory_fingerprint(path: str | Path) -> str:
-    """A short hash of every file under a directory (an adapter's identity for the score cache)."""
-    digest = hashlib.sha256()
-    for file in sorted(Path(path).rglob("*")):
-        if file.is_file():
-            digest.update(str(file.relative_to(path)).encode())
-            digest.update(file.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def merged_run(base, run_dir: Path):
-    """A trained run as a plain model: its adapter merged into a copy of the in-memory base model (an unmerged LoRA
-    makes every forward several times slower on a CPU), after its SFT adapter where it had an SFT phase. Returns
-    (policy, reference): the reference is the merged SFT model for SFT-then-DPO runs, None when it is the base."""
-    import copy
-
-    from peft import PeftModel
-
-    model, reference = copy.deepcopy(base), None
-    if (run_dir / "sft_adapter").is_dir():
-        model = PeftModel.from_pretrained(model, str(run_dir / "sft_adapter")).merge_and_unload()
-        reference = copy.deepcopy(model)
-    return PeftModel.from_pretrained(model, str(run_dir / "adapter")).merge_and_unload(), reference
-
-
 class _Scorer:
     """Scores of the test pairs under a prompt variant by one model (the base, or a merged run named by its adapter
     id) at one precision, served from the ScoreCache when that exact scoring was done before."""
 
     def __init__(self, base_dir, test: pd.DataFrame, prompts: dict[str, list[str]], batch_size: int, cache_root):
-        from personalign.generation import model_fingerprint
+        from personalign.artifacts import model_fingerprint
         from personalign.models import load_base
 
         self.model, self.tokenizer, _ = load_base(base_dir, "cpu", "float32")
@@ -478,11 +426,11 @@ def implicit_precision_check(
     run_dir = adapters_dir / run.name
     policy, reference_model = merged_run(scorer.model, run_dir)
     reference_model = scorer.model if reference_model is None else reference_model
-    reference_id = "" if reference_model is scorer.model else f"{directory_fingerprint(run_dir)}/reference"
+    reference_id = "" if reference_model is scorer.model else f"{adapter_fingerprint(run_dir)}/reference"
     soft = cell_soft_prefixes(run, run_dir, condition.variant)
     margins = {
         precision: implicit_margins(
-            scorer(policy, directory_fingerprint(run_dir), condition.variant, precision, soft),
+            scorer(policy, adapter_fingerprint(run_dir), condition.variant, precision, soft),
             scorer(reference_model, reference_id, condition.variant, precision),
         )
         for precision in ("bf16", "fp32")
@@ -575,7 +523,7 @@ def score_systems(
         bar.update()
     for run in runs:
         run_dir = adapters_dir / run.name
-        adapter_id = directory_fingerprint(run_dir)
+        adapter_id = adapter_fingerprint(run_dir)
         policy, reference_model = merged_run(scored.model, run_dir)
         for index, condition in enumerate(conditions[run.name]):
             scores = scored(

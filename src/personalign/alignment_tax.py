@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from personalign.loaders import DatasetError
+from personalign.loaders.common import read_table
 from personalign.prompts import chat
 from personalign.scoring import completions_logps, prefix_batches, score_pairs
 
@@ -22,36 +23,6 @@ SAFETY_SUBSETS = ("refusals-dangerous", "refusals-offensive")
 MC_FORMATS = ("arc", "piqa", "truthfulqa_mc1")
 PAIR_COLUMNS = ["id", "prompt", "chosen", "rejected"]
 MC_COLUMNS = ["id", "question", "choices", "answer", "format"]
-
-
-def _records(path: Path) -> list[dict]:
-    """The rows of a .jsonl, .json (a list of objects) or .parquet file."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    if path.suffix == ".jsonl":
-        rows = []
-        for i, line in enumerate(line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()):
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise DatasetError(f"{path}: row {i}: not valid JSON ({error})") from None
-    elif path.suffix == ".json":
-        try:
-            rows = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise DatasetError(f"{path}: not valid JSON ({error})") from None
-        if not isinstance(rows, list):
-            raise DatasetError(f"{path}: expected a JSON list of rows")
-    elif path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        rows = pq.read_table(path).to_pylist()
-    else:
-        raise DatasetError(f"{path}: unsupported file type {path.suffix!r} (.jsonl, .json or .parquet)")
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise DatasetError(f"{path}: row {i}: not an object")
-    return rows
 
 
 def _value(path: Path, i: int, row: dict, field: str, valid: Callable[[object], bool], expected: str):
@@ -98,7 +69,7 @@ def read_rewardbench(path: str | Path, subsets: Iterable[str] = SAFETY_SUBSETS) 
     rows."""
     path, wanted = Path(path), list(subsets)
     kept = []
-    for i, row in enumerate(_records(path)):
+    for i, row in enumerate(read_table(path)):
         subset = _text(path, i, row, "subset")
         if subset in wanted:
             record = {"id": str(_value(path, i, row, "id", _is_id, "an integer or text id"))}
@@ -179,7 +150,7 @@ def read_multiple_choice(path: str | Path, fmt: str) -> pd.DataFrame:
     if fmt not in _MC_READERS:
         raise ValueError(f"unknown multiple-choice format {fmt!r}: one of {', '.join(MC_FORMATS)}")
     path = Path(path)
-    rows = [(i, _MC_READERS[fmt](path, i, row) | {"format": fmt}) for i, row in enumerate(_records(path))]
+    rows = [(i, _MC_READERS[fmt](path, i, row) | {"format": fmt}) for i, row in enumerate(read_table(path))]
     return _frame(path, rows, MC_COLUMNS)
 
 
@@ -301,11 +272,10 @@ def tax_scores(
     """Per item of every set, for every (model, condition, prefix function) in `systems` — model "base" or a run
     name — whether the model gets it right: summed-log-prob preference accuracy on pair sets, mean-log-prob
     multiple-choice accuracy on the others. The base model is loaded once; a run is its adapter merged into a copy
-    (`accuracy.merged_run`)."""
+    (`artifacts.merged_run`)."""
     from tqdm.auto import tqdm
 
-    from personalign.accuracy import ScoreCache, directory_fingerprint, merged_run
-    from personalign.generation import model_fingerprint
+    from personalign.artifacts import ScoreCache, adapter_fingerprint, merged_run, model_fingerprint
     from personalign.hardware import resolve_precision
     from personalign.models import load_base
 
@@ -317,7 +287,7 @@ def tax_scores(
         sorted(systems, key=lambda s: (s[0] != "base", s[0], s[1])), desc="alignment tax", unit="system"
     ):
         run_dir = Path(adapters_dir) / name
-        adapter_id = "" if name == "base" else directory_fingerprint(run_dir)
+        adapter_id = "" if name == "base" else adapter_fingerprint(run_dir)
         for set_name, items in sets.items():
             is_pairs = "chosen" in items.columns
             shown = (

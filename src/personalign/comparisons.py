@@ -5,13 +5,16 @@ WikiPersona Table 3."""
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from personalign import conditioning, persona_sources
 from personalign.accuracy import seen_users
+from personalign.artifacts import adapter_fingerprint, merged_run, model_fingerprint
 from personalign.config import SOFT_PREFIX_TYPES, RunSpec
 from personalign.judge import (
     OTHER_SIDE,
@@ -409,21 +412,7 @@ def generate_responses(
     (a merged one saved to a temporary directory first) is sampled by vLLM with the same sampling parameters and
     seeds, one engine at a time; otherwise by the hf backend on the CPU, in `precision`
     (`models.sampling_precision`)."""
-    import copy
-    import tempfile
-    from pathlib import Path
-
-    from peft import PeftModel
-
-    from personalign.accuracy import directory_fingerprint
-    from personalign.generation import (
-        ChatPrompt,
-        GenerationCache,
-        HFGenerator,
-        VLLMGenerator,
-        model_fingerprint,
-        vllm_available,
-    )
+    from personalign.generation import ChatPrompt, GenerationCache, HFGenerator, VLLMGenerator, vllm_available
     from personalign.models import load_base
 
     cache = GenerationCache(cache_path)
@@ -438,10 +427,8 @@ def generate_responses(
         model, model_id = base, base_id
         if model_name != "base":
             run_dir = Path(adapters_dir) / model_name
-            model, model_id = copy.deepcopy(base), f"{base_id}+{directory_fingerprint(run_dir)}"
-            for part in ("sft_adapter", "adapter"):
-                if (run_dir / part).is_dir():
-                    model = PeftModel.from_pretrained(model, str(run_dir / part)).merge_and_unload()
+            model = merged_run(base, run_dir, with_reference=False)[0]
+            model_id = f"{base_id}+{adapter_fingerprint(run_dir)}"
         mine = [r for r in requests if r[0].model == model_name]  # one call: batches span this model's systems
         prompts = [ChatPrompt(p) for _, _, ps, _ in mine for p in ps]
         seeds = [seed for _, _, _, ss in mine for seed in ss]

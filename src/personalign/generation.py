@@ -14,6 +14,7 @@ from typing import Protocol
 
 from tqdm import tqdm
 
+from personalign.artifacts import model_fingerprint
 from personalign.prompts import chat
 
 
@@ -87,18 +88,6 @@ class GenerationCache:
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
-
-
-def model_fingerprint(model_dir: str | Path) -> str:
-    """A short hash of a checkpoint's config and weights, so the cache never mixes two models' outputs."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(model_dir).glob("*")):
-        if path.suffix in {".json", ".safetensors", ".jinja"} and path.name != "personalign_base.json":
-            digest.update(path.name.encode())
-            with path.open("rb") as fh:
-                for block in iter(lambda: fh.read(1 << 22), b""):
-                    digest.update(block)
-    return digest.hexdigest()[:16]
 
 
 class CachedGenerator:

@@ -14,9 +14,10 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from personalign.artifacts import model_fingerprint
 from personalign.config import JudgeParams
 from personalign.embeddings import Embedder
-from personalign.generation import ChatPrompt, GenerationCache, OpenAIGenerator, Sampling, model_fingerprint
+from personalign.generation import ChatPrompt, GenerationCache, OpenAIGenerator, Sampling
 from personalign.models import checkpoint_dir, load_base
 from personalign.prompts import chat
 from personalign.seeding import stable_seed

@@ -195,7 +195,8 @@ def run_arm(
     """Train the arm (one adapter, or one per user for PM) and score its test pairs and the base's, both in fp32
     (implicit margins are small differences of large log-probs). Per-example rows, cached under `work`. A soft-prefix
     arm (mt_vpl) reads each user's pool from the arm's own training pairs, embedded with `embed`."""
-    from personalign.accuracy import cell_soft_prefixes, implicit_margins, merged_run
+    from personalign.accuracy import cell_soft_prefixes, implicit_margins
+    from personalign.artifacts import merged_run
     from personalign.models import load_base
     from personalign.scoring import score_pairs
     from personalign.soft_prefix import pair_pools

@@ -589,19 +589,6 @@ def _sft_then_merge(
     return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
 
 
-def load_trained(base_dir: str | Path, run_dir: str | Path, dtype: str = "float32"):
-    """A trained run as a model: the base, with the SFT adapter merged when the run had an SFT phase, and the run's
-    adapter on top (a PeftModel, so `disable_adapter()` gives back the reference)."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    run_dir = Path(run_dir)
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype)
-    if (run_dir / "sft_adapter").is_dir():
-        model = PeftModel.from_pretrained(model, str(run_dir / "sft_adapter")).merge_and_unload()
-    return PeftModel.from_pretrained(model, str(run_dir / "adapter"))
-
-
 def launcher_command(
     run_name: str, num_processes: int, accelerate_config: str = "", params_file: str = "params.yaml"
 ) -> list[str]:

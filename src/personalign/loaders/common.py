@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from personalign.records import PERSONA_FIELDS, RECORD_FIELDS
 
@@ -63,7 +64,7 @@ def read_table(path: str | Path) -> list[dict]:
         return data
     if suffix == ".parquet":
         try:
-            return pd.read_parquet(path).to_dict("records")
+            return pq.read_table(path).to_pylist()  # plain lists and scalars, as a JSON file would give
         except (OSError, ValueError) as exc:  # pyarrow: truncated file, bad magic bytes, corrupt pages
             raise DatasetError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
     if suffix == ".csv":

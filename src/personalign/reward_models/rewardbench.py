@@ -98,9 +98,10 @@ def rewardbench_sections(per_subset: pd.DataFrame, counts: Mapping[str, int] | N
 def read_rewardbench_all(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
     """The RewardBench-format pairs of every official subset present in a local file (alignment_tax.read_rewardbench
     reads and checks them; columns id, prompt, chosen, rejected, subset) and the official subsets absent from it."""
-    from personalign.alignment_tax import _records, read_rewardbench
+    from personalign.alignment_tax import read_rewardbench
+    from personalign.loaders.common import read_table
 
-    present = {row.get("subset") for row in _records(Path(path))}
+    present = {row.get("subset") for row in read_table(path)}
     wanted = [s for s in SECTION_OF if s in present]
     missing = [s for s in SECTION_OF if s not in present]
     records = (
