@@ -24,6 +24,7 @@ from personalign.alignment_tax import (
     read_multiple_choice,
     read_rewardbench,
 )
+from personalign.loaders import DatasetError
 from personalign.prompts import chat, prefixed_prompt
 from personalign.scoring import score_pairs
 
@@ -128,7 +129,7 @@ def test_rewardbench_checks_only_the_kept_rows_and_wants_every_subset(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"subset": "refusals-dangerous"\n')
     with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'bad.jsonl'}: line 1: not valid JSON")):
         read_rewardbench(tmp_path / "bad.jsonl")
-    with pytest.raises(FileNotFoundError, match="no such file"):
+    with pytest.raises(DatasetError, match="absent.jsonl: no such file"):
         read_rewardbench(tmp_path / "absent.jsonl")
 
 
