@@ -199,3 +199,18 @@ def test_constraints_pin_every_required_library_and_setup_uses_them():
     assert "-c constraints.txt" in (ROOT / "README.md").read_text()
     assert "-c constraints.txt" in (ROOT / ".ci" / "run").read_text()
     assert "-c constraints.txt" in (ROOT / "environment.yml").read_text()
+
+
+def test_dvc_yaml_runs_the_stage_table():
+    """One stage table: dvc.yaml has exactly personalign.stages' stages, each running `personalign run <stage>`, and
+    every figures/INDEX.md entry names one of them."""
+    from personalign.analysis.index import INDEX
+    from personalign.stages import ITEM_STAGES, STAGES
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert list(stages) == list(STAGES)
+    for name, spec in stages.items():
+        command = spec["do"]["cmd"] if name in ITEM_STAGES else spec["cmd"]
+        assert command.split()[:3] == ["personalign", "run", name]
+        assert f"notebooks/{STAGES[name].notebook}" in (spec["do"] if name in ITEM_STAGES else spec)["deps"]
+    assert {entry.stage for entry in INDEX} <= set(STAGES)

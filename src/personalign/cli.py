@@ -11,32 +11,15 @@ from pathlib import Path
 from personalign.conditioning import ConditioningError
 from personalign.config import Params, ParamsError, load_params
 from personalign.runs import resolve_run
+from personalign.stages import ITEM_STAGES, REAL_DATA_NOTEBOOK, STAGES
+
 
 # stage -> (notebook, params sections it receives)
-STAGES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "base_model": ("00_base_model.ipynb", ("base",)),
-    "build_data": ("01_build_data.ipynb", ("base", "build_data", "judge")),
-    "infer_personas": ("02_infer_personas.ipynb", ("base", "prefixes", "generators", "judge")),
-    "train": ("03_train.ipynb", ("base", "train")),
-    "score": ("04_score.ipynb", ("base", "prefixes", "train", "score")),
-    "generate_judge": ("05_generate_judge.ipynb", ("base", "judge", "train", "generate_judge")),
-    "analysis": ("06_analysis.ipynb", ("base", "judge", "train", "analysis")),
-    "reward_models": ("07_reward_models.ipynb", ("base", "build_data", "judge", "reward_models")),
-}
-ITEM_STAGES = {"train"}  # stages fanned out by DVC `foreach`: one notebook run per item (`--item NAME`)
-REAL_DATA_NOTEBOOK = "01_load_data.ipynb"  # stage build_data with `build_data.source: datasets`
-
-
-def stage_notebooks(stage: str) -> tuple[str, ...]:
-    """Every notebook `stage` may execute (`stage_notebook` picks one by its params)."""
-    return (STAGES[stage][0], REAL_DATA_NOTEBOOK) if stage == "build_data" else (STAGES[stage][0],)
-
-
 def stage_notebook(stage: str, params: Params) -> str:
     """The notebook a stage runs: build_data reads real datasets instead of building the world when told to."""
     if stage == "build_data" and params.build_data.source == "datasets":
         return REAL_DATA_NOTEBOOK
-    return STAGES[stage][0]
+    return STAGES[stage].notebook
 
 
 def check_params(path: str | Path) -> Params:
@@ -98,8 +81,8 @@ def run_stage(
 
     from personalign.rendered import write_record
 
-    notebook, sections = stage_notebook(stage, params), STAGES[stage][1]
-    out = rendered / STAGES[stage][0] if item is None else rendered / Path(notebook).stem / f"{item}.ipynb"
+    notebook, sections = stage_notebook(stage, params), STAGES[stage].sections
+    out = rendered / STAGES[stage].notebook if item is None else rendered / Path(notebook).stem / f"{item}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
     try:  # a probe write: permission bits alone do not tell (root ignores them; a read-only mount does not)
         with tempfile.NamedTemporaryFile(dir=out.parent):

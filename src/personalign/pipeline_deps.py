@@ -13,12 +13,13 @@ from pathlib import Path
 
 import yaml
 
-from personalign.cli import STAGES, stage_notebooks
+from personalign.stages import STAGES, stage_notebooks
 
 PACKAGE = "personalign"
 SRC = Path("src") / PACKAGE
 
 STAGE_NOTEBOOKS: dict[str, tuple[str, ...]] = {stage: stage_notebooks(stage) for stage in STAGES}
+STAGE_PARAMS: dict[str, tuple[str, ...]] = {stage: spec.params for stage, spec in STAGES.items()}
 # `personalign run STAGE` validates params.yaml and resolves the models before the notebook starts (cli.check_params)
 # and records the machine afterwards (cli.write_environment), holding the stage's lock (locks.exclusive), and rewrites
 # the executed notebook as a record (rendered.write_record); cli's other lazy imports serve other commands
@@ -30,63 +31,6 @@ ENTRY_MODULES = (
     "personalign.locks",
     "personalign.rendered",
 )
-
-# stage -> the params keys it reads. Whole sections unless a key is known not to reach the stage's outputs:
-# stage 1 labels pairs with Judge.prefers, which never reads judge.tie_margin (tested in tests/test_pipeline_deps.py).
-JUDGE_LABEL_KEYS = (
-    "judge.backend",
-    "judge.noise",
-    "judge.quality_weight",
-    "judge.model",
-    "judge.base_url",
-    "judge.api_key_env",
-    "judge.timeout_s",
-    "judge.max_retries",
-    "judge.max_new_tokens",
-)
-STAGE_PARAMS: dict[str, tuple[str, ...]] = {
-    "base_model": ("base.seed", "base.model", "base.device", "base.dtype"),
-    "build_data": (
-        "base.seed",
-        "base.model",
-        "base.device",
-        "base.dtype",
-        "base.embedding_model",
-        "build_data",
-        *JUDGE_LABEL_KEYS,
-    ),
-    "infer_personas": (
-        "base.seed",
-        "base.model",
-        "base.device",
-        "base.dtype",
-        "base.embedding_model",
-        "prefixes",
-        "generators",
-        "judge",
-    ),
-    "train": ("base.seed", "base.embedding_model", "train.defaults", "train.runs.${key}"),
-    "score": ("base.seed", "base.device", "prefixes.seeds", "train.defaults", "train.runs", "score"),
-    "generate_judge": (
-        "base.seed",
-        "base.device",
-        "base.dtype",
-        "base.embedding_model",
-        "judge",
-        "train.runs",
-        "generate_judge",
-    ),
-    "reward_models": (
-        "base.seed",
-        "base.embedding_model",
-        "build_data.source",
-        "build_data.n_folds",
-        "judge.quality_weight",
-        "judge.tie_margin",
-        "reward_models",
-    ),
-    "analysis": ("base.seed", "judge.backend", "train.runs", "analysis"),
-}
 
 
 def _module_file(module: str, root: Path) -> Path | None:

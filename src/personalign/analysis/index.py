@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from personalign.analysis.judgment_tables import IndexEntry
+from personalign.stages import stage_label
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """One row of figures/INDEX.md."""
+
+    path: str
+    stage: str  # a key of personalign.stages.STAGES
+    params: str
+    mirrors: str
+    shows: str
+    from_stages: str = ""  # where rows made by other stages come from, said beside the stage
 
 
 def write_index(entries: list[IndexEntry], root: str | Path = ".") -> Path:
@@ -23,7 +36,8 @@ def write_index(entries: list[IndexEntry], root: str | Path = ".") -> Path:
         files = sorted(p.relative_to(root / "figures").as_posix() for p in (root / "figures").glob(entry.path))
         if files:
             listed = ", ".join(f"[{f}]({f})" for f in files)
-            lines.append(f"| {listed} | {entry.stage} | {entry.params} | {entry.mirrors} | {entry.shows} |")
+            stage = stage_label(entry.stage) + (f" ({entry.from_stages})" if entry.from_stages else "")
+            lines.append(f"| {listed} | {stage} | {entry.params} | {entry.mirrors} | {entry.shows} |")
     path = root / "figures" / "INDEX.md"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -32,189 +46,190 @@ def write_index(entries: list[IndexEntry], root: str | Path = ".") -> Path:
 INDEX = [
     IndexEntry(
         "dataset_card.*",
-        "1 build_data",
+        "build_data",
         "build_data, judge",
         "WikiPersona App. E, Table 9",
         "response lengths of y_w / y_l and judge agreement per axis",
     ),
     IndexEntry(
         "table2_persona_rouge.*",
-        "2 infer_personas",
+        "infer_personas",
         "prefixes, generators",
         "WikiPersona Table 2",
         "ROUGE-1/L of inferred prefixes vs the gold persona and vs a random gold",
     ),
     IndexEntry(
         "train/*.png",
-        "3 train",
+        "train",
         "train.defaults, train.runs.<run>",
         "App. H training",
         "loss and reward accuracy per step, one file per run (PDF beside each)",
     ),
     IndexEntry(
         "accuracy_cells.*",
-        "4 score",
+        "score",
         "score, train.runs, prefixes.seeds",
         "WikiPersona Fig. 3-5 cells",
         "reference-free accuracy [Wilson 95% CI] per system x condition, implicit-reward accuracy",
     ),
     IndexEntry(
         "accuracy_prefixes.*",
-        "4 score",
+        "score",
         "score, train.runs",
         "WikiPersona Fig. 3/4 (quick look)",
         "base vs MT seen / unseen per prefix type, Wilson intervals",
     ),
     IndexEntry(
         "accuracy_sensitivity.*",
-        "4 score",
+        "score",
         "score, train.runs",
         "WikiPersona App. L (quick look)",
         "MT with own / new-seed / shuffled / no prefix",
     ),
     IndexEntry(
         "alignment_tax/*",
-        "4 score",
+        "score",
         "score.alignment_tax",
         "WikiPersona Fig. 7",
         "out-of-domain accuracy of runs with and without their prefix vs the base model",
     ),
     IndexEntry(
         "table_whose_boat.*",
-        "5 generate_judge",
+        "generate_judge",
         "generate_judge, judge",
         "Whose Boat table",
         "PT + P vs DPO + P: Personalization / Quality W/T/L, ΔPQ",
     ),
     IndexEntry(
         "table3_prefix_winrates.*",
-        "5 generate_judge",
+        "generate_judge",
         "generate_judge, judge",
         "WikiPersona Table 3",
         "all pairs among base and MT with and without prefix: W/T/L, ΔPQ",
     ),
     IndexEntry(
         "analysis/verdicts.*",
-        "6 analysis (rows of stages 2, 7 from results/claims/)",
+        "analysis",
         "analysis, train.runs",
         "every headline claim",
         "claim, paired comparison, n, estimate [95% CI], MDD, Holm p, verdict",
+        "rows of stages 2, 7 from results/claims/",
     ),
     IndexEntry(
         "analysis/whose_boat_ci.*",
-        "6 analysis",
+        "analysis",
         "analysis, generate_judge",
         "Whose Boat table",
         "the Whose Boat table with 95% intervals of win rates and ΔPQ, and beside the paper's numbers",
     ),
     IndexEntry(
         "analysis/win_rates_ci.*",
-        "6 analysis",
+        "analysis",
         "analysis, generate_judge",
         "Whose Boat table, WikiPersona Table 3",
         "win rates and ΔPQ with 95% intervals from resampling evaluation prompts",
     ),
     IndexEntry(
         "analysis/judge_order_agreement.*",
-        "6 analysis",
+        "analysis",
         "analysis, judge",
         "Whose Boat (both orders)",
         "the judge's agreement with itself across presentation orders: Cohen's κ, Krippendorff's α",
     ),
     IndexEntry(
         "analysis/fig3_prompting.*",
-        "6 analysis",
+        "analysis",
         "analysis",
         "WikiPersona Fig. 3",
         "prompting baseline per prefix type and question type, user-bootstrap 95% CIs",
     ),
     IndexEntry(
         "analysis/fig4_personal_models.*",
-        "6 analysis",
+        "analysis",
         "analysis, train.runs",
         "WikiPersona Fig. 4",
         "personal models on their own user vs other users",
     ),
     IndexEntry(
         "analysis/fig13_data_efficiency.*",
-        "6 analysis",
+        "analysis",
         "analysis, train.runs",
         "WikiPersona Fig. 13",
         "personal-model accuracy vs fraction of the user's data, per seed, 95% band",
     ),
     IndexEntry(
         "analysis/fig5_multitask.*",
-        "6 analysis",
+        "analysis",
         "analysis, train.runs",
         "WikiPersona Fig. 5",
         "MT by prefix type, seen vs unseen users, personal vs divergent, base no-prefix line",
     ),
     IndexEntry(
         "analysis/fig6_equity.*",
-        "6 analysis",
+        "analysis",
         "analysis, train.runs",
         "WikiPersona Fig. 6",
         "per-user MT-unseen vs base accuracy, y = x, OLS band, Pearson r and p per prefix type",
     ),
     IndexEntry(
         "analysis/fig15_sensitivity.*",
-        "6 analysis",
+        "analysis",
         "analysis, train.runs",
         "WikiPersona Fig. 15",
         "MT with own / new-seed / shuffled / no prefix, seen and unseen users",
     ),
     IndexEntry(
         "analysis/fig16_demographics.*",
-        "6 analysis",
+        "analysis",
         "analysis",
         "WikiPersona Fig. 16",
         "per-user accuracy by demographic attribute with one-way ANOVA",
     ),
     IndexEntry(
         "reward_models/table2_characterisation.*",
-        "7 reward_models",
+        "reward_models",
         "reward_models",
         "Personalization Meets Reality, Table 2",
         "divergence, high divergence, MV-ACC range, minority users, consistency, room for personalization",
     ),
     IndexEntry(
         "reward_models/mv_acc.*",
-        "7 reward_models",
+        "reward_models",
         "reward_models",
         "Personalization Meets Reality §4.2",
         "majority-vote accuracy per user and dataset, minority users highlighted",
     ),
     IndexEntry(
         "reward_models/fig1_accuracy.*",
-        "7 reward_models",
+        "reward_models",
         "reward_models",
         "Personalization Meets Reality Fig. 1",
         "accuracy of each reward model per dataset, user-level bootstrap 95% CIs",
     ),
     IndexEntry(
         "reward_models/fig2_sample_efficiency.*",
-        "7 reward_models",
+        "reward_models",
         "reward_models",
         "Personalization Meets Reality Fig. 2",
         "accuracy vs training pairs per user",
     ),
     IndexEntry(
         "reward_models/fig3_new_users.*",
-        "7 reward_models",
+        "reward_models",
         "reward_models",
         "Personalization Meets Reality Fig. 3",
         "new users from 30/100/300 pairs, with the baselines",
     ),
     IndexEntry(
         "reward_models/fig4_personalization_tax.*",
-        "7 reward_models",
+        "reward_models",
         "reward_models.rewardbench",
         "Personalization Meets Reality Fig. 4",
         "RewardBench sections before and after personalization",
     ),
     IndexEntry(
         "reward_models/fig5_per_user.*",
-        "7 reward_models",
+        "reward_models",
         "reward_models",
         "Personalization Meets Reality Fig. 5",
         "per-user accuracy of each model, minority users highlighted",

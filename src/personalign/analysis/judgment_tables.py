@@ -3,8 +3,6 @@ the Whose Boat comparison with the paper's published win/tie/loss counts."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
@@ -171,14 +169,3 @@ def whose_boat_vs_paper(boat: pd.DataFrame, paper: pd.DataFrame, dataset_names: 
             }
         )
     return pd.DataFrame(rows, columns=columns)
-
-
-@dataclass(frozen=True)
-class IndexEntry:
-    """One row of figures/INDEX.md."""
-
-    path: str
-    stage: str
-    params: str
-    mirrors: str
-    shows: str
