@@ -8,6 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from personalign import paths
 from personalign.conditioning import ConditioningError
 from personalign.config import Params, ParamsError, load_params
 from personalign.runs import resolve_run
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
 
     name = args.stage + (f"@{args.item}" if args.item else "")
     try:
-        with exclusive(Path(".cache/personalign/locks") / f"{name}.lock", f"stage {name}"):
+        with exclusive(paths.LOCKS / f"{name}.lock", f"stage {name}"):
             out = run_stage(args.stage, params, args.notebooks, args.rendered, args.item, args.params)
     except (PermissionError, LockedError) as exc:
         print(f"personalign: {exc}", file=sys.stderr)
@@ -246,14 +247,14 @@ def _train(args, params: Params) -> int:
     try:
         run = resolve_run(args.run_name, params.train, params.base.seed)
         pairs, sft_pairs = run_inputs(run)
-        out = args.out or Path("models/adapters") / run.name
+        out = args.out or paths.ADAPTERS / run.name
         pools = soft_prefix_pools(run, params.base.embedding_model)
         summary = train_adapter(
             run,
             pairs,
-            "models/base",
+            paths.BASE_MODEL,
             out,
-            work_dir_for(run, pairs, ".cache/personalign/train", pools),
+            work_dir_for(run, pairs, paths.TRAIN_CACHE, pools),
             sft_pairs,
             pools,
         )

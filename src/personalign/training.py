@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from personalign import paths
 from personalign.conditioning import run_prompts
 from personalign.config import RUN_KINDS, SOFT_PREFIX_TYPES, RunSpec
 from personalign.locks import exclusive
@@ -152,7 +153,7 @@ def _last_checkpoint(directory: Path, needs: tuple[str, ...] = ()) -> str | None
     return str(complete[-1]) if complete else None
 
 
-def run_inputs(run: RunSpec, data_dir: str | Path = "data") -> tuple[pd.DataFrame, pd.DataFrame | None]:
+def run_inputs(run: RunSpec, data_dir: str | Path = paths.DATA) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The run's training pairs from the stage 1-2 tables in data_dir, and its SFT pairs: the records' sft_train
     split where the dataset has one (the persona-tailoring data), else None (the run's own pairs are used)."""
     from personalign.records import read_jsonl, read_records
@@ -175,7 +176,7 @@ def has_soft_prefix(run: RunSpec) -> bool:
     return run.kind == "mt" and run.prefix in SOFT_PREFIX_TYPES
 
 
-def soft_prefix_pools(run: RunSpec, embedding_model: str, data_dir: str | Path = "data"):
+def soft_prefix_pools(run: RunSpec, embedding_model: str, data_dir: str | Path = paths.DATA):
     """For a run with a soft prefix (vpl), the pair pools it reads (personalign.soft_prefix.pair_pools): every user
     with training pairs in stage 1's records, seen by the run or not, embedded with base.embedding_model; None for
     other runs."""
