@@ -198,8 +198,8 @@ def test_adapters_share_one_base_and_rescoring_is_served_from_the_cache(tiny, tm
         None,
         ScoreParams(base_prefixes=["none", "tag"], sensitivity=True, batch_size=4),
         [0],
-        "fp32",
         tmp_path / "cache",
+        "fp32",
     )
     examples = acc.score_systems(*args)
     assert set(zip(examples.system, examples.condition)) == {
@@ -240,8 +240,8 @@ def test_a_missing_adapter_is_named_before_scoring(tmp_path):
             None,
             ScoreParams(base_prefixes=["none"], sensitivity=True, batch_size=4),
             [0],
-            "fp32",
             tmp_path / "cache",
+            "fp32",
         )
 
 
@@ -312,7 +312,15 @@ def test_implicit_decisions_near_the_reference_are_measured_and_made_in_fp32(tin
     policy = save_random_adapter(model, tmp_path / "adapters" / "dpo" / "adapter", seed=0, scale=0.001)
     runs, test, prefixes = [RunSpec(name="dpo", kind="dpo")], make_test(), prefix_frame()
     check = acc.implicit_precision_check(
-        base_dir, tmp_path / "adapters", runs, test, prefixes, None, [0], 4, tmp_path / "cache", "bf16"
+        base_dir,
+        tmp_path / "adapters",
+        runs,
+        test,
+        prefixes,
+        None,
+        ScoreParams(batch_size=4, precision="bf16"),
+        [0],
+        tmp_path / "cache",
     )
     assert check["run"] == "dpo" and check["n"] == len(test) and check["differing"] > 0
     assert check["share"] > acc.IMPLICIT_FLIP_LIMIT and check["precision"] == "fp32"
@@ -325,8 +333,8 @@ def test_implicit_decisions_near_the_reference_are_measured_and_made_in_fp32(tin
         None,
         ScoreParams(base_prefixes=["none"], sensitivity=True, batch_size=4),
         [0],
-        check["precision"],
         tmp_path / "cache",
+        check["precision"],
     )
     dpo = examples[examples.system == "dpo"].reset_index(drop=True)
     policy_fp32 = scoring.score_pairs(policy.merge_and_unload(), tokenizer, test, 4)
@@ -337,7 +345,15 @@ def test_implicit_decisions_near_the_reference_are_measured_and_made_in_fp32(tin
     base = examples[examples.system == "base"].reset_index(drop=True)
     assert np.allclose(base.chosen_logp, base_fp32.chosen_logp)
     skipped = acc.implicit_precision_check(
-        base_dir, tmp_path / "adapters", runs, test, prefixes, None, [0], 4, tmp_path / "cache", "fp32"
+        base_dir,
+        tmp_path / "adapters",
+        runs,
+        test,
+        prefixes,
+        None,
+        ScoreParams(batch_size=4, precision="fp32"),
+        [0],
+        tmp_path / "cache",
     )
     assert (
         skipped["run"] == ""
@@ -371,8 +387,8 @@ def test_a_vpl_run_is_scored_with_each_users_soft_prefix_against_the_base_withou
         None,
         ScoreParams(base_prefixes=["none"], sensitivity=True, batch_size=4),
         [0],
-        "fp32",
         tmp_path / "cache",
+        "fp32",
     )
     assert set(zip(examples.system, examples.condition)) == {
         ("base", "none"),

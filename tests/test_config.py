@@ -196,3 +196,27 @@ def test_a_stage_already_running_in_this_folder_is_refused(tmp_path, monkeypatch
         )
     assert f"stage base_model is in use by process {os.getpid()}" in capsys.readouterr().err
     assert not (tmp_path / "rendered").exists() and not (tmp_path / "models").exists()
+
+
+def test_a_run_s_defaults_are_params_yaml_s_train_defaults():
+    """One home for a run's defaults: RunSpec's are train.defaults' (config.RunHyperparameters), and params.yaml
+    repeats them, so a run resolved from the default profile without overrides equals RunSpec(name, kind)."""
+    from personalign.config import RunHyperparameters, RunSpec, TrainDefaults
+    from personalign.runs import resolve_run
+
+    params = load_params(Path(__file__).parents[1] / "params.yaml")
+    assert params.train.defaults == TrainDefaults()
+    resolved = resolve_run("dpo", params.train, params.base.seed)
+    bare = RunSpec(name="dpo", kind="dpo", seed=resolved.seed, precision=resolved.precision)
+    assert resolved == bare
+    assert set(RunSpec.model_fields) == set(RunHyperparameters.model_fields) | {
+        "name",
+        "kind",
+        "prefix",
+        "prefix_seed",
+        "user",
+        "source",
+        "held_out_fold",
+        "fraction",
+        "seed",
+    }

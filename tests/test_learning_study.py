@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from personalign import learning_study as ls
+from personalign.analysis import learning_report
 
 
 def study_file(tmp_path, arms: str) -> str:
@@ -106,7 +107,7 @@ def test_the_summary_is_a_paired_difference_and_the_conclusion_names_where_it_be
         ls.Arm("mt_8_b", "mt_tag", 8, 3, 0.01, 5e-4),
     ]
     data = pd.concat([examples("mt_8", 0.9, rng), examples("mt_2", 0.0, rng), examples("mt_8_b", 0.0, rng)])
-    summary = ls.summarize(arms, data, seed=1, n_resamples=500)
+    summary = learning_report.summarize(arms, data, seed=1, n_resamples=500)
     first = summary.set_index("name").loc["mt_8"]
     ex = data[data.arm == "mt_8"]
     assert first.difference == pytest.approx(ex.trained_correct.mean() - ex.base_correct.mean())
@@ -115,7 +116,7 @@ def test_the_summary_is_a_paired_difference_and_the_conclusion_names_where_it_be
         summary.set_index("name").loc["mt_2", "difference"] == 0
         and not summary.set_index("name").loc["mt_2", "detectable"]
     )
-    text = ls.conclusion(
+    text = learning_report.conclusion(
         summary,
         {
             "pairs_per_user": 8,
@@ -125,6 +126,7 @@ def test_the_summary_is_a_paired_difference_and_the_conclusion_names_where_it_be
             "rejected": "random",
             "precision": "auto",
         },
+        ls.LEVERS,
     )
     assert "`mt_tag`, reference-free accuracy (paired vs the base): detectable from 8 divergent pairs per user" in text
     assert "`mt_8_b` (mt_tag, 8 pairs per user; beta 0.01 (reference 0.1))" in text

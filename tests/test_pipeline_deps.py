@@ -214,3 +214,11 @@ def test_dvc_yaml_runs_the_stage_table():
         assert command.split()[:3] == ["personalign", "run", name]
         assert f"notebooks/{STAGES[name].notebook}" in (spec["do"] if name in ITEM_STAGES else spec)["deps"]
     assert {entry.stage for entry in INDEX} <= set(STAGES)
+
+
+def test_dvc_yaml_overlays_every_run_s_training_curve():
+    """dvc.yaml's top-level plot lists each run of params.yaml's train.runs once."""
+    plots = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
+    (curves,) = [p[deps.TRAINING_CURVES] for p in plots if deps.TRAINING_CURVES in p]
+    runs = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]["runs"]
+    assert curves["y"] == {f"results/train/{run}/curve.csv": "loss" for run in runs} and curves["x"] == "step"

@@ -10,11 +10,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from personalign.artifacts import ScoreCache, adapter_fingerprint, merged_run
+from personalign.artifacts import ScoreCache, adapter_fingerprint, merged_run, model_fingerprint
 from personalign.conditioning import PT_VARIANTS, uses_persona_template, variant_prompts
 from personalign.config import SOFT_PREFIX_TYPES, RunSpec, ScoreParams
+from personalign.hardware import resolve_precision
+from personalign.models import load_base
 from personalign.persona_sources import SEES_LABEL, TESTED_WITH
+from personalign.prefixes import derangement
+from personalign.scoring import prefers_chosen, score_pairs
 from personalign.seeding import stable_seed
+from personalign.soft_prefix import PREFIXES_FILE, load_prefixes
 from personalign.statistics import wilson_interval
 
 SEEDED_PREFIXES = {"few_shot", "persona", "persona_strong"}  # prefix types whose text depends on a selection seed
@@ -87,8 +92,6 @@ def is_soft(variant: str) -> bool:
 def cell_soft_prefixes(run: RunSpec, run_dir: Path, variant: str) -> dict | None:
     """The soft prefixes a run's cell places before its prompts: none for text variants; for a vpl run's own cell
     each user's prefix from stage 3, for its shuffled cell another user's (a seeded derangement)."""
-    from personalign.prefixes import derangement
-    from personalign.soft_prefix import PREFIXES_FILE, load_prefixes
 
     if not is_soft(variant):
         return None
@@ -162,7 +165,6 @@ def examples_frame(
     reduction, `reductions`) and, given the implicit-reward margins log π/π_ref(y_w) − log π/π_ref(y_l)
     (`implicit_margins`, computed at `implicit_precision`), the implicit-reward decision margin > 0 (β > 0 does not
     change the sign)."""
-    from personalign.scoring import prefers_chosen
 
     reductions = np.broadcast_to(np.asarray(reductions), (len(rows),))
     frame = pd.DataFrame(
@@ -239,7 +241,6 @@ def length_diagnostic(examples: pd.DataFrame) -> pd.DataFrame:
     """Why the base model's reference-free accuracy sits where it does, per dataset (records source): without a
     prefix, accuracy under mean and under summed log-probs with Wilson 95% intervals, over all test pairs and over
     those where y_w has more, as many or fewer tokens than y_l (share of pairs and mean token difference y_w − y_l)."""
-    from personalign.scoring import prefers_chosen
 
     base = examples[(examples.system == "base") & (examples.variant == "none")]
     rows = []
@@ -345,15 +346,12 @@ class _Scorer:
     id) at one precision, served from the ScoreCache when that exact scoring was done before."""
 
     def __init__(self, base_dir, test: pd.DataFrame, prompts: dict[str, list[str]], batch_size: int, cache_root):
-        from personalign.artifacts import model_fingerprint
-        from personalign.models import load_base
 
         self.model, self.tokenizer, _ = load_base(base_dir, "cpu", "float32")
         self.test, self.prompts, self.batch_size = test, prompts, batch_size
         self.cache, self.base_id = ScoreCache(cache_root), model_fingerprint(base_dir)
 
     def __call__(self, model, adapter_id: str, variant: str, precision: str, soft: dict | None = None) -> pd.DataFrame:
-        from personalign.scoring import score_pairs
 
         pairs = self.test.assign(prompt=self.prompts[variant])
         settings = {"batch_size": self.batch_size, "precision": precision} | ({"soft_prefix": variant} if soft else {})
@@ -391,23 +389,21 @@ def implicit_precision_check(
     test: pd.DataFrame,
     prefixes: pd.DataFrame,
     pair_personas: pd.DataFrame | None,
+    score: ScoreParams,
     prefix_seeds: list[int],
-    batch_size: int,
     cache_root: str | Path,
-    precision: str = "auto",
 ) -> dict:
-    """The precision stage 4 scores in. `precision` (score.precision) resolves to fp32 here: fp32, nothing checked.
+    """The precision stage 4 scores in. `score.precision` resolves to fp32 here: fp32, nothing checked.
     Resolves to bf16: the implicit-reward decisions of the first run with a reference model (not SFT), on the test
     pairs of its first cell, under bf16 autocast and under fp32 — policy ≈ reference, so the margin is a small
     difference of large log-probs and bf16 rounding can flip its sign. Returns the run, cell, n, how many decisions
     differ, their share, the largest margin change, and `precision`: fp32 when the share exceeds IMPLICIT_FLIP_LIMIT
     (then every cell is scored in fp32: the reference scores an implicit decision needs are the base's cells, so
     one precision costs no more than two, and paired comparisons compare like with like), else bf16."""
-    from personalign.hardware import resolve_precision
 
     adapters_dir = Path(adapters_dir)
     run = next((r for r in runs if r.kind != "sft"), None)
-    resolved = resolve_precision(precision, "cpu")
+    resolved = resolve_precision(score.precision, "cpu")
     if run is None or resolved == "fp32":
         return {
             "run": "",
@@ -422,7 +418,7 @@ def implicit_precision_check(
     _check_adapters(adapters_dir, [run])
     condition = run_conditions(run, prefix_seeds, sensitivity=False)[0]
     prompts = {condition.variant: variant_prompts(condition.variant, test, prefixes, pair_personas)}
-    scorer = _Scorer(base_dir, test, prompts, batch_size, cache_root)
+    scorer = _Scorer(base_dir, test, prompts, score.batch_size, cache_root)
     run_dir = adapters_dir / run.name
     policy, reference_model = merged_run(scorer.model, run_dir)
     reference_model = scorer.model if reference_model is None else reference_model
@@ -479,8 +475,8 @@ def score_systems(
     pair_personas: pd.DataFrame | None,
     score: ScoreParams,
     prefix_seeds: list[int],
-    precision: str,
     cache_root: str | Path,
+    precision: str,
 ) -> pd.DataFrame:
     """Per-example scores of the base model (every base condition of `score.base_prefixes`) and of every run (its
     conditions; App. L's with `score.sensitivity`), all at `precision` (see `implicit_precision_check`). The base
@@ -490,8 +486,6 @@ def score_systems(
     under the same prompt (or the run's merged SFT model). Every prompt is built before any scoring, so missing
     inputs stop the stage before compute."""
     from tqdm.auto import tqdm
-
-    from personalign.hardware import resolve_precision
 
     precision = resolve_precision(precision, "cpu")  # scoring runs on the CPU (_Scorer loads the base there)
     adapters_dir = Path(adapters_dir)

@@ -14,10 +14,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from personalign.artifacts import ScoreCache, adapter_fingerprint, merged_run, model_fingerprint
+from personalign.hardware import resolve_precision
 from personalign.loaders import DatasetError
 from personalign.loaders.common import read_table
+from personalign.models import load_base
 from personalign.prompts import chat
 from personalign.scoring import completions_logps, prefix_batches, score_pairs
+from personalign.statistics import wilson_interval
 
 SAFETY_SUBSETS = ("refusals-dangerous", "refusals-offensive")
 MC_FORMATS = ("arc", "piqa", "truthfulqa_mc1")
@@ -275,10 +279,6 @@ def tax_scores(
     (`artifacts.merged_run`)."""
     from tqdm.auto import tqdm
 
-    from personalign.artifacts import ScoreCache, adapter_fingerprint, merged_run, model_fingerprint
-    from personalign.hardware import resolve_precision
-    from personalign.models import load_base
-
     precision = resolve_precision(precision, "cpu")  # scoring runs on the CPU (load_base below)
     cache, base_id = ScoreCache(cache_root), model_fingerprint(base_dir)
     base, tokenizer, _ = load_base(base_dir, "cpu", "float32")
@@ -327,7 +327,6 @@ def _score_set(model, tokenizer, items: pd.DataFrame, is_pairs: bool, batch_size
 
 def tax_table(scores: pd.DataFrame) -> pd.DataFrame:
     """Accuracy per dataset × system × condition with n and the Wilson 95% interval."""
-    from personalign.statistics import wilson_interval
 
     rows = []
     for (dataset, system, condition), group in scores.groupby(["dataset", "system", "condition"], sort=True):

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from personalign.figures import apply_style, legend
+from personalign.figures import apply_style, legend, users_column
 
 HIGH_DIVERGENCE = 0.3
 MINORITY_BELOW = 0.5
@@ -294,20 +294,7 @@ def mv_acc_figure(results: Sequence[Characterisation]):
         if users.empty:
             ax.text(x, 0.52, UNDEFINED, ha="center", va="bottom", color="grey", fontsize=8)
             continue
-        offsets = np.linspace(-0.25, 0.25, len(users)) if len(users) > 1 else np.zeros(1)
-        for minority, (label, colour, marker) in styles.items():
-            mine = (users.minority == minority).to_numpy()
-            if mine.any():
-                ax.scatter(
-                    x + offsets[mine],
-                    users.mv_acc.to_numpy()[mine],
-                    color=colour,
-                    marker=marker,
-                    s=22,
-                    zorder=3,
-                    label=label if minority not in labelled else "_nolegend_",
-                )
-                labelled.add(minority)
+        users_column(ax, x, users.mv_acc.to_numpy(), users.minority.to_numpy(), styles, 22, labelled)
     ax.axhline(MINORITY_BELOW, color="grey", lw=0.8, ls="--", label="0.5 (minority below)")
     ax.set_xticks(range(len(results)), [r.name for r in results])
     ax.set_xlim(-0.6, len(results) - 0.4)

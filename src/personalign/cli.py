@@ -6,16 +6,29 @@ import argparse
 import logging
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from personalign import paths
 from personalign.conditioning import ConditioningError
 from personalign.config import Params, ParamsError, load_params
+from personalign.embeddings import resolve_embedder
+from personalign.models import ModelUnavailable, resolve_model
 from personalign.runs import resolve_run
 from personalign.stages import ITEM_STAGES, REAL_DATA_NOTEBOOK, STAGES
 
 
 # stage -> (notebook, params sections it receives)
+def wall_time(seconds: float) -> str:
+    """A duration as people read it: "42 s", "5 min 19 s", "1 h 02 min"."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
 def stage_notebook(stage: str, params: Params) -> str:
     """The notebook a stage runs: build_data reads real datasets instead of building the world when told to."""
     if stage == "build_data" and params.build_data.source == "datasets":
@@ -25,9 +38,6 @@ def stage_notebook(stage: str, params: Params) -> str:
 
 def check_params(path: str | Path) -> Params:
     """Everything that can be checked before compute: schema, ranges, and that the models resolve."""
-    from personalign.embeddings import resolve_embedder
-    from personalign.models import resolve_model
-
     params = load_params(path)
     if params.build_data.source == "datasets":
         absent = [
@@ -41,15 +51,17 @@ def check_params(path: str | Path) -> Params:
                 f"{path}: build_data.datasets.{name}.path = {where!r}: no such file or directory "
                 "(and no hub_id to load it from)"
             )
-    try:
-        resolve_model(params.base.model)
-        resolve_embedder(params.base.embedding_model)
-        if params.generators.strong.backend == "hf":
-            resolve_model(params.generators.strong.model, key="generators.strong.model")
-        if params.judge.backend == "hf":
-            resolve_model(params.judge.model, key="judge.model")
-    except ParamsError as exc:
-        raise ParamsError(f"{path}: {exc}") from None
+    checks = [("base.model", resolve_model, params.base.model)]
+    checks.append(("base.embedding_model", resolve_embedder, params.base.embedding_model))
+    if params.generators.strong.backend == "hf":
+        checks.append(("generators.strong.model", resolve_model, params.generators.strong.model))
+    if params.judge.backend == "hf":
+        checks.append(("judge.model", resolve_model, params.judge.model))
+    for key, resolve, name in checks:
+        try:
+            resolve(name)
+        except ModelUnavailable as exc:
+            raise ParamsError(f"{path}: {key} = {exc}") from None
     return params
 
 
@@ -184,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     from personalign.locks import LockedError, exclusive
 
     name = args.stage + (f"@{args.item}" if args.item else "")
+    started = time.monotonic()
     try:
         with exclusive(paths.LOCKS / f"{name}.lock", f"stage {name}"):
             out = run_stage(args.stage, params, args.notebooks, args.rendered, args.item, args.params)
@@ -197,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    print(f"personalign: stage {args.stage} done -> {out}")
+    print(f"personalign: stage {name} done in {wall_time(time.monotonic() - started)} -> {out}")
     return 0
 
 

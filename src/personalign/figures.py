@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 
@@ -45,3 +46,24 @@ def save_figure(fig, out_dir: str | Path, stem: str) -> list[Path]:
         bbox_inches="tight",
     )
     return paths
+
+
+def users_column(ax, x: float, values, minority, styles: dict, size: float, labelled: set) -> None:
+    """One column of per-user dots at `x`, spread over x ± 0.25: majority and minority users each in their own
+    label, colour and marker (`styles`: minority flag -> (label, colour, marker)); a label enters the legend once
+    (`labelled` keeps the flags already labelled)."""
+    values, minority = np.asarray(values), np.asarray(minority)
+    offsets = np.linspace(-0.25, 0.25, len(values)) if len(values) > 1 else np.zeros(len(values))
+    for flag, (label, colour, marker) in styles.items():
+        mine = minority == flag
+        if mine.any():
+            ax.scatter(
+                x + offsets[mine],
+                values[mine],
+                color=colour,
+                marker=marker,
+                s=size,
+                zorder=3,
+                label=label if flag not in labelled else "_nolegend_",
+            )
+            labelled.add(flag)

@@ -15,6 +15,7 @@ from typing import Protocol
 from tqdm import tqdm
 
 from personalign.artifacts import model_fingerprint
+from personalign.models import checkpoint_dir, load_base, sampling_precision
 from personalign.prompts import chat
 
 
@@ -421,7 +422,6 @@ def open_generator(
         return None
     if spec.backend == "openai":
         return OpenAIGenerator(spec.model, spec.base_url, spec.api_key_env, cache, spec.timeout_s, spec.max_retries)
-    from personalign.models import checkpoint_dir, load_base, sampling_precision
 
     path = checkpoint_dir(spec.model)
     model, tokenizer, dev = load_base(path, device, dtype)

@@ -10,15 +10,32 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from personalign.accuracy import cell_soft_prefixes, implicit_margins
+from personalign.analysis.learning_report import conclusion, summarize
 from personalign.analysis.training_figures import curves_figure
-from personalign.hardware import PRECISIONS
+from personalign.artifacts import merged_run
+from personalign.build_data import Question, label_pairs
+from personalign.conditioning import variant_prompts
+from personalign.config import JudgeParams, RunSpec
+from personalign.embeddings import Embedder
+from personalign.figures import apply_style, save_figure
+from personalign.hardware import PRECISIONS, fingerprint, resolve_precision
+from personalign.judge import make_judge
+from personalign.models import load_base, pick_device
+from personalign.prefixes import fixed_prefixes
+from personalign.records import read_jsonl, read_personas, read_records
+from personalign.scoring import score_pairs
+from personalign.seeding import stable_seed
+from personalign.soft_prefix import pair_pools
+from personalign.tables import write_table
+from personalign.training import has_soft_prefix, train_adapter, training_curve, training_pairs
+from personalign.world import load_world
 
 SYSTEMS = {  # system -> (run kind, training prefix or PT persona source, test prompt variant)
     "dpo": ("dpo", "none", "none"),
@@ -92,7 +109,6 @@ def read_study(path: str | Path) -> tuple[dict, list[Arm]]:
 def divergent_subset(records: pd.DataFrame, pairs_per_user: int, seed: int) -> pd.DataFrame:
     """The divergent training pairs on the first `pairs_per_user` questions of each axis in a seeded order (the same
     order for every size, so the sets are nested); every persona of the axis has a pair on each question."""
-    from personalign.seeding import stable_seed
 
     train = records[(records.split == "train") & (records.question_type == "divergent")]
     qid = train.id.str.split(":").str[1]
@@ -115,11 +131,6 @@ def relabel_lowest(
 ) -> pd.DataFrame:
     """The records with y_l replaced by the selected candidate of lowest utility for the pair's user (same judge,
     same candidates, same y_w)."""
-    from personalign.build_data import Question, label_pairs
-    from personalign.embeddings import Embedder
-    from personalign.judge import make_judge
-    from personalign.records import read_jsonl
-    from personalign.world import load_world
 
     world = load_world()
     personas = [p for axis in world.values() for p in axis.personas if p.user_id in set(records.user_id)]
@@ -144,11 +155,6 @@ def arm_pairs(
     user: str = "",
 ) -> tuple:
     """(RunSpec, training pairs, test pairs with the arm's prompts) of one arm (`user`: the PM user)."""
-    from personalign.conditioning import variant_prompts
-    from personalign.config import RunSpec
-    from personalign.hardware import resolve_precision
-    from personalign.models import pick_device
-    from personalign.training import training_pairs
 
     kind, prefix, variant = SYSTEMS[arm.system]
     run = RunSpec(
@@ -195,12 +201,6 @@ def run_arm(
     """Train the arm (one adapter, or one per user for PM) and score its test pairs and the base's, both in fp32
     (implicit margins are small differences of large log-probs). Per-example rows, cached under `work`. A soft-prefix
     arm (mt_vpl) reads each user's pool from the arm's own training pairs, embedded with `embed`."""
-    from personalign.accuracy import cell_soft_prefixes, implicit_margins
-    from personalign.artifacts import merged_run
-    from personalign.models import load_base
-    from personalign.scoring import score_pairs
-    from personalign.soft_prefix import pair_pools
-    from personalign.training import has_soft_prefix, train_adapter, training_curve
 
     cached = work / "arms" / f"{arm.name}-{arm.key()}.csv"
     if cached.exists():
@@ -250,137 +250,8 @@ def run_arm(
     return examples
 
 
-def summarize(arms: list[Arm], examples: pd.DataFrame, seed: int, n_resamples: int) -> pd.DataFrame:
-    """Per arm: its levers, the reference-free accuracy of trained and base with the paired difference (user-clustered
-    bootstrap CI, permutation p, MDD), and implicit-reward accuracy with its interval against chance (0.5); p-values
-    Holm-adjusted over all the study's tests, and whether each difference is detectable."""
-    from personalign.seeding import figure_rng
-    from personalign.verdicts import ALPHA, holm, paired_difference
-
-    rows = []
-    for arm in arms:
-        ex = examples[examples.arm == arm.name]
-        ref_free = paired_difference(
-            ex.trained_correct,
-            ex.base_correct,
-            groups=ex.user_id,
-            rng=figure_rng(seed, f"learning-study/{arm.name}/reference-free"),
-            n_resamples=n_resamples,
-        )
-        implicit = paired_difference(
-            ex.implicit_correct,
-            np.full(len(ex), 0.5),
-            groups=ex.user_id,
-            rng=figure_rng(seed, f"learning-study/{arm.name}/implicit"),
-            n_resamples=n_resamples,
-        )
-        rows.append(
-            asdict(arm)
-            | {
-                "train_pairs": int(ex.groupby("user_id").train_pairs.first().sum())
-                if arm.system == "pm"
-                else int(ex.train_pairs.iloc[0]),
-                "test_pairs": len(ex),
-                "users": ex.user_id.nunique(),
-                "final_train_loss": ex.final_train_loss.mean(),
-                "final_train_reward_accuracy": ex.final_train_reward_accuracy.mean(),
-                "base_accuracy": ex.base_correct.mean(),
-                "trained_accuracy": ex.trained_correct.mean(),
-                "difference": ref_free.estimate,
-                "ci_low": ref_free.ci_low,
-                "ci_high": ref_free.ci_high,
-                "p": ref_free.p,
-                "mdd": ref_free.mdd,
-                "implicit_accuracy": ex.implicit_correct.mean(),
-                "implicit_ci_low": implicit.ci_low + 0.5,
-                "implicit_ci_high": implicit.ci_high + 0.5,
-                "implicit_p": implicit.p,
-                "implicit_mdd": implicit.mdd,
-            }
-        )
-    summary = pd.DataFrame(rows)
-    # One family: every arm's two tests. A difference is detectable when its interval excludes 0 and its
-    # Holm-adjusted p < 0.05, the rule of the pipeline's verdicts (personalign.verdicts.decide).
-    adjusted = holm(np.concatenate([summary.p.to_numpy(float), summary.implicit_p.to_numpy(float)]))
-    summary["p_holm"], summary["implicit_p_holm"] = adjusted[: len(summary)], adjusted[len(summary) :]
-    summary["detectable"] = ((summary.ci_low > 0) | (summary.ci_high < 0)) & (summary.p_holm < ALPHA)
-    summary["implicit_detectable"] = ((summary.implicit_ci_low > 0.5) | (summary.implicit_ci_high < 0.5)) & (
-        summary.implicit_p_holm < ALPHA
-    )
-    return summary
-
-
-def conclusion(summary: pd.DataFrame, reference: dict) -> str:
-    """What the study found, in sentences built from the summary: per system along the pairs-per-user curve, the
-    smallest size at which each accuracy differs detectably from the base (or that none did), then each lever arm
-    against the reference arm's configuration."""
-
-    def pts(v: float) -> str:
-        return f"{v * 100:+.1f}"
-
-    def mdd(v: float) -> str:
-        return (
-            "no test pair changed its decision"
-            if math.isnan(v)
-            else f"smallest detectable difference at the largest size {v * 100:.1f} points"
-        )
-
-    lines = []
-    curve = summary[summary.apply(lambda r: all(r[k] == reference[k] for k in LEVERS if k != "pairs_per_user"), axis=1)]
-    for system, rows in curve.groupby("system", sort=False):
-        rows = rows.sort_values("pairs_per_user")
-        for column, label, mdd_column in (
-            ("detectable", "reference-free accuracy (paired vs the base)", "mdd"),
-            ("implicit_detectable", "implicit-reward accuracy (vs chance)", "implicit_mdd"),
-        ):
-            hit = rows[rows[column]]
-            sizes = ", ".join(str(k) for k in rows.pairs_per_user)
-            if hit.empty:
-                lines.append(
-                    f"- `{system}`, {label}: not detectable at any size tried ({sizes} divergent pairs per user; "
-                    f"{mdd(rows[mdd_column].iloc[-1])})."
-                )
-            else:
-                first = hit.iloc[0]
-                value = (
-                    f"{pts(first.difference)} [{pts(first.ci_low)}, {pts(first.ci_high)}] points"
-                    if column == "detectable"
-                    else f"{first.implicit_accuracy:.2f} [{first.implicit_ci_low:.2f}, {first.implicit_ci_high:.2f}]"
-                )
-                lines.append(
-                    f"- `{system}`, {label}: detectable from {first.pairs_per_user} divergent pairs per user "
-                    f"({first.train_pairs} training pairs): {value} (sizes tried: {sizes})."
-                )
-    others = summary.loc[~summary.index.isin(curve.index)]
-    for row in others.itertuples():
-        changed = ", ".join(
-            f"{k} {getattr(row, k)} (reference {reference[k]})"
-            for k in LEVERS
-            if k != "pairs_per_user" and getattr(row, k) != reference[k]
-        )
-        lines.append(
-            f"- `{row.name}` ({row.system}, {row.pairs_per_user} pairs per user; {changed}): reference-free "
-            f"{pts(row.difference)} [{pts(row.ci_low)}, {pts(row.ci_high)}] points vs the base (Holm p "
-            f"{row.p_holm:.3f}, {'detectable' if row.detectable else 'not detectable'}), implicit-reward "
-            f"accuracy {row.implicit_accuracy:.2f} [{row.implicit_ci_low:.2f}, {row.implicit_ci_high:.2f}] "
-            f"(Holm p {row.implicit_p_holm:.3f}, {'detectable' if row.implicit_detectable else 'not detectable'})."
-        )
-    return (
-        "Detectable: the 95% interval (clustered by user) excludes 0 (for implicit-reward accuracy: 0.5, chance) "
-        f"and the Holm-adjusted p over all {2 * len(summary)} tests of the study is below 0.05.\n\n" + "\n".join(lines)
-    )
-
-
 def main(argv: list[str] | None = None) -> None:
     from tqdm.auto import tqdm
-
-    from personalign.config import JudgeParams
-    from personalign.embeddings import Embedder
-    from personalign.figures import apply_style, save_figure
-    from personalign.hardware import fingerprint
-    from personalign.prefixes import fixed_prefixes
-    from personalign.records import read_jsonl, read_personas, read_records
-    from personalign.tables import write_table
 
     parser = argparse.ArgumentParser(prog="python -m personalign.learning_study", description=__doc__.split("\n")[0])
     parser.add_argument("study", help="the study file, e.g. studies/learning.yaml")
@@ -463,7 +334,7 @@ def main(argv: list[str] | None = None) -> None:
         f"# Learning study: what the default world's systems learn\n\nReference arm `{arms[0].name}`: "
         + ", ".join(f"{k} {v}" for k, v in reference.items() if k != "pairs_per_user")
         + f". Study file `{args.study}`; hardware: {json.dumps(fingerprint())}.\n\n"
-        + conclusion(summary, reference)
+        + conclusion(summary, reference, LEVERS)
         + "\n"
     )
     apply_style()

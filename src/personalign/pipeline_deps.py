@@ -121,13 +121,33 @@ def _is_code_dep(entry: str) -> bool:
     return entry.startswith(("src/", "notebooks/")) and not entry.startswith("notebooks/rendered")
 
 
+TRAINING_CURVES = "training_loss"  # dvc.yaml's top-level plot overlaying every run's loss curve
+
+
+def training_curves_plot(repo: Path = Path(".")) -> str:
+    """dvc.yaml's top-level `plots:` block: one overlay of the loss per step of every run in params.yaml's
+    train.runs (stage 3's results/train/<run>/curve.csv)."""
+    runs = yaml.safe_load((repo / "params.yaml").read_text())["train"]["runs"]
+    lines = [
+        "plots:  # written by `python -m personalign.pipeline_deps write` from params.yaml's train.runs",
+        f"  - {TRAINING_CURVES}:",
+        "      template: linear",
+        "      x: step",
+        "      y:",
+    ]
+    lines += [f"        results/train/{run}/curve.csv: loss" for run in runs]
+    return "\n".join(lines) + "\n"
+
+
 def rewritten(dvc_yaml: str, repo: Path = Path(".")) -> str:
     """dvc.yaml's text with each stage's code deps and params replaced by the computed ones (data deps, outs,
-    comments and order kept; the code deps take the place of the first code dep listed)."""
+    comments and order kept; the code deps take the place of the first code dep listed), and the training-curves
+    plot at the end."""
     out: list[str] = []
     stage = section = None
     emitted = False
-    for line in dvc_yaml.splitlines():
+    stages_part = dvc_yaml.split("\nplots:", 1)[0].rstrip("\n")
+    for line in stages_part.splitlines():
         stripped = line.strip()
         indent = len(line) - len(line.lstrip())
         is_item = stripped.startswith("- ")
@@ -150,7 +170,7 @@ def rewritten(dvc_yaml: str, repo: Path = Path(".")) -> str:
                     emitted = True
                 continue
         out.append(line)
-    return "\n".join(out) + "\n"
+    return "\n".join(out) + "\n\n" + training_curves_plot(repo)
 
 
 def _md5(path: Path) -> str:

@@ -8,6 +8,7 @@ import pandas as pd
 
 from personalign.generation import ChatPrompt, Generator, Sampling
 from personalign.prompts import FEW_SHOT_G9, PERSONA_FROM_PAIRS_G5, PERSONA_SHOT_G5, render_shots
+from personalign.rouge import rouge1, rouge_l, tokens
 from personalign.seeding import stable_seed
 
 PREFIX_COLUMNS = ["user_id", "prefix_type", "seed", "text", "source_user_id"]
@@ -124,7 +125,6 @@ def rouge_scores(prefixes: pd.DataFrame, personas: pd.DataFrame, base_seed: int)
     """Per (user, prefix type, seed): ROUGE-1/L of the prefix against the user's gold text and against a random
     other user's gold (WikiPersona Table 2's baseline row), and its word count. Only users with a gold text count,
     and only when at least two have one (else the frame is empty)."""
-    from personalign.rouge import rouge1, rouge_l, tokens
 
     gold = {u: g for u, g in zip(personas.user_id, personas.gold) if g.strip()}
     users = sorted(gold)

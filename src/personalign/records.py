@@ -96,11 +96,15 @@ def write_records(rows: list[dict], path: str | Path) -> Path:
     return write_jsonl(rows, path, sort_key="id")
 
 
+def _read_validated(path: str | Path, fields) -> pd.DataFrame:
+    rows = read_jsonl(path)
+    validate_rows(rows, fields, str(path))
+    return pd.DataFrame(rows, columns=list(fields))
+
+
 def read_records(path: str | Path) -> pd.DataFrame:
     """The canonical record table as a DataFrame, validated."""
-    rows = read_jsonl(path)
-    validate_rows(rows, RECORD_FIELDS, str(path))
-    return pd.DataFrame(rows, columns=list(RECORD_FIELDS))
+    return _read_validated(path, RECORD_FIELDS)
 
 
 def write_personas(rows: list[dict], path: str | Path) -> Path:
@@ -109,6 +113,5 @@ def write_personas(rows: list[dict], path: str | Path) -> Path:
 
 
 def read_personas(path: str | Path) -> pd.DataFrame:
-    rows = read_jsonl(path)
-    validate_rows(rows, PERSONA_FIELDS, str(path))
-    return pd.DataFrame(rows, columns=list(PERSONA_FIELDS))
+    """The persona table as a DataFrame, validated."""
+    return _read_validated(path, PERSONA_FIELDS)

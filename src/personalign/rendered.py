@@ -1,7 +1,7 @@
 """A stage's executed notebook as a record of its results: what varies between two runs that computed the same results
-(timestamps, durations, progress-bar rates, the injected cell's random id, pandas Styler's random table ids, memory
-addresses in reprs, this checkout's absolute path, a warning repeated on every call) is removed or numbered, so a rerun
-with unchanged results changes no committed byte."""
+(timestamps, durations, progress-bar rates and elapsed times, the injected cell's random id, pandas Styler's random
+table ids, memory addresses in reprs, this checkout's absolute path, a warning repeated on every call) is removed or
+numbered, so a rerun with unchanged results changes no committed byte."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ _STYLER_ID = re.compile(
     r"(?<![0-9A-Za-z])T_[0-9a-f]{5}(?![0-9a-f])"
 )  # pandas Styler's random table id (uuid4 hex, 5 characters)
 _ADDRESS = re.compile(r" at 0x[0-9a-f]+>")  # an object's memory address in its repr
+# transformers' notebook progress bar: "[8/8 00:15, Epoch 1/1]", while running "[5/8 00:03 < 00:02, 1.2 it/s, ...]"
+_TRAINER_PROGRESS = re.compile(r"\[(\d+/\d+) \d+(?::\d+)+(?: < \d+(?::\d+)+)?(?:, [\d.]+ it/s)?(, Epoch [\d.]+/\d+)?\]")
 
 
 def _bar_key(match: re.Match) -> tuple[str, str]:
@@ -60,12 +62,17 @@ def clean_stream(text: str, root: str, warned: set[str] | None = None) -> str:
 
 
 def _stable_data(data: dict, styler_ids: dict[str, str]) -> None:
-    """Rich outputs without run-specific names: Styler tables numbered in order of appearance, no memory addresses."""
+    """Rich outputs without run-specific names or times: Styler tables numbered in order of appearance, no memory
+    addresses, the trainer's progress bar without its elapsed time."""
 
     def numbered(match: re.Match) -> str:
         return styler_ids.setdefault(match[0], f"T_{len(styler_ids) + 1:05d}")
 
-    for kind, pattern, replacement in (("text/html", _STYLER_ID, numbered), ("text/plain", _ADDRESS, ">")):
+    for kind, pattern, replacement in (
+        ("text/html", _STYLER_ID, numbered),
+        ("text/html", _TRAINER_PROGRESS, r"[\1\2]"),
+        ("text/plain", _ADDRESS, ">"),
+    ):
         if kind in data:
             lines = data[kind] if isinstance(data[kind], list) else [data[kind]]
             data[kind] = [pattern.sub(replacement, line) for line in lines]

@@ -12,7 +12,9 @@ def write_csv(table: pd.DataFrame, path: str | Path, float_digits: int | None = 
     the folder is made when missing."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(path, index=False, float_format=None if float_digits is None else f"%.{float_digits}f", lineterminator="\n")
+    table.to_csv(
+        path, index=False, float_format=None if float_digits is None else f"%.{float_digits}f", lineterminator="\n"
+    )
     return path
 
 

@@ -21,9 +21,14 @@ import pandas as pd
 from personalign import paths
 from personalign.conditioning import run_prompts
 from personalign.config import RUN_KINDS, SOFT_PREFIX_TYPES, RunSpec
+from personalign.embeddings import Embedder
 from personalign.locks import exclusive
+from personalign.models import pick_device
 from personalign.prompts import chat
+from personalign.records import read_jsonl, read_records
 from personalign.seeding import stable_seed
+from personalign.shared_prompt import shared_prompt_trainer_class
+from personalign.soft_prefix import PREFIXES_FILE, VPLPrefix, pair_pools, save_prefixes
 
 
 class TrainingDataError(ValueError):
@@ -156,7 +161,6 @@ def _last_checkpoint(directory: Path, needs: tuple[str, ...] = ()) -> str | None
 def run_inputs(run: RunSpec, data_dir: str | Path = paths.DATA) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The run's training pairs from the stage 1-2 tables in data_dir, and its SFT pairs: the records' sft_train
     split where the dataset has one (the persona-tailoring data), else None (the run's own pairs are used)."""
-    from personalign.records import read_jsonl, read_records
 
     data_dir = Path(data_dir)
     records = read_records(data_dir / "records.jsonl")
@@ -182,9 +186,6 @@ def soft_prefix_pools(run: RunSpec, embedding_model: str, data_dir: str | Path =
     other runs."""
     if not has_soft_prefix(run):
         return None
-    from personalign.embeddings import Embedder
-    from personalign.records import read_records
-    from personalign.soft_prefix import pair_pools
 
     records = read_records(Path(data_dir) / "records.jsonl")
     return pair_pools(records, run.vpl_pool, run.seed, Embedder(embedding_model).encode)
@@ -192,7 +193,6 @@ def soft_prefix_pools(run: RunSpec, embedding_model: str, data_dir: str | Path =
 
 def training_curve(log_path: str | Path) -> pd.DataFrame:
     """The JSONL training log as a table: phase, step, loss, reward accuracy and margin (DPO), token accuracy (SFT)."""
-    from personalign.records import read_jsonl
 
     log = pd.DataFrame(read_jsonl(log_path))
     columns = {
@@ -253,8 +253,6 @@ def load_for_training(base_dir: str | Path, run: RunSpec):
     """(model, right-padding tokenizer, device): the frozen base in the run's precision, 4-bit under QLoRA."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from personalign.models import pick_device
 
     device = pick_device("auto")
     kwargs = {"dtype": torch.bfloat16 if run.precision == "bf16" else torch.float32}
@@ -363,8 +361,6 @@ def _fit(
     from transformers import set_seed
     from trl import DPOConfig, SFTConfig, SFTTrainer
 
-    from personalign.shared_prompt import shared_prompt_trainer_class
-
     resume = _last_checkpoint(work_dir, (SOFT_PREFIX_CHECKPOINT,) if soft_prefix is not None else ())
     log.trim(phase, int(resume.rsplit("-", 1)[1]) if resume else 0)
     common = dict(
@@ -438,7 +434,6 @@ def _attach_soft_prefix(trainer, run: RunSpec, soft_prefix, resume: str | None) 
 
 def new_soft_prefix(run: RunSpec, model, pools):
     """The run's VPLPrefix for `model`, its map starting at the model's mean input embedding and spread."""
-    from personalign.soft_prefix import VPLPrefix
 
     embeddings = model.get_input_embeddings().weight.detach().float()
     return VPLPrefix(
@@ -531,8 +526,6 @@ def _train_locked(
             shutil.copytree(work_dir / "sft_adapter", out_dir / "sft_adapter", dirs_exist_ok=True)
         (out_dir / "run.json").write_text(json.dumps(run.model_dump(), indent=2, sort_keys=True) + "\n")
         if soft:
-            from personalign.soft_prefix import PREFIXES_FILE, save_prefixes
-
             save_prefixes(out_dir / PREFIXES_FILE, soft_prefix.users, soft_prefix.prefixes())
         shutil.copy(log.path, out_dir / "log.jsonl")
     trainer.accelerator.wait_for_everyone()

@@ -7,11 +7,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
-from IPython.display import Image, Markdown, display
+from IPython.display import Markdown, display
 
 from personalign import paths
 from personalign.analysis.paper_claims import claims_markdown
-from personalign.figures import save_figure
+from personalign.outputs import show_figure
 from personalign.tables import write_csv
 from personalign.verdicts import Claim
 
@@ -26,9 +26,8 @@ def publish(
 ) -> list[Claim]:
     """Save `fig` as figures_dir/stem.{png,pdf} and `table` as results_dir/stem.csv, show both the figure and the
     claims, and return the claims."""
-    save_figure(fig, figures_dir, stem)
+    show_figure(fig, figures_dir, stem)
     write_csv(table, results_dir / f"{stem}.csv")
-    display(Image(filename=str(figures_dir / f"{stem}.png")))
     claims = list(claims)
     if claims:
         display(Markdown(claims_markdown(claims)))

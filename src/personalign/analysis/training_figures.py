@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from personalign.figures import legend
+from personalign.figures import apply_style, legend
 
 
 def curve_figure(curve: pd.DataFrame, title: str):
@@ -13,8 +13,6 @@ def curve_figure(curve: pd.DataFrame, title: str):
     one colour per phase."""
     import matplotlib.pyplot as plt
     import seaborn as sns
-
-    from personalign.figures import apply_style
 
     apply_style()
     accuracy = (

@@ -160,6 +160,21 @@ def frames(records: list[dict], personas: list[dict]) -> tuple[pd.DataFrame, pd.
     return (pd.DataFrame(records, columns=list(RECORD_FIELDS)), pd.DataFrame(personas, columns=list(PERSONA_FIELDS)))
 
 
+def loaded_dataset(
+    records: list[dict],
+    personas: list[dict],
+    counts: dict,
+    notes: list[str],
+    identical: str = "rows with identical chosen and rejected responses",
+) -> LoadedDataset:
+    """A loader's result: the rows as canonical frames (`frames`), its counts, and its notes with one more saying how
+    many `identical` were filtered, when any were (counts["identical_responses"])."""
+    if counts.get("identical_responses"):
+        notes.append(f"{counts['identical_responses']} {identical} were filtered (identical_responses).")
+    records_frame, personas_frame = frames(records, personas)
+    return LoadedDataset(records_frame, personas_frame, counts, notes)
+
+
 def user_folds(user_ids: list[str], n_folds: int, rng: np.random.Generator) -> dict[str, int]:
     """A CV fold per user: the sorted distinct users shuffled with `rng` and dealt round-robin."""
     users = sorted(set(user_ids))

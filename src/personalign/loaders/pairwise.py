@@ -13,7 +13,7 @@ import numpy as np
 from personalign.loaders.common import (
     DatasetError,
     LoadedDataset,
-    frames,
+    loaded_dataset,
     persona,
     read_splits,
     record,
@@ -68,13 +68,7 @@ def load_pairwise(path: str | Path, source: str, rng: np.random.Generator, n_fol
     counts["records"] = len(records)
     personas = [persona(user_id=u) for u in sorted(folds)]
     notes = [SOURCE_NOTES[source], f"CV folds ({n_folds}) dealt over the {len(folds)} users with the seeded generator."]
-    if counts["identical_responses"]:
-        notes.append(
-            f"{counts['identical_responses']} rows with identical chosen and rejected responses were "
-            f"filtered (identical_responses)."
-        )
-    records_frame, personas_frame = frames(records, personas)
-    return LoadedDataset(records_frame, personas_frame, counts, notes)
+    return loaded_dataset(records, personas, counts, notes)
 
 
 def load_psoups(path: str | Path, rng: np.random.Generator, n_folds: int = 5) -> LoadedDataset:

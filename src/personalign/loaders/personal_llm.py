@@ -25,7 +25,7 @@ import numpy as np
 from personalign.loaders.common import (
     DatasetError,
     LoadedDataset,
-    frames,
+    loaded_dataset,
     persona,
     read_splits,
     record,
@@ -170,10 +170,5 @@ def load_personal_llm(
             f"{counts['tied_utilities']} (prompt, user) pairs whose drawn responses have the same utility "
             f"for the user were filtered (tied_utilities)."
         )
-    if counts["identical_responses"]:
-        notes.append(
-            f"{counts['identical_responses']} (prompt, user) pairs of prompts whose responses are all the "
-            f"same text were filtered (identical_responses)."
-        )
-    records_frame, personas_frame = frames(records, personas)
-    return LoadedDataset(records_frame, personas_frame, counts, notes)
+    identical = "(prompt, user) pairs of prompts whose responses are all the same text"
+    return loaded_dataset(records, personas, counts, notes, identical)

@@ -16,8 +16,8 @@ import numpy as np
 from personalign.loaders.common import (
     DatasetError,
     LoadedDataset,
-    frames,
     is_missing,
+    loaded_dataset,
     persona,
     read_splits,
     record,
@@ -119,9 +119,4 @@ def load_tldr(path: str | Path, n_users: int = 5, *, rng: np.random.Generator, n
     ]
     if len(per_worker) < n_users:
         notes.append(f"Only {len(per_worker)} workers in the data, fewer than the {n_users} users asked for.")
-    if counts["identical_responses"]:
-        notes.append(
-            f"{counts['identical_responses']} comparisons of identical summaries were filtered (identical_responses)."
-        )
-    records_frame, personas_frame = frames(records, personas)
-    return LoadedDataset(records_frame, personas_frame, counts, notes)
+    return loaded_dataset(records, personas, counts, notes, "comparisons of identical summaries")

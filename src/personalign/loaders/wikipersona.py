@@ -19,9 +19,9 @@ import numpy as np
 from personalign.loaders.common import (
     DatasetError,
     LoadedDataset,
-    frames,
     is_missing,
     labelled_rows,
+    loaded_dataset,
     persona,
     read_splits,
     record,
@@ -175,10 +175,4 @@ def load_wikipersona(path: str | Path, personas_path: str | Path, n_folds: int =
     unused = sorted(set(table) - {r["user_name"] for r in records})
     if unused:
         notes.append(f"{len(unused)} personas of the table have no records: {', '.join(unused)}.")
-    if counts["identical_responses"]:
-        notes.append(
-            f"{counts['identical_responses']} rows with identical chosen and rejected responses were "
-            f"filtered (identical_responses)."
-        )
-    records_frame, personas_frame = frames(records, personas)
-    return LoadedDataset(records_frame, personas_frame, counts, notes)
+    return loaded_dataset(records, personas, counts, notes)

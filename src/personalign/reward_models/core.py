@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from personalign.reward_models.data import PreferenceData
+from personalign.reward_models.data import PreferenceData, UnseenUserError
 
 
 def draw_seed(rng: np.random.Generator) -> int:
@@ -105,7 +105,6 @@ def train_minibatches(
 
 def user_rows(users: np.ndarray, known: dict[str, int], model: str) -> np.ndarray:
     """Row index of each user in a fitted model's user table; UnseenUserError naming the unknown ones."""
-    from personalign.reward_models.data import UnseenUserError
 
     unknown = sorted({u for u in users if u not in known})
     if unknown:

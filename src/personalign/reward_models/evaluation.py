@@ -430,3 +430,23 @@ def new_user_folds(users: Collection[str], per_fold: int, rng: np.random.Generat
         raise ValueError(f"new users: {per_fold} per fold needs at least {per_fold + 2} users, there are {len(users)}")
     order = [str(u) for u in rng.permutation(users)]
     return [sorted(order[i : i + per_fold]) for i in range(0, len(order), per_fold)]
+
+
+def new_users_by_fold(
+    train: PreferenceData,
+    test: PreferenceData,
+    folds: list[list[str]],
+    sizes: Sequence[int],
+    rngs: Sequence[np.random.Generator],
+) -> pd.DataFrame:
+    """`new_user_adaptation` once per fold of new users (fitted on the other users' training pairs, adapted on the new
+    users' own), the fold's number in column `fold`; fold i draws from rngs[i]."""
+    parts = []
+    for i, (new, rng) in enumerate(zip(folds, rngs)):
+        is_new, is_new_test = np.isin(train.user_ids, new), np.isin(test.user_ids, new)
+        parts.append(
+            new_user_adaptation(
+                train.subset(~is_new), train.subset(is_new), test.subset(is_new_test), sizes, rng
+            ).assign(fold=i)
+        )
+    return pd.concat(parts, ignore_index=True)

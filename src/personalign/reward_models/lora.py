@@ -11,8 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from personalign.models import pick_device
+from personalign.prompts import chat
 from personalign.reward_models.core import check_fitted, draw_seed
 from personalign.reward_models.data import PreferenceData, UnseenUserError
+from personalign.seeding import stable_seed
 
 MODES = ("vanilla", "conditional", "individual")
 USER_PREFIX = "[User: {user}]\n"
@@ -64,7 +67,6 @@ class LoRARewardModel:
 
     def encode(self, user: str, prompt: str, response: str) -> list[int]:
         """Token ids the reward model reads for `response` to `prompt` from `user`."""
-        from personalign.prompts import chat
 
         if self.mode == "conditional":
             prompt = USER_PREFIX.format(user=user) + prompt
@@ -88,8 +90,6 @@ class LoRARewardModel:
         from peft import LoraConfig
         from transformers import AutoModelForSequenceClassification, set_seed
         from trl import RewardConfig, RewardTrainer
-
-        from personalign.models import pick_device
 
         device = pick_device(self.device)
         bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
@@ -134,7 +134,6 @@ class LoRARewardModel:
         return trainer.model.eval()
 
     def fit(self, train: PreferenceData, rng: np.random.Generator) -> LoRARewardModel:
-        from personalign.seeding import stable_seed
 
         seed = draw_seed(rng)
         self.tokenizer_ = self._load_tokenizer()

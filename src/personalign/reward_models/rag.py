@@ -10,6 +10,8 @@ from typing import Protocol
 
 import numpy as np
 
+from personalign.judge import single_token_ids
+from personalign.prompts import chat
 from personalign.reward_models.core import check_fitted
 from personalign.reward_models.data import PreferenceData, UnseenUserError
 
@@ -64,7 +66,6 @@ class CausalLMJudge:
     log-prob differences, which cancels a constant preference for one letter. Texts are clipped to `max_chars`."""
 
     def __init__(self, model, tokenizer, max_chars: int = 1500):
-        from personalign.judge import single_token_ids
 
         self.model, self.tokenizer, self.max_chars = model, tokenizer, max_chars
         self.option_ids = {w: single_token_ids(tokenizer, w) for w in ("A", "B")}
@@ -75,7 +76,6 @@ class CausalLMJudge:
 
     def prompt_text(self, prompt: str, examples: list[tuple[str, str, str]], first: str, second: str) -> str:
         """The exact text the model reads, ending where the answer letter goes."""
-        from personalign.prompts import chat
 
         shown = "\n\n".join(
             RAG_EXAMPLE.format(i=i, prompt=self._clip(p), chosen=self._clip(c), rejected=self._clip(r))

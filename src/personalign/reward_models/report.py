@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from personalign.figures import apply_style, legend
+from personalign.figures import apply_style, legend, users_column
 from personalign.reward_models.evaluation import MODEL_LABELS, NEW_USER_LABELS, NEW_USER_METHODS, UPPER_BOUND
 from personalign.reward_models.rewardbench import REWARDBENCH_SECTIONS
 
@@ -95,20 +95,8 @@ def per_user_figure(per_user: pd.DataFrame):
         models = model_order(part.model)
         for i, model in enumerate(models):
             mine = part[part.model == model].sort_values("user_id")
-            offsets = np.linspace(-0.25, 0.25, len(mine)) if len(mine) > 1 else np.zeros(len(mine))
-            for minority, colour, marker, label in ((False, "C0", "o", "user"), (True, "C3", "v", "minority user")):
-                rows = (mine.minority == minority).to_numpy()
-                if rows.any():
-                    ax.scatter(
-                        i + offsets[rows],
-                        mine.accuracy.to_numpy()[rows],
-                        color=colour,
-                        marker=marker,
-                        s=20,
-                        zorder=3,
-                        label=label if minority not in labelled else "_nolegend_",
-                    )
-                    labelled.add(minority)
+            styles = {False: ("user", "C0", "o"), True: ("minority user", "C3", "v")}
+            users_column(ax, i, mine.accuracy.to_numpy(), mine.minority.to_numpy(), styles, 20, labelled)
         ax.axhline(0.5, color="grey", lw=0.8, ls="--")
         ax.set_xticks(range(len(models)), [model_label(m) for m in models], rotation=30, ha="right")
         ax.set_ylim(0, 1.05)
@@ -211,3 +199,22 @@ def tax_figure(tax: pd.DataFrame, before: str = "vanilla", after: str = "individ
     legend(ax, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
+
+
+def stage_metrics(characterised, summary: pd.DataFrame | None) -> dict:
+    """Stage 7's summary for results/reward_models.json: each dataset's divergence rate, users, minority users and
+    room for personalization, and each reward model's accuracy per dataset."""
+    metrics = {
+        "characterisation": {
+            r.name: {
+                "divergence_rate": r.divergence_rate,
+                "n_users": r.n_users,
+                "n_minority_users": r.n_minority_users,
+                "room": r.room,
+            }
+            for r in characterised
+        }
+    }
+    if summary is not None:
+        metrics["accuracy"] = {f"{r.dataset}/{r.model}": round(float(r.accuracy), 4) for r in summary.itertuples()}
+    return metrics

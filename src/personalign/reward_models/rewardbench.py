@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from personalign.reward_models import PreferenceData, UnseenUserError
+from personalign.alignment_tax import read_rewardbench
+from personalign.loaders.common import read_table
+from personalign.reward_models import PreferenceData, UnseenUserError, preference_data
 from personalign.reward_models.evaluation import _as_user
 
 # RewardBench v1 (allenai/reward-bench, rewardbench/constants.py SUBSET_MAPPING and EXAMPLE_COUNTS, as of commit
@@ -98,8 +100,6 @@ def rewardbench_sections(per_subset: pd.DataFrame, counts: Mapping[str, int] | N
 def read_rewardbench_all(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
     """The RewardBench-format pairs of every official subset present in a local file (alignment_tax.read_rewardbench
     reads and checks them; columns id, prompt, chosen, rejected, subset) and the official subsets absent from it."""
-    from personalign.alignment_tax import read_rewardbench
-    from personalign.loaders.common import read_table
 
     present = {row.get("subset") for row in read_table(path)}
     wanted = [s for s in SECTION_OF if s in present]
@@ -117,7 +117,6 @@ def rewardbench_preference_data(
 ) -> tuple[PreferenceData, np.ndarray, list[str]]:
     """(pairs, subset of each pair, missing official subsets) of a local RewardBench file, embedded with `embedder`
     (personalign.reward_models.preference_data); every pair is attributed to `user_id`."""
-    from personalign.reward_models import preference_data
 
     records, missing = read_rewardbench_all(path)
     data = preference_data(records.assign(user_id=user_id), embedder)
