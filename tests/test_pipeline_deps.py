@@ -222,3 +222,17 @@ def test_dvc_yaml_overlays_every_run_s_training_curve():
     (curves,) = [p[deps.TRAINING_CURVES] for p in plots if deps.TRAINING_CURVES in p]
     runs = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]["runs"]
     assert curves["y"] == {f"results/train/{run}/curve.csv": "loss" for run in runs} and curves["x"] == "step"
+
+
+def test_the_shared_paths_are_dvc_yaml_s():
+    """personalign.paths names files and folders dvc.yaml declares as stage outputs (a renamed output fails here)."""
+    from personalign import paths
+
+    outs = set()
+    for spec in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].values():
+        for out in spec.get("do", spec).get("outs", []):
+            outs.add(next(iter(out)) if isinstance(out, dict) else out)
+    shared = [paths.RECORDS, paths.PERSONAS, paths.CANDIDATES, paths.PREFIXES, paths.PAIR_PERSONAS, paths.BASE_MODEL]
+    assert {p.as_posix() for p in shared} <= outs
+    assert f"{paths.ADAPTERS.as_posix()}/${{key}}" in outs
+    assert paths.DATASET_CARD.as_posix() in outs
