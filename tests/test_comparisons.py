@@ -9,6 +9,7 @@ import pytest
 from tiny_checkpoints import save_base, save_random_adapter
 
 from personalign import comparisons as cmp
+from personalign.analysis import judgment_tables
 from personalign.conditioning import ConditioningError, first_person
 from personalign.config import JudgeParams, RunSpec, parse_params
 from personalign.generation import Sampling
@@ -186,11 +187,11 @@ def test_judging_in_both_orders_and_the_table():
     assert list(judged.quality) == ["tie"] * 4  # a position-biased judge only ever yields ties
     assert list(judged.quality_ab) == ["a"] * 4 and list(judged.quality_ba) == ["b"] * 4
     assert list(judged.personalization_ab) == ["a", "tie", "b", "invalid"]
-    table = cmp.win_rate_table(judged.assign(test="PT", base="DPO"), ["test", "base"])
+    table = judgment_tables.win_rate_table(judged.assign(test="PT", base="DPO"), ["test", "base"])
     row = table.iloc[0]
     assert (row.p_win, row.p_tie, row.p_loss) == pytest.approx((100 / 3, 100 / 3, 100 / 3))
     assert row.p_invalid == 1 and row.n == 4
-    shown = cmp.formatted(table, ["test", "base"])
+    shown = judgment_tables.formatted(table, ["test", "base"])
     assert shown.iloc[0]["Person. W/T/L"] == "33.3/33.3/33.3"
     assert shown.iloc[0]["invalid (P/Q)"] == "1/0"
     assert list(shown.index) == ["PT / DPO"] and shown.index.name == "test / base"

@@ -168,7 +168,7 @@ def test_the_whose_boat_table_has_the_papers_layout_an_average_row_and_dashes():
     rows = real_records()[lambda r: r.split == "test"]
     cells = cmp.whose_boat_cells(rows, None, whose_boat_settings().whose_boat)
     outcomes = judged(cells, {c.setting: ["a", "a", "b"] if c.dataset == "bt" else ["a", "tie", "tie"] for c in cells})
-    table = cmp.whose_boat_table(outcomes, cells)
+    table = judgment_tables.whose_boat_table(outcomes, cells)
     bt = table.set_index("setting").loc["bt/chosen/dataset_retr"]
     # P: a, a, b -> 66.7/0/33.3, win rate 2/3; Q (reversed): b, a, a -> the same; ΔPQ = (2/3 + 2/3 - 1) * 100
     assert (round(bt.p_win, 1), round(bt.p_loss, 1), round(bt.delta_pq, 2)) == (66.7, 33.3, 33.33)
@@ -179,7 +179,7 @@ def test_the_whose_boat_table_has_the_papers_layout_an_average_row_and_dashes():
     judged_cells = table[(table.missing == "") & (table.setting != "average")]
     assert average.setting == "average" and len(judged_cells) == 6
     assert average.delta_pq == pytest.approx(judged_cells.delta_pq.mean())
-    layout = cmp.whose_boat_layout(table)
+    layout = judgment_tables.whose_boat_layout(table)
     assert list(layout.columns) == ["Dataset", "π_base", "π_test", "Person. W/T/L", "Quality W/T/L", "ΔPQ", "n"]
     assert layout.iloc[0].tolist()[:6] == [
         "bt chosen",
@@ -196,7 +196,7 @@ def test_intervals_and_the_paper_comparison_of_the_whose_boat_table():
     rows = real_records()[lambda r: r.split == "test"]
     cells = cmp.whose_boat_cells(rows, None, whose_boat_settings().whose_boat)
     outcomes = judged(cells, {c.setting: ["a", "a", "b"] for c in cells})
-    table = cmp.whose_boat_table(outcomes, cells)
+    table = judgment_tables.whose_boat_table(outcomes, cells)
     intervals = judgment_tables.win_rate_intervals(outcomes, 0, 200)
     shown = judgment_tables.whose_boat_intervals(table, intervals)
     first = shown.iloc[0]

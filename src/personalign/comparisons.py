@@ -6,7 +6,6 @@ WikiPersona Table 3."""
 from __future__ import annotations
 
 import itertools
-import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from personalign.judge import (
 )
 from personalign.models import load_base
 from personalign.seeding import stable_seed
-from personalign.win_rates import outcome_agreement, summary_row
+from personalign.win_rates import outcome_agreement
 
 
 class ComparisonInputError(ValueError):
@@ -279,75 +278,6 @@ def stage_comparisons(
     ]
 
 
-def _rounded(value: float, digits: int) -> float | None:
-    return None if math.isnan(value) else round(value, digits)
-
-
-def stage_metrics(boat: pd.DataFrame, table3: pd.DataFrame, invalid: int, agreement: pd.DataFrame) -> dict:
-    """Stage 5's summary for results/generate_judge/metrics.json: win rates and ΔPQ of each Whose Boat cell and each
-    Table 3 pair, the count of invalid verdicts, and the agreement with the second judge (undefined values: null)."""
-
-    def rates(r) -> dict:
-        return {
-            "p_wr": _rounded(r.p_wr, 4),
-            "q_wr": _rounded(r.q_wr, 4),
-            "delta_pq": _rounded(r.delta_pq, 2),
-            "n": int(r.n),
-        }
-
-    return {
-        "whose_boat": {r.setting: rates(r) for r in boat.itertuples() if not r.missing},
-        "table3": {f"{r.test} vs {r.base}": rates(r) for r in table3.itertuples()},
-        "invalid_verdicts": invalid,
-        "judge_agreement": {
-            r.aspect: {
-                "n": int(r.n),
-                "agreement": _rounded(r.agreement, 4),
-                "cohen_kappa": _rounded(r.cohen_kappa, 4),
-                "krippendorff_alpha": _rounded(r.krippendorff_alpha, 4),
-            }
-            for r in agreement.itertuples()
-        },
-    }
-
-
-def _cell_text(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")[:400]
-
-
-def qualitative_examples(
-    shown: pd.DataFrame, requests: list[Request], generations: pd.DataFrame, outcomes: pd.DataFrame, whose_boat
-) -> list[str]:
-    """One Markdown block per shown row: its prompt and gold persona, each system's response in Table 3 and in the
-    first Whose Boat cell of the row's dataset (first persona side and source), and the row's Table 3 outcomes."""
-    blocks = []
-    for row in shown.itertuples():
-        lines = [
-            f"**{row.id}** ({row.question_type}) — {_cell_text(row.prompt)}",
-            "",
-            f"*Persona (gold):* {_cell_text(row.chosen_persona_gold)[:240] or '(none in the data)'}…",
-            "",
-            "| system | response |",
-            "|---|---|",
-        ]
-        for system, setting, _, _ in requests:
-            if setting in ("table3", f"{row.source}/{whose_boat.persona_sides[0]}/{whose_boat.persona_sources[0]}"):
-                text = generations[
-                    (generations.system == system.name) & (generations.setting == setting) & (generations.id == row.id)
-                ].response
-                if len(text):
-                    lines.append(f"| {system.name} ({setting}) | {_cell_text(text.iloc[0])} |")
-        judged = outcomes[(outcomes.id == row.id) & (outcomes.setting == "table3")]
-        if len(judged):
-            lines += [
-                "",
-                "Table 3 outcomes (P, Q): "
-                + "; ".join(f"{r.test} vs {r.base}: {r.personalization}, {r.quality}" for r in judged.itertuples()),
-            ]
-        blocks.append("\n".join(lines))
-    return blocks
-
-
 def judge_comparison(
     judge: Judge,
     rows: pd.DataFrame,
@@ -461,93 +391,6 @@ def judge_agreement(primary: pd.DataFrame, secondary: pd.DataFrame) -> pd.DataFr
             }
         )
     return pd.DataFrame(rows)
-
-
-def win_rate_table(outcomes: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """One row per comparison (grouped by `keys`): P and Q W/T/L %, win rates, ΔPQ, n and invalid counts."""
-    rows = []
-    for key, group in outcomes.groupby(keys, sort=False):
-        key = key if isinstance(key, tuple) else (key,)
-        rows.append({**dict(zip(keys, key)), **summary_row(group.personalization, group.quality)})
-    return pd.DataFrame(rows)
-
-
-NUMBERS = ["p_win", "p_tie", "p_loss", "q_win", "q_tie", "q_loss", "p_wr", "q_wr", "delta_pq"]
-
-
-def whose_boat_table(outcomes: pd.DataFrame, cells: list[WhoseBoatCell]) -> pd.DataFrame:
-    """The Whose Boat table's numbers, one row per cell in configuration order (P and Q W/T/L %, win rates, ΔPQ,
-    n); a cell the data lacks keeps NaN numbers and says why in `missing`. Last, the paper's average row: the mean
-    of the judged cells' numbers."""
-    rows = []
-    for cell in cells:
-        judged = outcomes[outcomes.setting == cell.setting]
-        numbers = summary_row(judged.personalization, judged.quality) if len(judged) else {"n": 0}
-        rows.append(
-            {
-                "setting": cell.setting,
-                "dataset": cell.dataset,
-                "side": cell.side,
-                "source": cell.source,
-                "base": f"{cell.dpo.model} + P_{cell.source}",
-                "test": f"{cell.pt.model} + P_{cell.source}",
-                **{k: numbers.get(k, float("nan")) for k in NUMBERS},
-                "n": numbers["n"],
-                "missing": cell.missing,
-            }
-        )
-    table = pd.DataFrame(rows)
-    judged = table[table.missing == ""]
-    average = {
-        "setting": "average",
-        "dataset": "average",
-        "side": "",
-        "source": "",
-        "base": "DPO",
-        "test": "PT",
-        **judged[NUMBERS].mean().to_dict(),
-        "n": int(judged.n.sum()),
-        "missing": "",
-    }
-    return pd.concat([table, pd.DataFrame([average])], ignore_index=True)
-
-
-def whose_boat_layout(table: pd.DataFrame) -> pd.DataFrame:
-    """The paper's layout of `whose_boat_table`: Dataset, π_base, π_test, Person. W/T/L, Quality W/T/L, ΔPQ, n;
-    a cell the data lacks shows "—"."""
-
-    def wtl(row, aspect):
-        if row.missing:
-            return "—"
-        return "/".join(f"{row[f'{aspect}_{part}']:.1f}" for part in ("win", "tie", "loss"))
-
-    return pd.DataFrame(
-        {
-            "Dataset": [r.dataset if r.setting == "average" else f"{r.dataset} {r.side}" for r in table.itertuples()],
-            "π_base": list(table.base),
-            "π_test": list(table.test),
-            "Person. W/T/L": [wtl(r, "p") for _, r in table.iterrows()],
-            "Quality W/T/L": [wtl(r, "q") for _, r in table.iterrows()],
-            "ΔPQ": ["—" if r.missing else f"{r.delta_pq:+.1f}" for r in table.itertuples()],
-            "n": list(table.n.astype(int)),
-        }
-    )
-
-
-def formatted(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """The paper's layout: `keys`, Person. W/T/L, Quality W/T/L (percent, one decimal), ΔPQ (signed), n."""
-
-    def wtl(row, aspect):
-        return "/".join(f"{row[f'{aspect}_{part}']:.1f}" for part in ("win", "tie", "loss"))
-
-    out = table[keys].copy()
-    out["Person. W/T/L"] = [wtl(r, "p") for _, r in table.iterrows()]
-    out["Quality W/T/L"] = [wtl(r, "q") for _, r in table.iterrows()]
-    out["ΔPQ"] = [f"{d:+.1f}" for d in table.delta_pq]
-    out["n"] = table.n.astype(int)
-    out["invalid (P/Q)"] = [f"{p}/{q}" for p, q in zip(table.p_invalid, table.q_invalid)]
-    out.index = pd.Index([" / ".join(map(str, k)) for k in table[keys].itertuples(index=False)], name=" / ".join(keys))
-    return out.drop(columns=keys)
 
 
 def generate_responses(
