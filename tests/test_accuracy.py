@@ -9,6 +9,7 @@ import pytest
 from tiny_checkpoints import save_base, save_random_adapter
 
 from personalign import accuracy as acc
+from personalign.analysis import score_tables
 from personalign.conditioning import ConditioningError, variant_prompts
 from personalign.config import RunSpec, ScoreParams
 from personalign.prompts import PT_TEMPLATE
@@ -113,9 +114,9 @@ def test_a_persona_inferred_from_the_test_pair_is_a_labelled_oracle_never_a_head
         "pt_pair_oracle_sees_label": True,
         "pt_retr": False,
     }
-    cells = acc.summarize(examples)
-    assert list(acc.cells_table(cells).index) == ["pt / pt_retr"]
-    assert list(acc.cells_table(cells, oracles=True).index) == ["pt / pt_pair_oracle_sees_label"]
+    cells = score_tables.summarize(examples)
+    assert list(score_tables.cells_table(cells).index) == ["pt / pt_retr"]
+    assert list(score_tables.cells_table(cells, oracles=True).index) == ["pt / pt_pair_oracle_sees_label"]
 
 
 def test_the_default_pt_run_trains_and_is_tested_on_the_same_kind_of_persona():
@@ -164,16 +165,16 @@ def test_implicit_reward_decision_and_summaries():
     )
     # margins: (1 - 0), (-1 - 1), (0 - 0), (-1 - 1) -> only the first is positive
     assert list(frame.implicit_correct) == [True, False, False, False]
-    cells = acc.summarize(frame)
+    cells = score_tables.summarize(frame)
     overall = cells[(cells.question_type == "overall") & (cells.users == "all")].iloc[0]
     assert (overall.n, overall.accuracy, overall.implicit_accuracy) == (4, 0.5, 0.25)
     seen = cells[(cells.question_type == "overall") & (cells.users == "seen")].iloc[0]
     assert (seen.n, seen.accuracy) == (2, 0.5)
     assert overall.ci_low < 0.5 < overall.ci_high
-    tree = acc.metrics_tree(cells)
+    tree = score_tables.metrics_tree(cells)
     assert tree["mt"]["seen_prefix"]["overall/all"] == 0.5
     assert tree["mt"]["seen_prefix"]["overall/all/implicit"] == 0.25
-    table = acc.cells_table(cells)
+    table = score_tables.cells_table(cells)
     assert table.loc["mt / seen_prefix", "overall"].startswith("0.500 [")
 
 
@@ -289,15 +290,17 @@ def test_the_length_diagnostic_splits_accuracy_by_which_response_is_longer():
                 "rejected_logp": -8.0 if longer else -60.0,
             }
         )
-    diagnostic = acc.length_diagnostic(pd.DataFrame(rows))
+    diagnostic = score_tables.length_diagnostic(pd.DataFrame(rows))
     table = diagnostic.set_index("pairs")
     assert list(table.index) == ["all", "y_w longer", "y_w shorter"] and table.loc["y_w longer", "share"] == 0.75
     assert (table.loc["all", "accuracy_mean"], table.loc["all", "accuracy_sum"]) == (0.25, 0.25)
     assert (table.loc["y_w longer", "accuracy_sum"], table.loc["y_w shorter", "accuracy_sum"]) == (0.0, 1.0)
-    text = acc.length_sentences(diagnostic)
+    text = score_tables.length_sentences(diagnostic)
     assert "y_w has more tokens than y_l in 75% of pairs (mean difference +7.5 tokens)" in text
     assert "below chance where y_w is longer and above it where y_w is shorter: the length difference" in text
-    few = acc.length_sentences(acc.length_diagnostic(pd.DataFrame(rows[:31])))  # one pair with y_w shorter
+    few = score_tables.length_sentences(
+        score_tables.length_diagnostic(pd.DataFrame(rows[:31]))
+    )  # one pair with y_w shorter
     assert "the 1 pairs where it is shorter are too few to tell" in few
 
 
@@ -358,7 +361,7 @@ def test_implicit_decisions_near_the_reference_are_measured_and_made_in_fp32(tin
     assert (
         skipped["run"] == ""
         and skipped["precision"] == "fp32"
-        and "no bf16" in acc.implicit_precision_sentence(skipped)
+        and "no bf16" in score_tables.implicit_precision_sentence(skipped)
     )
 
 

@@ -18,6 +18,7 @@ SEES_LABEL = frozenset({"pair", "dataset_pair"})  # on a test pair: an oracle, n
 PT_TRAINING_SOURCES = ("gold", "pair", "dataset_pair")  # personas a PT run can train on (train pairs have no retr)
 TESTED_WITH = {"gold": "gold", "pair": "retr", "dataset_pair": "dataset_retr"}  # honest test persona of the same kind
 PAPER_NAME = {"pair": "gold", "dataset_pair": "gold", "retr": "retr", "dataset_retr": "retr"}  # published.py's cells
+ORACLE_SUFFIX = "_oracle_sees_label"  # condition name of a cell whose prompt was inferred knowing y_w is preferred
 
 
 class PersonaSourceError(ValueError):
