@@ -171,8 +171,11 @@ def test_reproduction_names_outputs_whose_md5_moved():
     }
     moved = json.loads(json.dumps(lock))
     moved["stages"]["s"]["outs"][1]["md5"] = "9"
-    moved["stages"]["s"]["outs"][2]["md5"] = "9"  # rendered notebooks carry timestamps: not compared
-    assert differing_outputs(yaml.safe_dump(lock), yaml.safe_dump(moved), ["s"]) == ["data/b"]
+    moved["stages"]["s"]["outs"][2]["md5"] = "9"  # a rendered notebook is a record: compared like any output
+    assert differing_outputs(yaml.safe_dump(lock), yaml.safe_dump(moved), ["s"]) == [
+        "data/b",
+        "notebooks/rendered/s.ipynb",
+    ]
 
 
 def test_constraints_pin_every_required_library_and_setup_uses_them():

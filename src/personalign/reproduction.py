@@ -16,19 +16,17 @@ import yaml
 from personalign.cli import environment_path
 from personalign.hardware import hardware_class, library_versions
 
-UNCOMPARED_PREFIXES = ("notebooks/rendered/",)  # executed notebooks carry papermill's timestamps
-
 
 def out_hashes(lock_text: str, stages: list[str]) -> dict[str, str]:
-    """path -> md5 of every output of the given stages recorded in a dvc.lock text."""
+    """path -> md5 of every output of the given stages recorded in a dvc.lock text, the rendered notebooks included
+    (they are records without timestamps or timings: personalign.rendered)."""
     stages_lock = (yaml.safe_load(lock_text) or {}).get("stages", {})
     hashes = {}
     for stage in stages:
         if stage not in stages_lock:
             raise KeyError(f"stage {stage!r} is not in dvc.lock")
         for out in stages_lock[stage].get("outs", []) or []:
-            if not out["path"].startswith(UNCOMPARED_PREFIXES):
-                hashes[out["path"]] = out.get("md5", "")
+            hashes[out["path"]] = out.get("md5", "")
     return hashes
 
 
@@ -56,12 +54,13 @@ def _committed(path: str, rev: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m personalign.reproduction", description=__doc__)
-    parser.add_argument("stages", nargs="+")
+    parser.add_argument("stages", nargs="+", help="dvc.lock stage names: build_data, train@dpo, ...")
     parser.add_argument("--rev", default="HEAD", help="the commit whose outputs should be reproduced")
     args = parser.parse_args(argv)
     differences = []
     for stage in args.stages:
-        recorded = json.loads(_committed(environment_path(stage).as_posix(), args.rev))
+        name, _, item = stage.partition("@")  # a fanned-out stage's item: train@dpo
+        recorded = json.loads(_committed(environment_path(name, item or None).as_posix(), args.rev))
         differences += [f"{stage}: {line}" for line in same_environment(recorded)]
     changed = differing_outputs(_committed("dvc.lock", args.rev), Path("dvc.lock").read_text(), args.stages)
     if differences:
