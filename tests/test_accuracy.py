@@ -17,6 +17,11 @@ from personalign.prompts import PT_TEMPLATE
 USERS = ["ann", "bob", "cy", "dee"]
 
 
+def inputs(base_dir, tmp_path, runs, test, prefixes, score):
+    """What implicit_precision_check and score_systems read, in the order stage 4's notebook passes it."""
+    return (base_dir, tmp_path / "adapters", runs, test, prefixes, None, score, [0], tmp_path / "cache")
+
+
 def make_test() -> pd.DataFrame:
     rows = []
     for k, user in enumerate(USERS):
@@ -191,15 +196,14 @@ def test_adapters_share_one_base_and_rescoring_is_served_from_the_cache(tiny, tm
         save_random_adapter(model, tmp_path / "adapters" / run.name / "adapter", seed=k)
     test, prefixes = make_test(), prefix_frame()
     args = (
-        base_dir,
-        tmp_path / "adapters",
-        runs,
-        test,
-        prefixes,
-        None,
-        ScoreParams(base_prefixes=["none", "tag"], sensitivity=True, batch_size=4),
-        [0],
-        tmp_path / "cache",
+        *inputs(
+            base_dir,
+            tmp_path,
+            runs,
+            test,
+            prefixes,
+            ScoreParams(base_prefixes=["none", "tag"], sensitivity=True, batch_size=4),
+        ),
         "fp32",
     )
     examples = acc.score_systems(*args)
@@ -233,15 +237,14 @@ def test_adapters_share_one_base_and_rescoring_is_served_from_the_cache(tiny, tm
 def test_a_missing_adapter_is_named_before_scoring(tmp_path):
     with pytest.raises(acc.ScoringInputError, match="run 'dpo': no trained adapter"):
         acc.score_systems(
-            tmp_path,
-            tmp_path / "adapters",
-            [RunSpec(name="dpo", kind="dpo")],
-            make_test(),
-            prefix_frame(),
-            None,
-            ScoreParams(base_prefixes=["none"], sensitivity=True, batch_size=4),
-            [0],
-            tmp_path / "cache",
+            *inputs(
+                tmp_path,
+                tmp_path,
+                [RunSpec(name="dpo", kind="dpo")],
+                make_test(),
+                prefix_frame(),
+                ScoreParams(base_prefixes=["none"], sensitivity=True, batch_size=4),
+            ),
             "fp32",
         )
 
@@ -315,28 +318,19 @@ def test_implicit_decisions_near_the_reference_are_measured_and_made_in_fp32(tin
     policy = save_random_adapter(model, tmp_path / "adapters" / "dpo" / "adapter", seed=0, scale=0.001)
     runs, test, prefixes = [RunSpec(name="dpo", kind="dpo")], make_test(), prefix_frame()
     check = acc.implicit_precision_check(
-        base_dir,
-        tmp_path / "adapters",
-        runs,
-        test,
-        prefixes,
-        None,
-        ScoreParams(batch_size=4, precision="bf16"),
-        [0],
-        tmp_path / "cache",
+        *inputs(base_dir, tmp_path, runs, test, prefixes, ScoreParams(batch_size=4, precision="bf16"))
     )
     assert check["run"] == "dpo" and check["n"] == len(test) and check["differing"] > 0
     assert check["share"] > acc.IMPLICIT_FLIP_LIMIT and check["precision"] == "fp32"
     examples = acc.score_systems(
-        base_dir,
-        tmp_path / "adapters",
-        runs,
-        test,
-        prefixes,
-        None,
-        ScoreParams(base_prefixes=["none"], sensitivity=True, batch_size=4),
-        [0],
-        tmp_path / "cache",
+        *inputs(
+            base_dir,
+            tmp_path,
+            runs,
+            test,
+            prefixes,
+            ScoreParams(base_prefixes=["none"], sensitivity=True, batch_size=4),
+        ),
         check["precision"],
     )
     dpo = examples[examples.system == "dpo"].reset_index(drop=True)
@@ -348,15 +342,7 @@ def test_implicit_decisions_near_the_reference_are_measured_and_made_in_fp32(tin
     base = examples[examples.system == "base"].reset_index(drop=True)
     assert np.allclose(base.chosen_logp, base_fp32.chosen_logp)
     skipped = acc.implicit_precision_check(
-        base_dir,
-        tmp_path / "adapters",
-        runs,
-        test,
-        prefixes,
-        None,
-        ScoreParams(batch_size=4, precision="fp32"),
-        [0],
-        tmp_path / "cache",
+        *inputs(base_dir, tmp_path, runs, test, prefixes, ScoreParams(batch_size=4, precision="fp32"))
     )
     assert (
         skipped["run"] == ""
@@ -382,15 +368,14 @@ def test_a_vpl_run_is_scored_with_each_users_soft_prefix_against_the_base_withou
     assert variant_prompts("vpl@0", make_test(), prefix_frame(), None) == list(make_test().prompt)
     test = make_test()
     examples = acc.score_systems(
-        base_dir,
-        tmp_path / "adapters",
-        [run],
-        test,
-        prefix_frame(),
-        None,
-        ScoreParams(base_prefixes=["none"], sensitivity=True, batch_size=4),
-        [0],
-        tmp_path / "cache",
+        *inputs(
+            base_dir,
+            tmp_path,
+            [run],
+            test,
+            prefix_frame(),
+            ScoreParams(base_prefixes=["none"], sensitivity=True, batch_size=4),
+        ),
         "fp32",
     )
     assert set(zip(examples.system, examples.condition)) == {

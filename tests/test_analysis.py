@@ -475,3 +475,17 @@ def test_soft_prefix_claims_compare_mt_vpl_with_mt_without_a_prefix_per_question
     for row, question_type in zip(table.itertuples(), ("personal", "divergent")):
         part = none[none.question_type == question_type]
         assert row.n == len(part) and row.estimate == pytest.approx(1 - part.correct.mean())
+
+
+def test_the_analysis_package_never_imports_torch():
+    """Reporting reads results files: every module of personalign.analysis imports without torch."""
+    import pkgutil
+    import subprocess
+    import sys
+
+    import personalign.analysis
+
+    modules = [m.name for m in pkgutil.iter_modules(personalign.analysis.__path__, "personalign.analysis.")]
+    code = f"import sys; import {', '.join(modules)}; print('torch' in sys.modules)"
+    assert len(modules) >= 8
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
