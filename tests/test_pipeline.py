@@ -414,7 +414,7 @@ def test_a_bad_train_run_stops_with_the_run_and_the_cause(smoke_runs):
         (
             "mt_strong",
             {"kind": "mt", "prefix": "name", "prefix_seed": 9},
-            "run 'mt_strong': no prefixes of type 'name' (seed 9) were computed in stage 2",
+            "run 'mt_strong': stage 2 computed no 'name' prefix (seed 9) for user",
         ),
     ):  # stage 2's outputs
         params = yaml.safe_load(shipped)
