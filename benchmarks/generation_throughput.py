@@ -11,9 +11,9 @@ import argparse
 import json
 import time
 
-from personalign.generation import ChatPrompt, HFGenerator, Sampling
-from personalign.models import load_base
-from personalign.world import load_world
+from personalign.core.world import load_world
+from personalign.lm.generation import ChatPrompt, HFGenerator, Sampling
+from personalign.lm.models import load_base
 
 
 def timed(generator: HFGenerator, prompts: list[ChatPrompt], sampling: Sampling) -> tuple[float, int, list[str]]:

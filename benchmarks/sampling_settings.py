@@ -15,10 +15,10 @@ import argparse
 import json
 import time
 
-from personalign.generation import ChatPrompt, HFGenerator, Sampling
-from personalign.hardware import fingerprint
-from personalign.models import load_base
-from personalign.world import load_world
+from personalign.core.hardware import fingerprint
+from personalign.core.world import load_world
+from personalign.lm.generation import ChatPrompt, HFGenerator, Sampling
+from personalign.lm.models import load_base
 
 ARMS = (("fp32", 16), ("fp32", 64), ("bf16", 16), ("bf16", 32), ("bf16", 64))  # the first is the baseline
 

@@ -1,5 +1,5 @@
-"""Reference-free scoring throughput: `personalign.scoring.score_pairs` (batched, each prompt encoded once per pair,
-the prefix a batch's prompts share once per batch)
+"""Reference-free scoring throughput: `personalign.evaluation.scoring.score_pairs` (batched, each prompt encoded once
+per pair, the prefix a batch's prompts share once per batch)
 vs a straightforward per-pair fp32 loop (two full forwards per pair), same model, same pairs, one run.
 
     python benchmarks/score_throughput.py [--pairs 64] [--prefix gold] [--batch-size 16]
@@ -20,10 +20,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from personalign.models import load_base
-from personalign.prompts import chat, prefixed_prompt
-from personalign.records import read_records
-from personalign.scoring import encode_pairs, prefix_batches, score_pairs
+from personalign.core.records import read_records
+from personalign.evaluation.scoring import encode_pairs, prefix_batches, score_pairs
+from personalign.lm.models import load_base
+from personalign.lm.prompts import chat, prefixed_prompt
 
 
 def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:

@@ -26,9 +26,9 @@ DATA = {"dpo": ("dpo", "none"), "pt_gold": ("pt", "gold")}  # short prompts; ~38
 def arm(name: str, pairs: int, data: str) -> dict:
     import pandas as pd
 
-    from personalign.config import RunSpec
-    from personalign.records import read_records
-    from personalign.training import conversational_dataset, lora_config, train_adapter, training_pairs
+    from personalign.core.config import RunSpec
+    from personalign.core.records import read_records
+    from personalign.tuning.training import conversational_dataset, lora_config, train_adapter, training_pairs
 
     kind, prefix = DATA[data]
     run = RunSpec(name="bench", kind=kind, prefix=prefix, epochs=1, save_steps=10_000)
@@ -40,7 +40,7 @@ def arm(name: str, pairs: int, data: str) -> dict:
         else:
             from trl import DPOConfig, DPOTrainer
 
-            from personalign.models import load_base
+            from personalign.lm.models import load_base
 
             model, tokenizer, _ = load_base("models/base", "cpu", "float32")
             reference, _, _ = load_base("models/base", "cpu", "float32")

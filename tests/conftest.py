@@ -7,14 +7,14 @@ import pytest
 
 @pytest.fixture(scope="session")
 def embedder():
-    from personalign.embeddings import Embedder
+    from personalign.lm.embeddings import Embedder
 
     return Embedder("all-minilm-l6-v2")
 
 
 @pytest.fixture(scope="session")
 def world():
-    from personalign.world import load_world
+    from personalign.core.world import load_world
 
     return load_world()
 
@@ -23,7 +23,7 @@ def world():
 def tiny(tmp_path_factory):
     """(model, tokenizer) of the smoke profile's randomly initialised 2-layer Llama, saved and reloaded as stage 0
     does."""
-    from personalign.models import load_base, resolve_model, write_base_checkpoint
+    from personalign.lm.models import load_base, resolve_model, write_base_checkpoint
 
     out = tmp_path_factory.mktemp("tiny")
     write_base_checkpoint(resolve_model("tiny-random-llama"), out, seed=0)

@@ -8,7 +8,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-LABEL_FIELD = "Output (a) is better than Output (b)"  # WikiPersona G.4's answer field (personalign.judge.LABEL_KEY_G4)
+LABEL_FIELD = "Output (a) is better than Output (b)"  # WikiPersona G.4's answer field (lm.judge.LABEL_KEY_G4)
 
 
 class StubServer:

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 from tiny_checkpoints import save_base, save_random_adapter
 
-from personalign import accuracy as acc
 from personalign.analysis import score_tables
-from personalign.conditioning import ConditioningError, variant_prompts
-from personalign.config import RunSpec, ScoreParams
-from personalign.prompts import PT_TEMPLATE
+from personalign.core.config import RunSpec, ScoreParams
+from personalign.evaluation import accuracy as acc
+from personalign.lm.prompts import PT_TEMPLATE
+from personalign.personas.conditioning import ConditioningError, variant_prompts
 
 USERS = ["ann", "bob", "cy", "dee"]
 
@@ -129,8 +129,8 @@ def test_the_default_pt_run_trains_and_is_tested_on_the_same_kind_of_persona():
     judged with P_retr, the persona inferred for the nearest training prompt; "gold" is only the world's persona."""
     from pathlib import Path
 
-    from personalign.config import load_params
-    from personalign.runs import resolve_run
+    from personalign.core.config import load_params
+    from personalign.tuning.runs import resolve_run
 
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
     pt = [resolve_run(n, params.train, 0) for n, r in params.train.runs.items() if r.kind == "pt"]
@@ -186,8 +186,8 @@ def test_implicit_reward_decision_and_summaries():
 def test_adapters_share_one_base_and_rescoring_is_served_from_the_cache(tiny, tmp_path, monkeypatch):
     from peft import PeftModel
 
-    from personalign import scoring
-    from personalign.models import load_base
+    from personalign.evaluation import scoring
+    from personalign.lm.models import load_base
 
     model, tokenizer = tiny
     base_dir = save_base(model, tokenizer, tmp_path / "base")
@@ -251,7 +251,7 @@ def test_a_missing_adapter_is_named_before_scoring(tmp_path):
 
 def test_each_dataset_scores_with_its_own_log_prob_reduction():
     """Issue 14.12: summed log-probs (the papers' choice for safety sets) per dataset, from score.log_prob_reduction."""
-    from personalign.config import ParamsError, parse_params
+    from personalign.core.config import ParamsError, parse_params
 
     test = make_test().head(2).assign(source=["safety", "builtin"])
     # y_w: 2 tokens, -3 in all (mean -1.5); y_l: 6 tokens, -6 in all (mean -1): mean prefers y_l, sum prefers y_w
@@ -311,7 +311,7 @@ def test_implicit_decisions_near_the_reference_are_measured_and_made_in_fp32(tin
     """Issue 14.13: with policy ≈ reference, bf16 autocast flips implicit-reward decisions; stage 4 measures the
     share on a trained run and, above 1%, scores every cell in fp32 (issue 15: one precision for both decisions,
     no cell scored twice); where score.precision resolves to fp32 nothing is checked."""
-    from personalign import scoring
+    from personalign.evaluation import scoring
 
     model, tokenizer = tiny
     base_dir = save_base(model, tokenizer, tmp_path / "base")
@@ -354,8 +354,8 @@ def test_implicit_decisions_near_the_reference_are_measured_and_made_in_fp32(tin
 def test_a_vpl_run_is_scored_with_each_users_soft_prefix_against_the_base_without_one(tiny, tmp_path):
     import torch
 
-    from personalign import scoring
-    from personalign.soft_prefix import PREFIXES_FILE, save_prefixes
+    from personalign.evaluation import scoring
+    from personalign.personas.soft_prefix import PREFIXES_FILE, save_prefixes
 
     model, tokenizer = tiny
     base_dir = save_base(model, tokenizer, tmp_path / "base")

@@ -12,8 +12,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from personalign import alignment_tax as tax
-from personalign.alignment_tax import (
+from personalign.data.loaders import DatasetError
+from personalign.evaluation import alignment_tax as tax
+from personalign.evaluation.alignment_tax import (
     MC_COLUMNS,
     MC_FORMATS,
     PAIR_COLUMNS,
@@ -24,9 +25,8 @@ from personalign.alignment_tax import (
     read_multiple_choice,
     read_rewardbench,
 )
-from personalign.loaders import DatasetError
-from personalign.prompts import chat, prefixed_prompt
-from personalign.scoring import score_pairs
+from personalign.evaluation.scoring import score_pairs
+from personalign.lm.prompts import chat, prefixed_prompt
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "alignment_tax"
@@ -225,8 +225,8 @@ def test_configured_sets_say_what_is_left_out(tmp_path):
 def test_tax_scores_cover_base_and_adapter_with_and_without_prefix_and_are_cached(tiny, tmp_path, monkeypatch):
     from tiny_checkpoints import save_base, save_random_adapter
 
-    from personalign.conditioning import out_of_domain_prefix
-    from personalign.config import RunSpec
+    from personalign.core.config import RunSpec
+    from personalign.personas.conditioning import out_of_domain_prefix
 
     model, tokenizer = tiny
     save_base(model, tokenizer, tmp_path / "base")

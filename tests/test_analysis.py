@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from personalign.analysis import index, judgment_tables, paper_claims, wikipersona_figures
-from personalign.published import WHOSE_BOAT_TABLE
-from personalign.verdicts import COLUMNS, verdict_table
+from personalign.analysis.published import WHOSE_BOAT_TABLE
+from personalign.stats.verdicts import COLUMNS, verdict_table
 
 USERS = [f"u{i}" for i in range(6)]
 RUNS = {

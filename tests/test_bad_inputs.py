@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from personalign.cli import main
+from personalign.pipeline.cli import main
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 PARAMS = sorted((CORPUS / "params").glob("*.yaml"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from personalign.candidates import CotPlan, diverse_subset, parse_cot, quality_range_span, strip_artifacts
+from personalign.data.candidates import CotPlan, diverse_subset, parse_cot, quality_range_span, strip_artifacts
 
 FALLBACK = CotPlan("general", ("a", "b"))
 

@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personalign.characterisation import (
+from personalign.core.records import RECORD_FIELDS
+from personalign.data.loaders.personal_llm import load_personal_llm
+from personalign.reward_models.characterisation import (
     TABLE2_COLUMNS,
     characterisation_json,
     characterise,
@@ -21,8 +23,6 @@ from personalign.characterisation import (
     per_user_table,
     table2,
 )
-from personalign.loaders.personal_llm import load_personal_llm
-from personalign.records import RECORD_FIELDS
 
 PERSONAL_LLM = Path(__file__).parent / "fixtures" / "loaders" / "personal_llm" / "valid.jsonl"
 

@@ -1,4 +1,4 @@
-from personalign.cli import wall_time
+from personalign.pipeline.cli import wall_time
 
 
 def test_wall_time_reads_as_people_write_durations():

@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 from tiny_checkpoints import save_base, save_random_adapter
 
-from personalign import comparisons as cmp
 from personalign.analysis import judgment_tables
-from personalign.conditioning import ConditioningError, first_person
-from personalign.config import JudgeParams, RunSpec, parse_params
-from personalign.generation import Sampling
-from personalign.judge import JudgeContext, SimulatedJudge, Verdict, WorldPersonas, pair_context
-from personalign.prompts import PT_TEMPLATE
+from personalign.core.config import JudgeParams, RunSpec, parse_params
+from personalign.evaluation import comparisons as cmp
+from personalign.lm.generation import Sampling
+from personalign.lm.judge import JudgeContext, SimulatedJudge, Verdict, WorldPersonas, pair_context
+from personalign.lm.prompts import PT_TEMPLATE
+from personalign.personas.conditioning import ConditioningError, first_person
 
 
 def make_test() -> pd.DataFrame:
@@ -198,7 +198,7 @@ def test_judging_in_both_orders_and_the_table():
 
 
 def test_generation_is_seeded_cached_and_uses_the_adapter(tiny, tmp_path, monkeypatch):
-    from personalign import generation
+    from personalign.lm import generation
 
     model, tokenizer = tiny
     save_base(model, tokenizer, tmp_path / "base")
@@ -304,7 +304,7 @@ def test_the_second_judge_must_differ_from_the_configured_one():
 
 
 def test_the_simulated_judge_is_measured_against_an_hf_judge(tiny, embedder):
-    from personalign.judge import HFJudge, SimulatedJudge
+    from personalign.lm.judge import HFJudge, SimulatedJudge
 
     model, tokenizer = tiny
     rows = make_test().head(4)
@@ -338,8 +338,8 @@ def test_the_simulated_judge_is_measured_against_an_hf_judge(tiny, embedder):
 
 def test_world_personas_read_from_the_persona_table_keep_every_user_and_axis(world, tmp_path):
     """Stage 5 and stage 7 build the world from data/personas.jsonl (a DataFrame, whose `.axes` is pandas' own)."""
-    from personalign.build_data import persona_rows
-    from personalign.records import read_personas, write_personas
+    from personalign.core.records import read_personas, write_personas
+    from personalign.data.build_data import persona_rows
 
     personas = [p for axis in world.values() for p in axis.personas]
     write_personas(persona_rows(personas), tmp_path / "personas.jsonl")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from personalign.cli import check_params
-from personalign.config import ParamsError, load_params, parse_params
+from personalign.core.config import ParamsError, load_params, parse_params
+from personalign.pipeline.cli import check_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -161,7 +161,7 @@ def test_bad_runs_name_the_run(run, expected):
 
 def test_a_rendered_notebook_that_cannot_be_written_stops_the_stage_before_it_runs(tmp_path, monkeypatch):
     """Issue 16.7: the probe write fails (here: the rendered path is a directory), so nothing runs."""
-    from personalign.cli import main
+    from personalign.pipeline.cli import main
 
     monkeypatch.chdir(ROOT)
     rendered = tmp_path / "rendered"
@@ -174,11 +174,11 @@ def test_a_stage_already_running_in_this_folder_is_refused(tmp_path, monkeypatch
     """Issue 16.5: a second `personalign run` of the same stage stops at once, naming the process that runs it."""
     import os
 
-    from personalign.cli import main
-    from personalign.locks import exclusive
+    from personalign.core.locks import exclusive
+    from personalign.pipeline.cli import main
 
     monkeypatch.chdir(tmp_path)
-    with exclusive(tmp_path / ".cache/personalign/locks/base_model.lock", "stage base_model"):
+    with exclusive(tmp_path / ".cache/personalign/core/locks/base_model.lock", "stage base_model"):
         assert (
             main(
                 [
@@ -201,8 +201,8 @@ def test_a_stage_already_running_in_this_folder_is_refused(tmp_path, monkeypatch
 def test_a_run_s_defaults_are_params_yaml_s_train_defaults():
     """One home for a run's defaults: RunSpec's are train.defaults' (config.RunHyperparameters), and params.yaml
     repeats them, so a run resolved from the default profile without overrides equals RunSpec(name, kind)."""
-    from personalign.config import RunHyperparameters, RunSpec, TrainDefaults
-    from personalign.runs import resolve_run
+    from personalign.core.config import RunHyperparameters, RunSpec, TrainDefaults
+    from personalign.tuning.runs import resolve_run
 
     params = load_params(Path(__file__).parents[1] / "params.yaml")
     assert params.train.defaults == TrainDefaults()

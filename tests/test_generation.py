@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from personalign.generation import ChatPrompt, GenerationCache, HFGenerator, Sampling, _common_prefix_length
-from personalign.prompts import chat
+from personalign.lm.generation import ChatPrompt, GenerationCache, HFGenerator, Sampling, _common_prefix_length
+from personalign.lm.prompts import chat
 
 
 def prompts(tokenizer, n):
@@ -73,8 +73,8 @@ def test_base_models_without_a_chat_template_get_a_plain_dialogue_with_bos(tiny)
 def test_bf16_sampling_is_its_own_cache_entry_and_follows_the_machine(tiny, tmp_path, monkeypatch):
     """Issue 15: with base.dtype auto, a CPU with native bf16 samples under bf16 autocast (~1.5x faster); the
     precision is part of the cache key, so fp32 samples are never served to a bf16 run or back."""
-    from personalign import hardware
-    from personalign.models import sampling_precision
+    from personalign.core import hardware
+    from personalign.lm.models import sampling_precision
 
     model, tokenizer = tiny
     path = tmp_path / "cache.sqlite"

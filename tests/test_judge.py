@@ -8,9 +8,9 @@ import itertools
 import pytest
 from openai_stub import StubServer
 
-from personalign.config import JudgeParams
-from personalign.generation import GenerationCache
-from personalign.judge import (
+from personalign.core.config import JudgeParams
+from personalign.lm.generation import GenerationCache
+from personalign.lm.judge import (
     JUDGE_RESULT_PREFIX,
     JUDGE_SYSTEM_PROMETHEUS,
     LABEL_ANSWER_PREFIX_G4,
@@ -27,7 +27,7 @@ from personalign.judge import (
     repeated_trigram_share,
     single_token_ids,
 )
-from personalign.win_rates import win_tie_loss
+from personalign.stats.win_rates import win_tie_loss
 
 RESPONSES = [
     "Try a chickpea and spinach curry with coconut milk; it is entirely plant-based and ready in twenty minutes.",
@@ -359,9 +359,9 @@ def test_openai_labels_follow_g4_and_refuse_to_guess(server):
 
 KILLED_JUDGE = """
 import json, sys
-from personalign.config import JudgeParams
-from personalign.generation import GenerationCache
-from personalign.judge import JudgeContext, make_judge
+from personalign.core.config import JudgeParams
+from personalign.lm.generation import GenerationCache
+from personalign.lm.judge import JudgeContext, make_judge
 params = JudgeParams(backend="openai", model="stub-judge", base_url=sys.argv[1], api_key_env="PERSONALIGN_JUDGE_KEY",
                      timeout_s=5.0, max_retries=1, max_new_tokens=64)
 judge = make_judge(params, None, 0, GenerationCache(sys.argv[2]))
@@ -417,7 +417,7 @@ DISHES = [
 
 
 def _tournament_inputs(world):
-    from personalign.build_data import Question
+    from personalign.data.build_data import Question
 
     personas = list(world["diet"].personas[:2])
     question = Question("diet:d0", "divergent", "What should I cook tonight?", "diet", None, "train", selected=DISHES)
@@ -425,7 +425,7 @@ def _tournament_inputs(world):
 
 
 def test_stage_1_tournaments_ask_an_openai_judge_each_match(server, world):
-    from personalign.build_data import label_pairs
+    from personalign.data.build_data import label_pairs
 
     questions, personas, folds = _tournament_inputs(world)
     server.replies = [f'{{"{LABEL_KEY_G4}": {"true" if i % 3 else "false"}}}' for i in range(6)]
@@ -440,7 +440,7 @@ def test_stage_1_tournaments_ask_an_openai_judge_each_match(server, world):
 def test_stage_1_tournaments_run_with_the_hf_judge(tiny, tmp_path, world):
     from tiny_checkpoints import save_base
 
-    from personalign.build_data import label_pairs
+    from personalign.data.build_data import label_pairs
 
     questions, personas, folds = _tournament_inputs(world)
     base_dir = save_base(*tiny, tmp_path / "judge")
@@ -451,8 +451,8 @@ def test_stage_1_tournaments_run_with_the_hf_judge(tiny, tmp_path, world):
 
 
 def test_the_quality_filter_needs_no_judge(embedder):
-    from personalign.build_data import Question, filter_candidates
-    from personalign.config import BuildDataParams
+    from personalign.core.config import BuildDataParams
+    from personalign.data.build_data import Question, filter_candidates
 
     texts = [
         "Lentil soup with cumin and lemon, simmered slowly.",
@@ -478,7 +478,7 @@ def test_the_quality_filter_needs_no_judge(embedder):
 
 def test_a_built_in_model_name_serves_as_an_hf_judge(tmp_path, monkeypatch):
     """`judge.model: tiny-random-llama` (a name validate accepts) is written once as a checkpoint and loaded."""
-    from personalign.models import checkpoint_dir
+    from personalign.lm.models import checkpoint_dir
 
     monkeypatch.chdir(tmp_path)
     judge = make_judge(JudgeParams(backend="hf", model="tiny-random-llama"), None, 0, device="cpu")

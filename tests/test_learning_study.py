@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personalign import learning_study as ls
 from personalign.analysis import learning_report
+from personalign.studies import learning_study as ls
 
 
 def study_file(tmp_path, arms: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from openai_stub import StubServer
 
-from personalign.generation import ChatPrompt, GenerationCache, GenerationError, OpenAIGenerator, Sampling
+from personalign.lm.generation import ChatPrompt, GenerationCache, GenerationError, OpenAIGenerator, Sampling
 
 KEY = "sk-test-personalign-0123456789"
 

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personalign import pair_personas as pp
-from personalign.config import ParamsError, parse_params
-from personalign.judge import SimulatedJudge
-from personalign.verdicts import verdict_table
+from personalign.core.config import ParamsError, parse_params
+from personalign.lm.judge import SimulatedJudge
+from personalign.personas import pair_personas as pp
+from personalign.stats.verdicts import verdict_table
 
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "persona_tailoring" / "inference-BeaverTails"
 VEGAN, MEAT = "The user is a vegan who eats only plants.", "The user loves steak, bacon and other meat."

@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personalign.config import DatasetSpec
-from personalign.loaders import DatasetError, load_persona_inference
-from personalign.loaders.configured import load_datasets
-from personalign.loaders.persona_tailoring import COLUMNS, load_persona_tailoring
-from personalign.records import PERSONA_FIELDS, RECORD_FIELDS, validate_rows
-from personalign.seeding import stable_seed
+from personalign.core.config import DatasetSpec
+from personalign.core.records import PERSONA_FIELDS, RECORD_FIELDS, validate_rows
+from personalign.core.seeding import stable_seed
+from personalign.data.loaders import DatasetError, load_persona_inference
+from personalign.data.loaders.configured import load_datasets
+from personalign.data.loaders.persona_tailoring import COLUMNS, load_persona_tailoring
 
 FIX = Path(__file__).parent / "fixtures" / "loaders"
 PT = FIX / "persona_tailoring"

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from openai_stub import StubServer
 
-from personalign.records import read_jsonl, read_personas, read_records
+from personalign.core.records import read_jsonl, read_personas, read_records
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.pipeline
@@ -208,7 +208,7 @@ def test_same_params_give_byte_identical_outputs(smoke_runs):
 
 
 def test_same_params_give_identical_rendered_notebooks(smoke_runs):
-    """The executed notebooks are a record (personalign.rendered): two runs in two checkouts differ in no byte."""
+    """The executed notebooks are a record (pipeline.rendered): two runs in two checkouts differ in no byte."""
     first, second = smoke_runs
     rendered = sorted(p.relative_to(first) for p in (first / "notebooks/rendered").rglob("*.ipynb"))
     assert len(rendered) >= 8

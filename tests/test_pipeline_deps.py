@@ -9,28 +9,28 @@ from pathlib import Path
 import pytest
 import yaml
 
-from personalign import pipeline_deps as deps
-from personalign.hardware import fingerprint, resolve_precision
-from personalign.reproduction import differing_outputs
+from personalign.core.hardware import fingerprint, resolve_precision
+from personalign.pipeline import pipeline_deps as deps
+from personalign.pipeline.reproduction import differing_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_dvc_yaml_lists_every_stage_s_import_closure_and_declared_params():
     current = (ROOT / "dvc.yaml").read_text()
-    assert deps.rewritten(current, ROOT) == current, "run `python -m personalign.pipeline_deps write`"
+    assert deps.rewritten(current, ROOT) == current, "run `python -m personalign.pipeline.pipeline_deps write`"
 
 
 @pytest.mark.parametrize(
     "stage, module",
     [
-        ("build_data", "config.py"),
-        ("build_data", "seeding.py"),
-        ("score", "runs.py"),
-        ("score", "conditioning.py"),
-        ("score", "models.py"),
-        ("analysis", "published.py"),
-        ("train", "hardware.py"),
+        ("build_data", "core/config.py"),
+        ("build_data", "core/seeding.py"),
+        ("score", "tuning/runs.py"),
+        ("score", "personas/conditioning.py"),
+        ("score", "lm/models.py"),
+        ("analysis", "analysis/published.py"),
+        ("train", "core/hardware.py"),
     ],
 )
 def test_code_deps_include_what_the_review_found_missing(stage, module):
@@ -38,12 +38,12 @@ def test_code_deps_include_what_the_review_found_missing(stage, module):
 
 
 def test_scoring_reads_runs_without_the_training_module():
-    """Stage 4 reads run specs from personalign.runs; a change to training code alone does not rescore."""
-    assert "src/personalign/training.py" not in deps.code_deps("score", ROOT)
+    """Stage 4 reads run specs from personalign.tuning.runs; a change to training code alone does not rescore."""
+    assert "src/personalign/tuning/training.py" not in deps.code_deps("score", ROOT)
 
 
 def test_analysis_never_depends_on_torch_code():
-    assert "src/personalign/training.py" not in deps.code_deps("analysis", ROOT)
+    assert "src/personalign/tuning/training.py" not in deps.code_deps("analysis", ROOT)
 
 
 def test_import_closure_follows_function_level_and_relative_imports(tmp_path):
@@ -68,7 +68,7 @@ def test_import_closure_follows_function_level_and_relative_imports(tmp_path):
 
 
 def test_stage_1_params_leave_out_the_tie_margin_it_never_reads(embedder, world):
-    from personalign.judge import JudgeContext, SimulatedJudge
+    from personalign.lm.judge import JudgeContext, SimulatedJudge
 
     assert "judge.tie_margin" not in deps.STAGE_PARAMS["build_data"]
     diet = world["diet"].personas
@@ -142,8 +142,8 @@ def test_unknown_precision_is_refused():
 
 
 def test_precision_defaults_to_auto_and_runs_record_what_it_resolved_to():
-    from personalign.config import parse_params
-    from personalign.runs import resolve_run
+    from personalign.core.config import parse_params
+    from personalign.tuning.runs import resolve_run
 
     params = parse_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
     assert params.train.defaults.precision == "auto" and params.score.precision == "auto"
@@ -205,10 +205,10 @@ def test_constraints_pin_every_required_library_and_setup_uses_them():
 
 
 def test_dvc_yaml_runs_the_stage_table():
-    """One stage table: dvc.yaml has exactly personalign.stages' stages, each running `personalign run <stage>`, and
+    """One stage table: dvc.yaml has exactly core.stages' stages, each running `personalign run <stage>`, and
     every figures/INDEX.md entry names one of them."""
     from personalign.analysis.index import INDEX
-    from personalign.stages import ITEM_STAGES, STAGES
+    from personalign.core.stages import ITEM_STAGES, STAGES
 
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     assert list(stages) == list(STAGES)
@@ -228,8 +228,8 @@ def test_dvc_yaml_overlays_every_run_s_training_curve():
 
 
 def test_the_shared_paths_are_dvc_yaml_s():
-    """personalign.paths names files and folders dvc.yaml declares as stage outputs (a renamed output fails here)."""
-    from personalign import paths
+    """core.paths names files and folders dvc.yaml declares as stage outputs (a renamed output fails here)."""
+    from personalign.core import paths
 
     outs = set()
     for spec in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].values():

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personalign import power
-from personalign.verdicts import minimum_detectable, standard_error
+from personalign.stats import power
+from personalign.stats.verdicts import minimum_detectable, standard_error
 
 
 def test_items_for_target_inverts_the_mdd_of_a_simulated_design():

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personalign import prefixes as px
-from personalign.prompts import PT_TEMPLATE, prefixed_prompt
+from personalign.lm.prompts import PT_TEMPLATE, prefixed_prompt
+from personalign.personas import prefixes as px
 
 
 @pytest.fixture()

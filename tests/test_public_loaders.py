@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personalign.loaders.common import DatasetError, LoadedDataset, read_splits, user_folds
-from personalign.loaders.pairwise import load_personal_llm_dpo, load_psoups
-from personalign.loaders.personal_llm import load_personal_llm
-from personalign.loaders.registry import LOADERS
-from personalign.loaders.tldr import load_tldr
-from personalign.loaders.wikipersona import load_wikipersona
-from personalign.records import PERSONA_FIELDS, RECORD_FIELDS, validate_rows
+from personalign.core.records import PERSONA_FIELDS, RECORD_FIELDS, validate_rows
+from personalign.data.loaders.common import DatasetError, LoadedDataset, read_splits, user_folds
+from personalign.data.loaders.pairwise import load_personal_llm_dpo, load_psoups
+from personalign.data.loaders.personal_llm import load_personal_llm
+from personalign.data.loaders.registry import LOADERS
+from personalign.data.loaders.tldr import load_tldr
+from personalign.data.loaders.wikipersona import load_wikipersona
 
 FIX = Path(__file__).parent / "fixtures" / "loaders"
 WP_PERSONAS = FIX / "wikipersona" / "personas.jsonl"

@@ -9,15 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personalign import comparisons as cmp
-from personalign import prefixes as px
-from personalign.accuracy import seen_users
 from personalign.analysis import judgment_tables, paper_claims, wikipersona_figures
-from personalign.config import GenerateJudgeParams, ParamsError, RunSpec, parse_params
-from personalign.pair_personas import retrieved_personas
-from personalign.published import PAPER_DATASET, WHOSE_BOAT_TABLE
-from personalign.training import TrainingDataError, training_pairs
-from personalign.verdicts import verdict_table
+from personalign.analysis.published import PAPER_DATASET, WHOSE_BOAT_TABLE
+from personalign.core.config import GenerateJudgeParams, ParamsError, RunSpec, parse_params
+from personalign.evaluation import comparisons as cmp
+from personalign.evaluation.accuracy import seen_users
+from personalign.personas import prefixes as px
+from personalign.personas.pair_personas import retrieved_personas
+from personalign.stats.verdicts import verdict_table
+from personalign.tuning.training import TrainingDataError, training_pairs
 
 
 def real_records() -> pd.DataFrame:
@@ -241,7 +241,7 @@ def test_demographics_without_attributes_draw_a_note_not_an_error():
 def test_a_dataset_path_that_does_not_exist_stops_before_compute(tmp_path):
     import yaml
 
-    from personalign.cli import check_params, main
+    from personalign.pipeline.cli import check_params, main
 
     params = yaml.safe_load((Path(__file__).resolve().parents[1] / "profiles/persona_tailoring.yaml").read_text())
     params["build_data"]["datasets"]["mnemonic"]["path"] = str(tmp_path / "nowhere")

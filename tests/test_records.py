@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from personalign.records import RecordError, read_jsonl, read_records, write_jsonl, write_records
+from personalign.core.records import RecordError, read_jsonl, read_records, write_jsonl, write_records
 
 
 def record(**overrides):

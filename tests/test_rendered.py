@@ -1,10 +1,10 @@
-"""personalign.rendered: a rerun that computes the same results writes the same rendered notebook."""
+"""personalign.pipeline.rendered: a rerun that computes the same results writes the same rendered notebook."""
 
 from __future__ import annotations
 
 import json
 
-from personalign.rendered import INJECTED_ID, as_record, clean_stream, write_record
+from personalign.pipeline.rendered import INJECTED_ID, as_record, clean_stream, write_record
 
 ROOT = "/home/me/personalign"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from personalign.generation import GenerationCache, HFGenerator, Sampling
-from personalign.pair_personas import infer_pair_personas
+from personalign.lm.generation import GenerationCache, HFGenerator, Sampling
+from personalign.personas.pair_personas import infer_pair_personas
 
 
 class Killed(Exception):
@@ -57,9 +57,9 @@ def test_killed_run_resumes_from_the_cache(tiny, tmp_path):
 WORKER = """
 import sys, time
 import pandas as pd
-from personalign.generation import GenerationCache, HFGenerator, Sampling
-from personalign.models import load_base
-from personalign.pair_personas import infer_pair_personas
+from personalign.lm.generation import GenerationCache, HFGenerator, Sampling
+from personalign.lm.models import load_base
+from personalign.personas.pair_personas import infer_pair_personas
 
 model, tokenizer, _ = load_base(sys.argv[1], "cpu", "float32")
 generator = HFGenerator(model, tokenizer, "tiny", GenerationCache(sys.argv[2]), batch_size=2)

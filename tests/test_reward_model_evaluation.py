@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from personalign.core.seeding import figure_rng
 from personalign.reward_models import (
     IndividualRM,
     PreferenceData,
@@ -21,8 +22,7 @@ from personalign.reward_models import (
     report,
     rewardbench,
 )
-from personalign.seeding import figure_rng
-from personalign.verdicts import verdict_table
+from personalign.stats.verdicts import verdict_table
 
 DIM = 16
 MAJORITY = ("u0", "u1", "u2", "u3")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from personalign.rouge import rouge1, rouge_l
+from personalign.personas.rouge import rouge1, rouge_l
 
 
 def test_identical_and_disjoint_texts():

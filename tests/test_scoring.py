@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from personalign.prompts import chat
-from personalign.scoring import prefix_batches, score_pairs
+from personalign.evaluation.scoring import prefix_batches, score_pairs
+from personalign.lm.prompts import chat
 
 WORDS = "the a user likes short long answers with detail plain kind of food politics diet running tea maps".split()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from personalign.shared_prompt import completion_logps
+from personalign.tuning.shared_prompt import completion_logps
 
 
 def _batch(prompts, chosen, rejected):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from personalign.characterisation import characterise
-from personalign.records import RECORD_FIELDS, validate_rows
-from personalign.simulated_users import archetype_scores, simulated_users
+from personalign.core.records import RECORD_FIELDS, validate_rows
+from personalign.reward_models.characterisation import characterise
+from personalign.reward_models.simulated_users import archetype_scores, simulated_users
 
 
 def scores() -> pd.DataFrame:

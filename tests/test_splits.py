@@ -7,10 +7,10 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from personalign.build_data import fold_assignment, plan_questions
-from personalign.config import BuildDataParams
-from personalign.splits import split_questions, stratified_folds
-from personalign.world import AXIS_IDS, all_personas, select_personas
+from personalign.core.config import BuildDataParams
+from personalign.core.world import AXIS_IDS, all_personas, select_personas
+from personalign.data.build_data import fold_assignment, plan_questions
+from personalign.data.splits import split_questions, stratified_folds
 
 
 def test_split_questions_is_disjoint_and_seeded():

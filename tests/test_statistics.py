@@ -9,7 +9,7 @@ import pytest
 import scipy.stats
 from statsmodels.stats.inter_rater import cohens_kappa
 
-from personalign.statistics import (
+from personalign.stats.statistics import (
     bootstrap_ci,
     bootstrap_difference_ci,
     ci_half_width,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from personalign.cli import main
-from personalign.study_archive import MAX_RESULT_BYTES, archive_study
+from personalign.pipeline.cli import main
+from personalign.pipeline.study_archive import MAX_RESULT_BYTES, archive_study
 
 LOCK = """schema: '2.0'
 stages:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from personalign.tournament import single_elimination
+from personalign.data.tournament import single_elimination
 
 
 @pytest.mark.parametrize("n", [2, 3, 4, 5, 8])

@@ -7,9 +7,9 @@ import json
 import pandas as pd
 import pytest
 
-from personalign.conditioning import ConditioningError
-from personalign.config import ParamsError, RunSpec
-from personalign.training import TrainingDataError, check_lengths, train_adapter, training_pairs
+from personalign.core.config import ParamsError, RunSpec
+from personalign.personas.conditioning import ConditioningError
+from personalign.tuning.training import TrainingDataError, check_lengths, train_adapter, training_pairs
 
 
 @pytest.fixture()
@@ -176,9 +176,9 @@ def test_an_interrupted_run_resumes_to_the_same_adapter(records, base_dir, tmp_p
 
 
 def test_runs_resolve_over_the_defaults_and_work_dirs_depend_on_spec_and_data(records):
-    from personalign.config import TrainParams
-    from personalign.runs import resolve_run
-    from personalign.training import work_dir_for
+    from personalign.core.config import TrainParams
+    from personalign.tuning.runs import resolve_run
+    from personalign.tuning.training import work_dir_for
 
     # the train section alone: a whole params file would also check `ana` against the built world
     train = TrainParams.model_validate(
@@ -232,7 +232,7 @@ def test_sft_trains_on_the_chosen_responses_with_the_persona(records, base_dir, 
 def test_sft_then_dpo_merges_the_sft_adapter_and_resumes_without_redoing_it(records, base_dir, tmp_path, monkeypatch):
     from transformers import Trainer
 
-    from personalign.artifacts import load_trained
+    from personalign.lm.artifacts import load_trained
 
     run = RunSpec(
         name="boat",
@@ -283,7 +283,7 @@ def test_qlora_required_without_cuda_is_refused(records, base_dir, tmp_path):
 
 
 def test_curve_and_metrics_come_from_the_log(tmp_path):
-    from personalign.training import run_metrics, training_curve
+    from personalign.tuning.training import run_metrics, training_curve
 
     rows = [{"phase": "sft", "step": 1, "loss": 2.0, "learning_rate": 1e-3, "mean_token_accuracy": 0.1}]
     rows += [
@@ -315,7 +315,7 @@ def test_curve_and_metrics_come_from_the_log(tmp_path):
 
 
 def test_launcher_commands(tmp_path):
-    from personalign.training import launcher_command
+    from personalign.tuning.training import launcher_command
 
     assert launcher_command("dpo", 2) == [
         "torchrun",
@@ -348,7 +348,7 @@ def test_a_vpl_run_learns_a_soft_prefix_for_every_user_and_resumes_to_the_same_o
 ):
     import torch
 
-    from personalign.soft_prefix import PREFIXES_FILE, load_prefixes, pair_pools
+    from personalign.personas.soft_prefix import PREFIXES_FILE, load_prefixes, pair_pools
 
     run = RunSpec(
         name="mt_vpl",
@@ -388,7 +388,7 @@ def test_a_vpl_run_learns_a_soft_prefix_for_every_user_and_resumes_to_the_same_o
 
 
 def test_a_torn_checkpoint_is_skipped_and_the_one_before_it_resumed(tmp_path):
-    from personalign.training import _last_checkpoint
+    from personalign.tuning.training import _last_checkpoint
 
     for step, files in (
         (2, ["trainer_state.json", "soft_prefix.pt"]),
@@ -407,7 +407,7 @@ def test_a_torn_checkpoint_is_skipped_and_the_one_before_it_resumed(tmp_path):
 def test_a_run_trained_by_another_process_is_refused_naming_it(records, base_dir, tmp_path):
     import os
 
-    from personalign.locks import LockedError, exclusive
+    from personalign.core.locks import LockedError, exclusive
 
     run = RunSpec(name="dpo", kind="dpo", epochs=1, batch_size=4, max_length=64)
     work = tmp_path / "work"

@@ -6,9 +6,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personalign.seeding import figure_rng
-from personalign.statistics import paired_permutation_test
-from personalign.verdicts import Claim, decide, headline_metrics, holm, paired_difference, verdict_counts, verdict_table
+from personalign.core.seeding import figure_rng
+from personalign.stats.statistics import paired_permutation_test
+from personalign.stats.verdicts import (
+    Claim,
+    decide,
+    headline_metrics,
+    holm,
+    paired_difference,
+    verdict_counts,
+    verdict_table,
+)
 
 
 def test_one_user_comparison_resamples_pairs_and_has_a_nonzero_interval():

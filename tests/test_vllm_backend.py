@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from personalign import comparisons as cmp
-from personalign import generation
-from personalign.artifacts import model_fingerprint
-from personalign.generation import (
+from personalign.evaluation import comparisons as cmp
+from personalign.lm import generation
+from personalign.lm.artifacts import model_fingerprint
+from personalign.lm.generation import (
     ChatPrompt,
     GenerationCache,
     Sampling,

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from personalign.published import WHOSE_BOAT_TABLE
-from personalign.win_rates import delta_pq, outcome_agreement, summary_row, win_rate, win_tie_loss
+from personalign.analysis.published import WHOSE_BOAT_TABLE
+from personalign.stats.win_rates import delta_pq, outcome_agreement, summary_row, win_rate, win_tie_loss
 
 
 def test_win_tie_loss_counts_and_leaves_invalid_out_of_the_percentages():

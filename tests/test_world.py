@@ -8,7 +8,7 @@ from importlib import resources
 import pytest
 import yaml
 
-from personalign.world import (
+from personalign.core.world import (
     AXIS_IDS,
     DEMOGRAPHIC_KEYS,
     MIN_DIVERGENT_QUESTIONS,
@@ -58,7 +58,7 @@ def test_divergent_questions_do_not_reveal_a_category(world):
 
 
 def _raw(axis_id: str) -> dict:
-    text = resources.files("personalign.world").joinpath(f"{axis_id}.yaml").read_text()
+    text = resources.files("personalign.core.world").joinpath(f"{axis_id}.yaml").read_text()
     return yaml.safe_load(text)
 
 

@@ -1,5 +1,5 @@
 import sys
 
-from personalign.cli import main
+from personalign.pipeline.cli import main
 
 sys.exit(main())

@@ -1,2 +1,2 @@
-"""Reporting: figures, tables and tested claims read from the results files the stages write. Modules here may import
-config, statistics, figures, verdicts, seeding and persona_sources; never a model, never torch."""
+"""Reporting: figures, tables and tested claims read from the results files the stages write. Imports core and
+stats (the evaluation package's record types for type checking only); never a model, never torch."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from personalign.stages import stage_label
+from personalign.core.stages import stage_label
 
 
 @dataclass(frozen=True)
@@ -13,7 +13,7 @@ class IndexEntry:
     """One row of figures/INDEX.md."""
 
     path: str
-    stage: str  # a key of personalign.stages.STAGES
+    stage: str  # a key of personalign.core.stages.STAGES
     params: str
     mirrors: str
     shows: str

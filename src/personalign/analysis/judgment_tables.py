@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from personalign.persona_sources import PAPER_NAME
-from personalign.seeding import figure_rng
-from personalign.statistics import wilson_intervals_for_shares
-from personalign.win_rates import outcome_agreement, summary_row
+from personalign.core.persona_sources import PAPER_NAME
+from personalign.core.seeding import figure_rng
+from personalign.stats.statistics import wilson_intervals_for_shares
+from personalign.stats.win_rates import outcome_agreement, summary_row
 
 if TYPE_CHECKING:
-    from personalign.comparisons import Request, WhoseBoatCell
+    from personalign.evaluation.comparisons import Request, WhoseBoatCell
 
 
 def _win_rate(outcomes: np.ndarray) -> float:

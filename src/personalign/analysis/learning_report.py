@@ -10,8 +10,8 @@ from dataclasses import asdict
 import numpy as np
 import pandas as pd
 
-from personalign.seeding import figure_rng
-from personalign.verdicts import ALPHA, holm, paired_difference
+from personalign.core.seeding import figure_rng
+from personalign.stats.verdicts import ALPHA, holm, paired_difference
 
 
 def summarize(arms: list, examples: pd.DataFrame, seed: int, n_resamples: int) -> pd.DataFrame:
@@ -62,7 +62,7 @@ def summarize(arms: list, examples: pd.DataFrame, seed: int, n_resamples: int) -
         )
     summary = pd.DataFrame(rows)
     # One family: every arm's two tests. A difference is detectable when its interval excludes 0 and its
-    # Holm-adjusted p < 0.05, the rule of the pipeline's verdicts (personalign.verdicts.decide).
+    # Holm-adjusted p < 0.05, the rule of the pipeline's verdicts (personalign.stats.verdicts.decide).
     adjusted = holm(np.concatenate([summary.p.to_numpy(float), summary.implicit_p.to_numpy(float)]))
     summary["p_holm"], summary["implicit_p_holm"] = adjusted[: len(summary)], adjusted[len(summary) :]
     summary["detectable"] = ((summary.ci_low > 0) | (summary.ci_high < 0)) & (summary.p_holm < ALPHA)

@@ -1,5 +1,5 @@
-"""The headline claims of WikiPersona and Whose Boat as paired tests on the same items (personalign.verdicts), each
-with a generator of its own, and the collection of every stage's verdicts into one table."""
+"""The headline claims of WikiPersona and Whose Boat as paired tests on the same items (personalign.stats.verdicts),
+each with a generator of its own, and the collection of every stage's verdicts into one table."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from personalign.config import MT_PREFIX_TYPES, POSITIVE_CONTROL_KINDS, PREFIX_TYPES
-from personalign.seeding import figure_rng
-from personalign.verdicts import COLUMNS, Claim, formatted_verdicts, paired_difference, verdict_table
+from personalign.core.config import MT_PREFIX_TYPES, POSITIVE_CONTROL_KINDS, PREFIX_TYPES
+from personalign.core.seeding import figure_rng
+from personalign.stats.verdicts import COLUMNS, Claim, formatted_verdicts, paired_difference, verdict_table
 
 WIKIPERSONA = "WikiPersona"
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
-from personalign import paths
 from personalign.analysis.paper_claims import claims_markdown
-from personalign.outputs import show_figure
-from personalign.tables import write_csv
-from personalign.verdicts import Claim
+from personalign.core import paths
+from personalign.core.outputs import show_figure
+from personalign.core.tables import write_csv
+from personalign.stats.verdicts import Claim
 
 
 def publish(

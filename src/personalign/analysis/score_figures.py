@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from personalign.config import MT_PREFIX_TYPES, RunSpec
-from personalign.figures import legend
-from personalign.statistics import wilson_interval
+from personalign.core.config import MT_PREFIX_TYPES, RunSpec
+from personalign.core.figures import legend
+from personalign.stats.statistics import wilson_interval
 
 
 def _accuracy_bars(ax, data: pd.DataFrame, x: str, hue: str, order: list[str], hue_order: list[str]) -> None:

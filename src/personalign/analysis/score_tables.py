@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from personalign.persona_sources import ORACLE_SUFFIX
-from personalign.preferences import prefers_chosen
-from personalign.statistics import wilson_interval
+from personalign.core.persona_sources import ORACLE_SUFFIX
+from personalign.stats.preferences import prefers_chosen
+from personalign.stats.statistics import wilson_interval
 
 
 def summarize(examples: pd.DataFrame) -> pd.DataFrame:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from personalign.figures import apply_style, legend
+from personalign.core.figures import apply_style, legend
 
 
 def curve_figure(curve: pd.DataFrame, title: str):

@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from personalign.config import MT_PREFIX_TYPES, PREFIX_TYPES
-from personalign.figures import legend
-from personalign.seeding import figure_rng
-from personalign.statistics import (
+from personalign.core.config import MT_PREFIX_TYPES, PREFIX_TYPES
+from personalign.core.figures import legend
+from personalign.core.seeding import figure_rng
+from personalign.stats.statistics import (
     bootstrap_ci,
     ols_band,
     one_way_anova,

@@ -1,7 +1,8 @@
 """Personalized reward models (the eight methods of "When Personalization Meets Reality", section 3) behind one
 interface: `fit(train, rng) -> self` and `margins(data) -> r(x, y_w) - r(x, y_l)` per pair (accuracy = mean of
 margin > 0; `evaluate` gives the per-pair table). By default they work on frozen sentence embeddings (fast on a CPU);
-`LoRARewardModel` is the paper's own LoRA-on-an-LLM set-up for a GPU.
+`LoRARewardModel` is the paper's own LoRA-on-an-LLM set-up for a GPU. Imports core, lm, stats, data, personas and
+evaluation.
 
 - VanillaRM, IndividualRM, ConditionalRM, PersonalizedRM (bt.py): Bradley-Terry heads, pooled / per user / user id
   in the input / learned user embeddings plus a generic one.

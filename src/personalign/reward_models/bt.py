@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from personalign.core.seeding import stable_seed
 from personalign.reward_models.core import (
     RewardHead,
     bt_loss,
@@ -22,7 +23,6 @@ from personalign.reward_models.core import (
     user_rows,
 )
 from personalign.reward_models.data import PreferenceData, UnseenUserError
-from personalign.seeding import stable_seed
 
 
 class _BTModel:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from personalign.core.seeding import stable_seed
 from personalign.reward_models.data import PreferenceData
-from personalign.seeding import stable_seed
 
 
 def eligible_users(train: PreferenceData) -> dict[str, np.ndarray]:

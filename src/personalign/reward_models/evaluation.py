@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from personalign.core.seeding import stable_seed
 from personalign.reward_models import PreferenceData, UnseenUserError, make_reward_model
 from personalign.reward_models.core import bt_loss, draw_seed, tensors
-from personalign.seeding import stable_seed
-from personalign.statistics import bootstrap_ci
-from personalign.verdicts import clustering
+from personalign.stats.statistics import bootstrap_ci
+from personalign.stats.verdicts import clustering
 
 # The registry's "rag" with its default EmbeddingContextJudge: retrieval as in the paper, but the preference is read
 # from embedding similarities to the retrieved pairs, not asked of an LLM as in the paper's RAG.
@@ -157,7 +157,7 @@ def _keys(frame: pd.DataFrame, *candidates: str) -> list[str]:
 
 
 def minority_users_of(per_user: pd.DataFrame) -> set[str]:
-    """The minority users (MV-ACC < 0.5) of a characterisation per-user table (personalign.characterisation)."""
+    """The minority users (MV-ACC < 0.5) of a characterisation per-user table (reward_models.characterisation)."""
     return set(per_user.user_id[per_user.minority.astype(bool)].astype(str))
 
 

@@ -11,11 +11,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from personalign.preference_encoder import pair_features
+from personalign.core.seeding import stable_seed
+from personalign.personas.preference_encoder import pair_features
 from personalign.reward_models.core import build, check_fitted, draw_seed, tensors
 from personalign.reward_models.data import PreferenceData, UnseenUserError
 from personalign.reward_models.episodes import eligible_users, episode_batch, evaluation_context
-from personalign.seeding import stable_seed
 
 
 def oriented(feats: torch.Tensor, signs: torch.Tensor, dim: int) -> torch.Tensor:

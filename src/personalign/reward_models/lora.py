@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from personalign.models import pick_device
-from personalign.prompts import chat
+from personalign.core.seeding import stable_seed
+from personalign.lm.models import pick_device
+from personalign.lm.prompts import chat
 from personalign.reward_models.core import check_fitted, draw_seed
 from personalign.reward_models.data import PreferenceData, UnseenUserError
-from personalign.seeding import stable_seed
 
 MODES = ("vanilla", "conditional", "individual")
 USER_PREFIX = "[User: {user}]\n"

@@ -1,5 +1,5 @@
 """The reward-model paper's headline findings as claims decided by paired tests on the same test pairs
-(personalign.verdicts); each claim draws from its own figure_rng(base seed, family and comparison)."""
+(personalign.stats.verdicts); each claim draws from its own figure_rng(base seed, family and comparison)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from collections.abc import Collection, Sequence
 import numpy as np
 import pandas as pd
 
+from personalign.core.seeding import figure_rng
 from personalign.reward_models.evaluation import UPPER_BOUND
 from personalign.reward_models.report import model_label
-from personalign.seeding import figure_rng
-from personalign.verdicts import Claim, paired_difference
+from personalign.stats.verdicts import Claim, paired_difference
 
 PAPER = "Personalization Meets Reality"
 

@@ -10,8 +10,8 @@ from typing import Protocol
 
 import numpy as np
 
-from personalign.judge import single_token_ids
-from personalign.prompts import chat
+from personalign.lm.judge import single_token_ids
+from personalign.lm.prompts import chat
 from personalign.reward_models.core import check_fitted
 from personalign.reward_models.data import PreferenceData, UnseenUserError
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from personalign.figures import apply_style, legend, users_column
+from personalign.core.figures import apply_style, legend, users_column
 from personalign.reward_models.evaluation import MODEL_LABELS, NEW_USER_LABELS, NEW_USER_METHODS, UPPER_BOUND
 from personalign.reward_models.rewardbench import REWARDBENCH_SECTIONS
 

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from personalign.alignment_tax import read_rewardbench
-from personalign.loaders.common import read_table
+from personalign.data.loaders.common import read_table
+from personalign.evaluation.alignment_tax import read_rewardbench
 from personalign.reward_models import PreferenceData, UnseenUserError, preference_data
 from personalign.reward_models.evaluation import _as_user
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from personalign import simulated_users as su
-from personalign.config import Params
-from personalign.judge import SimulatedJudge
-from personalign.loaders import LoadedDataset
-from personalign.loaders.configured import load_datasets
+from personalign.core.config import Params
+from personalign.data.loaders import LoadedDataset
+from personalign.data.loaders.configured import load_datasets
+from personalign.lm.judge import SimulatedJudge
+from personalign.reward_models import simulated_users as su
 
 
 @dataclass

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from personalign.preference_encoder import PreferenceEncoder, gaussian_kl, pair_features
+from personalign.personas.preference_encoder import PreferenceEncoder, gaussian_kl, pair_features
 from personalign.reward_models.core import RewardHead, bt_loss, build, check_fitted, draw_seed, tensors, torch_generator
 from personalign.reward_models.data import PreferenceData
 from personalign.reward_models.episodes import eligible_users, episode_batch, evaluation_context

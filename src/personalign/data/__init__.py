@@ -1,0 +1,2 @@
+"""Building the world's preference pairs (stage 1) and loading public datasets into the canonical record. Imports core
+and lm."""

@@ -1,0 +1,449 @@
+"""Stage 5's head-to-head comparisons: evaluation prompts per user, the systems compared (a model — the base or a
+trained run's adapter — and how its prompt is built), seeded generation of their responses, both-orders pairwise
+judging of Personalization and Quality, and the W/T/L / win-rate / ΔPQ tables of the Whose Boat paper and
+WikiPersona Table 3."""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from personalign.core import persona_sources
+from personalign.core.config import SOFT_PREFIX_TYPES, RunSpec
+from personalign.core.seeding import stable_seed
+from personalign.evaluation.accuracy import seen_users
+from personalign.lm.artifacts import adapter_fingerprint, merged_run, model_fingerprint
+from personalign.lm.generation import ChatPrompt, GenerationCache, HFGenerator, VLLMGenerator, vllm_available
+from personalign.lm.judge import (
+    OTHER_SIDE,
+    Judge,
+    JudgeContext,
+    WorldPersonas,
+    combine_orders,
+    order_verdicts,
+    pair_context,
+    world_context,
+)
+from personalign.lm.models import load_base
+from personalign.personas import conditioning
+from personalign.stats.win_rates import outcome_agreement
+
+
+class ComparisonInputError(ValueError):
+    """A comparison names a run, prefix or persona the earlier stages did not produce."""
+
+
+@dataclass(frozen=True)
+class System:
+    """A model (`base` or a run name) and how it is prompted: `none`, a prefix type (`tag`, `gold`, ...), `pt` (the
+    PT template with the row's persona) or `i_am` (the row's persona appended to the prompt as "I am ...")."""
+
+    name: str
+    model: str
+    prompting: str
+
+
+def evaluation_prompts(test: pd.DataFrame, per_type: int, rng: np.random.Generator) -> pd.DataFrame:
+    """Per user, `per_type` personal and `per_type` divergent test pairs (distinct questions), drawn with `rng`
+    from the user's test pairs in id order; sorted by id."""
+    picked = []
+    for (_, _), rows in test.sort_values("id").groupby(["user_id", "question_type"], sort=True):
+        rows = rows.drop_duplicates("prompt")
+        picked.append(rows.iloc[np.sort(rng.permutation(len(rows))[:per_type])])
+    return pd.concat(picked).sort_values("id", ignore_index=True)
+
+
+def persona_texts(rows: pd.DataFrame, pair_personas: pd.DataFrame | None, side: str, source: str) -> list[str]:
+    """The persona of each evaluation row from one side and source (personalign.core.persona_sources)."""
+    try:
+        return persona_sources.persona_texts(rows, pair_personas, side, source)
+    except persona_sources.PersonaSourceError as exc:
+        raise ComparisonInputError(str(exc)) from exc
+
+
+def judge_contexts(
+    rows: pd.DataFrame, pair_personas: pd.DataFrame | None, side: str, source: str, world: WorldPersonas
+) -> list[JudgeContext]:
+    """The judge's context for each evaluation row, with the rivals DESIGN.md gives its persona. Source `gold`:
+    the user's world persona (`world_context`); a user without a gold text in the persona table has only the
+    dataset's chosen persona, contrasted with its rejected one. Every other source: the persona inferred from one
+    side of the pair, contrasted with the other side's persona of the same source (`pair_context`)."""
+    if source == "gold":
+        if side != "chosen":
+            raise ComparisonInputError("persona source 'gold' has a chosen side only")
+        contexts = []
+        for row in rows.itertuples():
+            if row.user_id in world:
+                contexts.append(world_context(world, row.user_id, row.question_type, row.prompt))
+            elif row.chosen_persona_gold.strip() and row.rejected_persona_gold.strip():
+                contexts.append(
+                    pair_context(f"{row.id}:chosen", row.chosen_persona_gold, row.rejected_persona_gold, row.prompt)
+                )
+            else:
+                raise ComparisonInputError(
+                    f"test pair {row.id!r}: user {row.user_id!r} has no gold persona in the "
+                    "persona table and the pair no chosen and rejected dataset personas"
+                )
+        return contexts
+    personas = persona_texts(rows, pair_personas, side, source)
+    opposites = persona_texts(rows, pair_personas, OTHER_SIDE[side], source)
+    return [
+        pair_context(f"{row.id}:{side}:{source}", persona, opposite, row.prompt)
+        for row, persona, opposite in zip(rows.itertuples(), personas, opposites)
+    ]
+
+
+@dataclass(frozen=True)
+class WhoseBoatCell:
+    """One row of the Whose Boat table: PT + P vs DPO + P on one dataset's evaluation rows, with the personas of
+    one side and source (`personas` empty and `missing` saying why when the data has none)."""
+
+    dataset: str
+    side: str
+    source: str
+    rows: pd.DataFrame
+    personas: tuple[str, ...]
+    dpo: System
+    pt: System
+    missing: str = ""
+
+    @property
+    def setting(self) -> str:
+        return f"{self.dataset}/{self.side}/{self.source}"
+
+
+def check_comparison_runs(settings, run_names: list[str], sources: set[str]) -> None:
+    """Stop before compute when a configured comparison names a run that is not trained or a dataset without
+    evaluation rows; the message names the key."""
+    named = [
+        (f"whose_boat.runs.{d}.{k}", getattr(r, k)) for d, r in settings.whose_boat.runs.items() for k in ("dpo", "pt")
+    ]
+    if settings.prefix_table.mt_run:
+        named.append(("prefix_table.mt_run", settings.prefix_table.mt_run))
+    for key, name in named:
+        if name not in run_names:
+            raise ComparisonInputError(
+                f"generate_judge.{key} = {name!r} is not in train.runs; defined runs: {', '.join(run_names) or 'none'}"
+            )
+    for dataset in settings.whose_boat.runs:
+        if dataset not in sources:
+            raise ComparisonInputError(
+                f"generate_judge.whose_boat.runs: dataset {dataset!r} has no test prompts; "
+                f"the records' sources are {', '.join(sorted(sources))}"
+            )
+
+
+def check_agreement_judge(judge, agreement) -> None:
+    """Stop before compute when the second judge of `generate_judge.agreement` is the configured judge itself (its
+    agreement with itself would measure nothing)."""
+    if agreement.sample and agreement.judge == judge:
+        raise ComparisonInputError(
+            "generate_judge.agreement.judge is the configured `judge` itself; name a second "
+            "judge (e.g. backend hf on models/base) or set generate_judge.agreement.sample: 0"
+        )
+
+
+def whose_boat_cells(rows: pd.DataFrame, pair_personas: pd.DataFrame | None, whose_boat) -> list[WhoseBoatCell]:
+    """Every (dataset, persona side, persona source) cell of the Whose Boat table; a cell whose personas the data
+    lacks (e.g. the pair persona of a test split released without responses) is kept with `missing` set, never
+    filled in."""
+    cells = []
+    for dataset, runs in whose_boat.runs.items():
+        mine = rows[rows.source == dataset].reset_index(drop=True)
+        dpo, pt = System("DPO + P", runs.dpo, "i_am"), System("PT + P", runs.pt, "pt")
+        for side in whose_boat.persona_sides:
+            for source in whose_boat.persona_sources:
+                try:
+                    texts, missing = tuple(persona_texts(mine, pair_personas, side, source)), ""
+                except ComparisonInputError as exc:
+                    texts, missing = (), str(exc)
+                cells.append(WhoseBoatCell(dataset, side, source, mine, texts, dpo, pt, missing))
+    return cells
+
+
+def unseen_user_rows(rows: pd.DataFrame, run: RunSpec) -> pd.DataFrame:
+    """The evaluation rows of the users `run` did not train on (an MT run: its held-out fold's users), as stage 4
+    decides seen / unseen: WikiPersona Table 3 compares "MT (persona not trained)". ComparisonInputError when the
+    run trained on every evaluation user or has a soft prefix (stage 5 samples from text prompts only)."""
+    if run.prefix in SOFT_PREFIX_TYPES:
+        raise ComparisonInputError(
+            f"generate_judge.prefix_table.mt_run = {run.name!r} has the soft prefix "
+            f"{run.prefix!r}; stage 5 samples from runs with a text prefix only"
+        )
+    unseen = rows[~seen_users(run, rows)].reset_index(drop=True)
+    if unseen.empty:
+        raise ComparisonInputError(
+            f"generate_judge.prefix_table.mt_run = {run.name!r} (held_out_fold: {run.held_out_fold}) trained on every "
+            "evaluation user; Table 3 needs an MT run with a held-out fold whose users have evaluation prompts"
+        )
+    return unseen
+
+
+def system_prompts(
+    system: System, rows: pd.DataFrame, personas: list[str], prefixes: pd.DataFrame, prefix_seed: int = 0
+) -> list[str]:
+    """The user message `system` is given for each evaluation row (personalign.personas.conditioning.system_prompts)."""
+    return conditioning.system_prompts(
+        system.prompting, rows, personas, prefixes, prefix_seed, f"system {system.name!r}"
+    )
+
+
+def generation_seeds(base_seed: int, system: System, rows: pd.DataFrame, setting: str) -> list[int]:
+    """One sampling seed per (system, setting, evaluation row), independent of every other row."""
+    return [stable_seed(base_seed, "generate_judge", system.name, setting, i) for i in rows.id]
+
+
+Request = tuple[System, str, list[str], list[int]]  # system, setting, user messages, sampling seeds
+
+
+def system_requests(
+    systems: list[System],
+    setting: str,
+    rows: pd.DataFrame,
+    personas: list[str],
+    prefixes: pd.DataFrame,
+    base_seed: int,
+    prefix_seed: int = 0,
+) -> list[Request]:
+    """What each system is asked to generate for a setting's rows: its prompts and one seed per row."""
+    return [
+        (
+            system,
+            setting,
+            system_prompts(system, rows, personas, prefixes, prefix_seed),
+            generation_seeds(base_seed, system, rows, setting),
+        )
+        for system in systems
+    ]
+
+
+def whose_boat_requests(cells: list[WhoseBoatCell], prefixes: pd.DataFrame, base_seed: int) -> list[Request]:
+    """The DPO + P and PT + P requests of every Whose Boat cell the data has personas for."""
+    return [
+        request
+        for cell in cells
+        if not cell.missing
+        for request in system_requests(
+            [cell.dpo, cell.pt], cell.setting, cell.rows, list(cell.personas), prefixes, base_seed
+        )
+    ]
+
+
+def table3_systems(mt: RunSpec, prefix: str) -> list[System]:
+    """WikiPersona Table 3's four systems: the base and the MT run, each without and with `prefix`."""
+    return [
+        System("base", "base", "none"),
+        System(f"base + {prefix}", "base", prefix),
+        System("MT", mt.name, "none"),
+        System(f"MT + {prefix}", mt.name, prefix),
+    ]
+
+
+def stage_comparisons(
+    cells: list[WhoseBoatCell],
+    table3: list[System],
+    table3_rows: pd.DataFrame,
+    responses: dict[tuple[str, str], list[str]],
+    pair_personas: pd.DataFrame,
+    world_personas,
+) -> list[Comparison]:
+    """Every comparison stage 5 judges: PT + P against DPO + P in each Whose Boat cell, and every pair of Table 3's
+    systems (the later one is the test system), each judged in its rows' contexts."""
+
+    def comparison(setting, test, base, rows, contexts):
+        return Comparison(
+            setting,
+            test,
+            base,
+            rows,
+            tuple(contexts),
+            tuple(responses[(test.name, setting)]),
+            tuple(responses[(base.name, setting)]),
+        )
+
+    found = [
+        comparison(
+            c.setting, c.pt, c.dpo, c.rows, judge_contexts(c.rows, pair_personas, c.side, c.source, world_personas)
+        )
+        for c in cells
+        if not c.missing
+    ]
+    contexts = judge_contexts(table3_rows, pair_personas, "chosen", "gold", world_personas) if len(table3_rows) else []
+    return found + [
+        comparison("table3", test, base, table3_rows, contexts) for base, test in itertools.combinations(table3, 2)
+    ]
+
+
+def judge_comparison(
+    judge: Judge,
+    rows: pd.DataFrame,
+    contexts: list[JudgeContext],
+    test_responses: list[str],
+    base_responses: list[str],
+    progress=None,
+) -> pd.DataFrame:
+    """Both-orders outcomes ("a": the test system wins) for Personalization (judged in the row's context, built by
+    `judge_contexts`) and Quality, one row per evaluation prompt, with each order's own verdict (`<aspect>_ab`: test
+    system shown first, `<aspect>_ba`: base system shown first)."""
+    out = []
+    for row, ctx, a, b in zip(rows.itertuples(), contexts, test_responses, base_responses):
+        record = {"id": row.id, "user_id": row.user_id, "question_type": row.question_type}
+        for aspect in ("personalization", "quality"):
+            forward, backward = order_verdicts(judge, ctx, a, b, aspect)
+            record.update(
+                {aspect: combine_orders(forward, backward), f"{aspect}_ab": forward, f"{aspect}_ba": backward}
+            )
+        out.append(record)
+        if progress is not None:
+            progress.update()
+    return pd.DataFrame(out)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One judged comparison: the `test` system's responses against the `base` system's on a setting's evaluation
+    rows, Personalization judged in `contexts` (one per row, from `judge_contexts`); the responses are aligned with the
+    rows."""
+
+    setting: str
+    test: System
+    base: System
+    rows: pd.DataFrame
+    contexts: tuple[JudgeContext, ...]
+    test_responses: tuple[str, ...]
+    base_responses: tuple[str, ...]
+
+    def restricted(self, ids: set[str]) -> Comparison:
+        """The same comparison on the rows whose id is in `ids` only."""
+        keep = self.rows.id.isin(ids).to_numpy()
+
+        def pick(values: tuple) -> tuple:
+            return tuple(v for v, k in zip(values, keep) if k)
+
+        return Comparison(
+            self.setting,
+            self.test,
+            self.base,
+            self.rows[keep].reset_index(drop=True),
+            pick(self.contexts),
+            pick(self.test_responses),
+            pick(self.base_responses),
+        )
+
+
+def judge_comparisons(judge: Judge, comparisons: list[Comparison], progress=None) -> pd.DataFrame:
+    """`judge_comparison` over every comparison, each row tagged with its setting and its test and base systems."""
+    frames = [
+        judge_comparison(
+            judge, c.rows, list(c.contexts), list(c.test_responses), list(c.base_responses), progress
+        ).assign(setting=c.setting, test=c.test.name, base=c.base.name)
+        for c in comparisons
+        if len(c.rows)
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+COMPARISON_KEY = ["setting", "test", "base", "id"]
+
+
+def agreement_sample(comparisons: list[Comparison], size: int, rng: np.random.Generator) -> list[Comparison]:
+    """`size` of the judged (comparison, evaluation row) items drawn without replacement with `rng` (all of them
+    when there are fewer), as the comparisons restricted to the drawn rows."""
+    items = [(i, row_id) for i, c in enumerate(comparisons) for row_id in c.rows.id]
+    drawn = [items[k] for k in np.sort(rng.permutation(len(items))[:size])]
+    return [c.restricted({row_id for j, row_id in drawn if j == i}) for i, c in enumerate(comparisons)]
+
+
+def judge_agreement(primary: pd.DataFrame, secondary: pd.DataFrame) -> pd.DataFrame:
+    """Per aspect, how far two judges agree on the both-orders outcomes ("a" / "tie" / "b") of the same comparisons
+    (`secondary`'s, looked up in `primary` by setting, systems and row id): n, invalid, raw agreement, Cohen's κ,
+    Krippendorff's α and each judge's tie share."""
+    merged = secondary.merge(
+        primary,
+        on=COMPARISON_KEY,
+        how="left",
+        suffixes=("_secondary", "_primary"),
+        validate="one_to_one",
+        indicator=True,
+    )
+    unmatched = merged[merged._merge != "both"]
+    if len(unmatched):
+        raise ComparisonInputError(
+            f"comparison {unmatched.iloc[0][COMPARISON_KEY].to_dict()} was judged by the second judge only"
+        )
+    rows = []
+    for aspect in ("personalization", "quality"):
+        stats = outcome_agreement(merged[f"{aspect}_primary"], merged[f"{aspect}_secondary"])
+        rows.append(
+            {
+                "aspect": aspect,
+                "n": stats["n"],
+                "invalid": stats["invalid"],
+                "agreement": stats["agreement"],
+                "cohen_kappa": stats["cohen_kappa"],
+                "krippendorff_alpha": stats["krippendorff_alpha"],
+                "primary_tie": stats["first_tie"],
+                "secondary_tie": stats["second_tie"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def generate_responses(
+    base_dir: str,
+    adapters_dir: str,
+    requests: list[tuple[System, str, list[str], list[int]]],
+    sampling,
+    batch_size: int,
+    cache_path: str,
+    precision: str = "fp32",
+) -> dict[tuple[str, str], list[str]]:
+    """Responses for each request (system, setting, user messages, seeds), keyed by (system name, setting). The base
+    model is loaded once; each run's adapter is merged into a copy of it (an unmerged LoRA slows every decoding step
+    down several times), an SFT-then-DPO run's SFT adapter first. Generations are cached like every other
+    generation, keyed by the base model and the adapter's files. With vLLM installed and a GPU present, each model
+    (a merged one saved to a temporary directory first) is sampled by vLLM with the same sampling parameters and
+    seeds, one engine at a time; otherwise by the hf backend on the CPU, in `precision`
+    (`models.sampling_precision`)."""
+
+    cache = GenerationCache(cache_path)
+    base, tokenizer, _ = load_base(base_dir, "cpu", "float32")
+    base_id = model_fingerprint(base_dir)
+    use_vllm = vllm_available()
+    for system, _, _, _ in requests:
+        if system.model != "base" and not (Path(adapters_dir) / system.model / "adapter").is_dir():
+            raise ComparisonInputError(f"system {system.name!r}: no trained adapter in {adapters_dir}/{system.model}")
+    out: dict[tuple[str, str], list[str]] = {}
+    for model_name in sorted({s.model for s, _, _, _ in requests}, key=lambda m: (m != "base", m)):
+        model, model_id = base, base_id
+        if model_name != "base":
+            run_dir = Path(adapters_dir) / model_name
+            model = merged_run(base, run_dir, with_reference=False)[0]
+            model_id = f"{base_id}+{adapter_fingerprint(run_dir)}"
+        mine = [r for r in requests if r[0].model == model_name]  # one call: batches span this model's systems
+        prompts = [ChatPrompt(p) for _, _, ps, _ in mine for p in ps]
+        seeds = [seed for _, _, _, ss in mine for seed in ss]
+        if use_vllm:
+            with tempfile.TemporaryDirectory(prefix="personalign-vllm-") as tmp:
+                model_dir = base_dir
+                if model_name != "base":
+                    model.save_pretrained(tmp)
+                    tokenizer.save_pretrained(tmp)
+                    model_dir = tmp
+                generator = VLLMGenerator(model_dir, tokenizer, model_id, cache, batch_size)
+                try:
+                    texts = generator.generate(prompts, sampling, seeds, desc=model_name)
+                finally:
+                    generator.close()
+        else:
+            texts = HFGenerator(model, tokenizer, model_id, cache, batch_size, precision).generate(
+                prompts, sampling, seeds, desc=model_name
+            )
+        for system, setting, ps, _ in mine:
+            out[(system.name, setting)], texts = texts[: len(ps)], texts[len(ps) :]
+    return out
