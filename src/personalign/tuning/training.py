@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from personalign.core import paths
-from personalign.core.config import RUN_KINDS, SOFT_PREFIX_TYPES, RunSpec
+from personalign.core.config import SOFT_PREFIX_TYPES, RunSpec
 from personalign.core.locks import exclusive
 from personalign.core.records import read_jsonl, read_records
 from personalign.core.seeding import stable_seed
@@ -44,8 +44,6 @@ def training_pairs(
     """The run's training pairs (id, user_id, prompt, chosen, rejected); `prompt` is the user message, with the
     persona (PT template) or the prefix (App. G.7-G.10) the run kind asks for."""
     where = f"run {run.name!r}"
-    if run.kind not in RUN_KINDS:
-        raise TrainingDataError(f"{where}: unknown kind {run.kind!r}; allowed: {', '.join(RUN_KINDS)}")
     train = records[records.split == "train"].sort_values("id", ignore_index=True)
     if run.source:
         train = train[train.source == run.source]
@@ -57,8 +55,6 @@ def training_pairs(
             raise TrainingDataError(f"{where}: user {run.user!r} has no training pairs")
     if run.kind == "mt" and run.held_out_fold is not None:
         train = train[train.fold != run.held_out_fold]
-    if not 0 < run.fraction <= 1:
-        raise TrainingDataError(f"{where}: fraction must be in (0, 1], got {run.fraction}")
     if run.fraction < 1:
         # One order per (seed, user), whatever the run: a smaller fraction is a prefix of a larger one (nested subsets)
         keep = [
