@@ -178,7 +178,7 @@ def test_a_stage_already_running_in_this_folder_is_refused(tmp_path, monkeypatch
     from personalign.pipeline.cli import main
 
     monkeypatch.chdir(tmp_path)
-    with exclusive(tmp_path / ".cache/personalign/core/locks/base_model.lock", "stage base_model"):
+    with exclusive(tmp_path / ".cache/personalign/locks/base_model.lock", "stage base_model"):
         assert (
             main(
                 [
