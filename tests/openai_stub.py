@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import threading
@@ -13,16 +14,25 @@ LABEL_FIELD = "Output (a) is better than Output (b)"  # WikiPersona G.4's answer
 
 class StubServer:
     """POST /v1/chat/completions answers deterministically from the request; `script` holds failures to serve
-    first, one per request: "429", "500", "timeout" (sleeps past the client's timeout), "malformed"; `replies`
-    holds message texts to answer with, one per successful request, before the deterministic default."""
+    first, one per request: "429", "429-retry-after" (with `retry_after` as its Retry-After header), "500",
+    "timeout" (sleeps past the client's timeout), "malformed"; `replies` holds message texts to answer with, one per
+    successful request, before the deterministic default. `delay` holds every request that long, so concurrent
+    requests overlap; `max_in_flight` is the most requests it held at once, `answered` counts the well-formed
+    answers sent per request (messages and seed)."""
 
-    def __init__(self, timeout_sleep: float = 1.5):
+    def __init__(self, timeout_sleep: float = 1.5, delay: float = 0.0):
         self.script: list[str] = []
         self.replies: list[str] = []
         self.requests: list[dict] = []
         self.auth_headers: list[str | None] = []
         self.timeout_sleep = timeout_sleep
+        self.delay = delay
+        self.retry_after = "0"
         self.judge_verdicts = False
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.answered: collections.Counter[str] = collections.Counter()
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -30,12 +40,27 @@ class StubServer:
                 pass
 
             def do_POST(self):
+                with stub.lock:
+                    stub.in_flight += 1
+                    stub.max_in_flight = max(stub.max_in_flight, stub.in_flight)
+                try:
+                    if stub.delay:
+                        time.sleep(stub.delay)
+                    self.serve()
+                finally:
+                    with stub.lock:
+                        stub.in_flight -= 1
+
+            def serve(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                stub.requests.append(body)
-                stub.auth_headers.append(self.headers.get("Authorization"))
-                action = stub.script.pop(0) if stub.script else "ok"
-                if action in {"429", "500", "404"}:
-                    self.send_response(int(action))
+                with stub.lock:
+                    stub.requests.append(body)
+                    stub.auth_headers.append(self.headers.get("Authorization"))
+                    action = stub.script.pop(0) if stub.script else "ok"
+                if action in {"429", "429-retry-after", "500", "404"}:
+                    self.send_response(int(action[:3]))
+                    if action == "429-retry-after":
+                        self.send_header("Retry-After", stub.retry_after)
                     self.end_headers()
                     self.wfile.write(b'{"error": "scripted"}')
                     return
@@ -44,7 +69,8 @@ class StubServer:
                 if action == "malformed":
                     payload = b"{not json"
                 else:
-                    reply = stub.replies.pop(0) if stub.replies else stub.verdict_reply(body)
+                    with stub.lock:
+                        reply = stub.replies.pop(0) if stub.replies else stub.verdict_reply(body)
                     payload = json.dumps(stub.answer(body, reply)).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -53,7 +79,10 @@ class StubServer:
                 try:
                     self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):
-                    pass
+                    return
+                if action == "ok":
+                    with stub.lock:
+                        stub.answered[json.dumps([body["messages"], body["seed"]])] += 1
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

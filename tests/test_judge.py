@@ -266,15 +266,16 @@ def server(monkeypatch):
         yield stub
 
 
-def openai_judge(server, cache=None) -> OpenAIJudge:
+def openai_judge(server, cache=None, concurrency=1, max_retries=1, timeout_s=5.0) -> OpenAIJudge:
     params = JudgeParams(
         backend="openai",
         model="stub-judge",
         base_url=server.base_url,
         api_key_env="PERSONALIGN_JUDGE_KEY",
-        timeout_s=5.0,
-        max_retries=1,
+        timeout_s=timeout_s,
+        max_retries=max_retries,
         max_new_tokens=64,
+        concurrency=concurrency,
     )
     judge = make_judge(params, None, 0, cache)
     assert isinstance(judge, OpenAIJudge)
@@ -337,7 +338,7 @@ def test_openai_malformed_output_is_asked_again_with_another_seed(server):
 
 
 def test_openai_malformed_twice_is_invalid_and_counted(server):
-    server.replies = ["no idea", "[RESULT] maybe", "[RESULT] A"]
+    server.replies = ["no idea", "[RESULT] B", "[RESULT] maybe"]  # both orders are asked, then the malformed one again
     judge = openai_judge(server)
     outcome = both_orders(judge, SIMPLE, RESPONSES[0], RESPONSES[1], "quality")
     assert outcome == "invalid" and len(server.requests) == 3
@@ -355,6 +356,29 @@ def test_openai_labels_follow_g4_and_refuse_to_guess(server):
     with pytest.raises(JudgeError, match="persona 'vegan-1' on prompt 'What should I cook tonight") as info:
         judge.prefers(SIMPLE, RESPONSES[2], RESPONSES[3])
     assert KEY not in str(info.value)
+
+
+def test_concurrent_judging_through_bursts_makes_every_judgment_once(monkeypatch):
+    """Issue 18.4: 4 requests in flight, a burst of 429s (with Retry-After), 5xx, a timeout and a malformed answer;
+    every distinct judgment is answered once, none is lost, none guessed (the verdicts equal a clean serial run's)."""
+    monkeypatch.setenv("PERSONALIGN_JUDGE_KEY", KEY)
+    items = [
+        (SIMPLE, RESPONSES[i % 4], RESPONSES[(i + 1 + i // 4) % 4], aspect)
+        for i in range(12)
+        for aspect in ("personalization", "quality")
+        if RESPONSES[i % 4] != RESPONSES[(i + 1 + i // 4) % 4]
+    ]
+    items += items[:5]  # judgments asked twice are sent once
+    with StubServer(timeout_sleep=1.0, delay=0.05) as stub:
+        stub.judge_verdicts = True
+        stub.script = ["429-retry-after"] * 5 + ["500", "timeout", "malformed"]
+        concurrent = openai_judge(stub, concurrency=4, max_retries=8, timeout_s=0.5).verdicts(items)
+        assert stub.max_in_flight >= 2
+        assert len(stub.answered) == len(set(map(str, items))) and set(stub.answered.values()) == {1}
+    with StubServer() as stub:
+        stub.judge_verdicts = True
+        assert openai_judge(stub).verdicts(items) == concurrent
+    assert "invalid" not in concurrent
 
 
 KILLED_JUDGE = """

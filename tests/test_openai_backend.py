@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import email.utils
+from datetime import datetime, timedelta, timezone
+
+import httpx
 import pytest
 from openai_stub import StubServer
 
+from personalign.lm import generation
 from personalign.lm.generation import ChatPrompt, GenerationCache, GenerationError, OpenAIGenerator, Sampling
 
 KEY = "sk-test-personalign-0123456789"
@@ -128,3 +133,55 @@ def test_an_unset_key_variable_stops_before_any_request(monkeypatch):
             OpenAIGenerator("stub-model", server.base_url, "PERSONALIGN_UNSET_KEY")
         texts = OpenAIGenerator("stub-model", server.base_url, "").generate(PROMPTS[:1], SAMPLING, [1])
         assert texts and server.auth_headers == [None]  # "": an endpoint without a key, no header sent
+
+
+def test_concurrent_requests_overlap_and_come_back_in_order(monkeypatch):
+    monkeypatch.setenv("PERSONALIGN_TEST_KEY", KEY)
+    prompts = [ChatPrompt(f"Question {i}: what does user {i} prefer?") for i in range(12)]
+    with StubServer(delay=0.2) as stub:
+        gen = OpenAIGenerator("stub-model", stub.base_url, "PERSONALIGN_TEST_KEY", None, 5.0, 1, concurrency=4)
+        texts = gen.generate(prompts, SAMPLING, list(range(12)))
+        assert 2 <= stub.max_in_flight <= 4
+    with StubServer() as stub:
+        one_at_a_time = OpenAIGenerator("stub-model", stub.base_url, "PERSONALIGN_TEST_KEY", None, 5.0, 1)
+        assert one_at_a_time.generate(prompts, SAMPLING, list(range(12))) == texts
+        assert stub.max_in_flight == 1
+
+
+def test_retry_after_is_honoured_in_seconds_and_as_a_date(server, monkeypatch):
+    waits = []
+    monkeypatch.setattr(generation.time, "sleep", waits.append)
+    server.script, server.retry_after = ["429-retry-after"] * 2, "7"
+    assert client(server, retries=3).generate(PROMPTS[:1], SAMPLING, [1])[0].startswith("The user ")
+    assert waits == [7.0, 7.0]  # the server's wait, not the client's 0.01 s backoff
+    gen = client(server)
+    date = email.utils.format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
+    response = httpx.Response(429, headers={"Retry-After": date})
+    assert 25 <= gen._wait_s(1, response) <= 30
+    assert gen._wait_s(1, httpx.Response(429, headers={"Retry-After": "86400"})) == gen.max_wait_s
+    assert gen._wait_s(2, httpx.Response(500)) == 0.02  # no Retry-After: exponential backoff
+
+
+def test_a_batch_that_fails_keeps_what_it_finished(server, tmp_path):
+    cache = GenerationCache(tmp_path / "cache.sqlite")
+    prompts = [ChatPrompt(f"Question {i}") for i in range(6)]
+    server.script = ["404"]
+    gen = OpenAIGenerator("stub-model", server.base_url, "PERSONALIGN_TEST_KEY", cache, 5.0, 1, concurrency=3)
+    with pytest.raises(GenerationError, match="HTTP 404"):
+        gen.generate(prompts, SAMPLING, list(range(6)))
+    assert len(GenerationCache(tmp_path / "cache.sqlite")) == 5  # all but the failed request
+
+
+def test_the_cache_key_holds_the_endpoint(monkeypatch, tmp_path):
+    """Two servers with the same model name never share cached outputs."""
+    monkeypatch.setenv("PERSONALIGN_TEST_KEY", KEY)
+    cache = GenerationCache(tmp_path / "cache.sqlite")
+    with StubServer() as first, StubServer() as second:
+        first.replies, second.replies = ["from the first server"], ["from the second server"]
+        texts = [
+            OpenAIGenerator("stub-model", stub.base_url, "PERSONALIGN_TEST_KEY", cache).generate(
+                PROMPTS[:1], SAMPLING, [1]
+            )[0]
+            for stub in (first, second)
+        ]
+    assert texts == ["from the first server", "from the second server"]

@@ -154,6 +154,7 @@ class _ModelBackend(_Section):
     api_key_env: str = "OPENAI_API_KEY"
     timeout_s: float = Field(60.0, gt=0.0, le=3600.0)
     max_retries: int = Field(5, ge=0, le=20)
+    concurrency: int = Field(4, ge=1, le=256)  # requests in flight at once to an openai endpoint
 
     @field_validator("api_key_env")
     @classmethod

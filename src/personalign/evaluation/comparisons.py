@@ -24,8 +24,9 @@ from personalign.lm.judge import (
     Judge,
     JudgeContext,
     WorldPersonas,
+    as_a_vs_b,
     combine_orders,
-    order_verdicts,
+    judge_verdicts,
     pair_context,
     world_context,
 )
@@ -279,6 +280,9 @@ def stage_comparisons(
     ]
 
 
+JUDGED_ROWS_PER_BATCH = 32  # rows whose four verdicts go to the judge together (an endpoint answers concurrently)
+
+
 def judge_comparison(
     judge: Judge,
     rows: pd.DataFrame,
@@ -290,17 +294,25 @@ def judge_comparison(
     """Both-orders outcomes ("a": the test system wins) for Personalization (judged in the row's context, built by
     `judge_contexts`) and Quality, one row per evaluation prompt, with each order's own verdict (`<aspect>_ab`: test
     system shown first, `<aspect>_ba`: base system shown first)."""
+    aspects = ("personalization", "quality")
     out = []
-    for row, ctx, a, b in zip(rows.itertuples(), contexts, test_responses, base_responses):
-        record = {"id": row.id, "user_id": row.user_id, "question_type": row.question_type}
-        for aspect in ("personalization", "quality"):
-            forward, backward = order_verdicts(judge, ctx, a, b, aspect)
-            record.update(
-                {aspect: combine_orders(forward, backward), f"{aspect}_ab": forward, f"{aspect}_ba": backward}
-            )
-        out.append(record)
+    for start in range(0, len(rows), JUDGED_ROWS_PER_BATCH):
+        chunk = slice(start, start + JUDGED_ROWS_PER_BATCH)
+        triples = list(zip(contexts[chunk], test_responses[chunk], base_responses[chunk]))
+        items = [
+            item for ctx, a, b in triples for aspect in aspects for item in ((ctx, a, b, aspect), (ctx, b, a, aspect))
+        ]
+        verdicts = iter(judge_verdicts(judge, items))
+        for row in rows.iloc[chunk].itertuples():
+            record = {"id": row.id, "user_id": row.user_id, "question_type": row.question_type}
+            for aspect in aspects:
+                forward, backward = as_a_vs_b(next(verdicts), next(verdicts))
+                record.update(
+                    {aspect: combine_orders(forward, backward), f"{aspect}_ab": forward, f"{aspect}_ba": backward}
+                )
+            out.append(record)
         if progress is not None:
-            progress.update()
+            progress.update(len(triples))
     return pd.DataFrame(out)
 
 

@@ -6,12 +6,15 @@ import hashlib
 import json
 import os
 import sqlite3
-import urllib.error
-import urllib.request
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Protocol
 
+import httpx
 from tqdm import tqdm
 
 from personalign.lm.artifacts import model_fingerprint
@@ -40,6 +43,16 @@ class ChatPrompt:
 
 class GenerationError(RuntimeError):
     """A backend failed for good; the message names the endpoint and the status, never the key."""
+
+
+class PartialCompletion(Exception):
+    """A batch in which some requests failed for good: `finished` (position in the batch -> text) is cached before
+    `error` is raised."""
+
+    def __init__(self, error: GenerationError, finished: dict[int, str]):
+        super().__init__(str(error))
+        self.error = error
+        self.finished = finished
 
 
 class Generator(Protocol):
@@ -101,6 +114,7 @@ class CachedGenerator:
         self.model_id = model_id
         self.cache = cache
         self.batch_size = batch_size
+        self.cache_identity = model_id  # the model part of a cache key (an endpoint adds its URL)
 
     def request_text(self, prompt: ChatPrompt) -> str:
         """What the backend is sent for `prompt` (the cache key's prompt part)."""
@@ -117,13 +131,18 @@ class CachedGenerator:
         if len(prompts) != len(seeds):
             raise ValueError("generate: one seed per prompt is required")
         requests = [self.request_text(p) for p in prompts]
-        keys = [GenerationCache.key(self.backend, self.model_id, r, sampling, s) for r, s in zip(requests, seeds)]
+        keys = [GenerationCache.key(self.backend, self.cache_identity, r, sampling, s) for r, s in zip(requests, seeds)]
         done = self.cache.get_many(keys) if self.cache is not None else {}
         todo = sorted({k: i for i, k in enumerate(keys) if k not in done}.values(), key=lambda i: len(requests[i]))
         with tqdm(total=len(prompts), initial=len(prompts) - len(todo), desc=desc, unit="gen") as bar:
             for start in range(0, len(todo), self.batch_size):
                 batch = todo[start : start + self.batch_size]
-                texts = self.complete([requests[i] for i in batch], sampling, [seeds[i] for i in batch])
+                try:
+                    texts = self.complete([requests[i] for i in batch], sampling, [seeds[i] for i in batch])
+                except PartialCompletion as failure:  # keep what the batch finished before the error surfaces
+                    if self.cache is not None:
+                        self.cache.put_many({keys[batch[j]]: t for j, t in failure.finished.items()})
+                    raise failure.error from None
                 new = {keys[i]: t for i, t in zip(batch, texts)}
                 if self.cache is not None:
                     self.cache.put_many(new)
@@ -218,12 +237,15 @@ class HFGenerator(CachedGenerator):
 
 
 class OpenAIGenerator(CachedGenerator):
-    """Any OpenAI-compatible chat-completions endpoint (OpenAI, a vLLM or llama.cpp server). The key is read from
-    the environment variable `api_key_env` at request time and is never part of a cache key, log or message.
-    Timeouts, connection errors, malformed JSON and HTTP 429/5xx are retried with exponential backoff up to
-    `max_retries` times; then, or at once on any other HTTP error, GenerationError names the endpoint and status.
-    `api_key_env` "" is an endpoint without a key; a named variable that is not set stops here, before any request.
-    Redirects are never followed, so the key is only ever sent to `base_url`'s host."""
+    """Any OpenAI-compatible chat-completions endpoint (OpenAI, a vLLM or llama.cpp server), `concurrency` requests
+    in flight at once (httpx, one connection pool). The key is read from the environment variable `api_key_env` at
+    request time and is never part of a cache key, log or message; the cache key holds the endpoint's URL, so two
+    servers with the same model name never share outputs. Timeouts, connection errors, malformed JSON and HTTP
+    429/5xx are retried up to `max_retries` times, after the server's Retry-After when it sends one (capped at
+    `max_wait_s`), else after an exponential backoff; then, or at once on any other HTTP error, GenerationError
+    names the endpoint and status, and every request of the batch that did finish is cached first. `api_key_env` ""
+    is an endpoint without a key; a named variable that is not set stops here, before any request. Redirects are
+    never followed, so the key is only ever sent to `base_url`'s host."""
 
     backend = "openai"
 
@@ -236,6 +258,8 @@ class OpenAIGenerator(CachedGenerator):
         timeout_s: float = 60.0,
         max_retries: int = 5,
         backoff_s: float = 1.0,
+        concurrency: int = 1,
+        max_wait_s: float = 60.0,
     ):
         if api_key_env and not os.environ.get(api_key_env):
             raise GenerationError(
@@ -243,12 +267,20 @@ class OpenAIGenerator(CachedGenerator):
                 'API key is not set; export it, or set api_key_env: "" for an endpoint '
                 "without a key"
             )
-        super().__init__(model, cache, batch_size=1)
+        # a few batches' worth of requests between cache commits: a kill loses at most one batch
+        super().__init__(model, cache, batch_size=4 * concurrency)
         self.url = base_url.rstrip("/") + "/chat/completions"
+        self.cache_identity = f"{model} at {base_url.rstrip('/')}"
         self.api_key_env = api_key_env
-        self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.backoff_s = backoff_s
+        self.max_wait_s = max_wait_s
+        self.concurrency = concurrency
+        self.client = httpx.Client(
+            timeout=timeout_s,
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        )
 
     def request_text(self, prompt: ChatPrompt) -> str:
         if prompt.prefix:
@@ -259,11 +291,33 @@ class OpenAIGenerator(CachedGenerator):
         return json.dumps(messages, ensure_ascii=False)
 
     def complete(self, requests: list[str], sampling: Sampling, seeds: list[int]) -> list[str]:
-        return [self._post(json.loads(r), sampling, seed) for r, seed in zip(requests, seeds)]
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            futures = [pool.submit(self._post, json.loads(r), sampling, seed) for r, seed in zip(requests, seeds)]
+        finished, errors = {}, []
+        for i, future in enumerate(futures):
+            try:
+                finished[i] = future.result()
+            except GenerationError as error:
+                errors.append(error)
+        if errors:
+            raise PartialCompletion(errors[0], finished)
+        return [finished[i] for i in range(len(requests))]
+
+    def _wait_s(self, attempt: int, response: httpx.Response | None) -> float:
+        """Seconds before retry `attempt`: the server's Retry-After (seconds or an HTTP date), else backoff."""
+        retry_after = response.headers.get("Retry-After") if response is not None else None
+        if retry_after:
+            try:
+                wait = float(retry_after)
+            except ValueError:
+                try:
+                    wait = (parsedate_to_datetime(retry_after) - datetime.now(timezone.utc)).total_seconds()
+                except (TypeError, ValueError):
+                    wait = self.backoff_s * 2 ** (attempt - 1)
+            return min(max(wait, 0.0), self.max_wait_s)
+        return min(self.backoff_s * 2 ** (attempt - 1), 30.0)
 
     def _post(self, messages: list[dict], sampling: Sampling, seed: int) -> str:
-        import time
-
         payload = {
             "model": self.model_id,
             "messages": messages,
@@ -275,27 +329,29 @@ class OpenAIGenerator(CachedGenerator):
         headers = {"Content-Type": "application/json"}
         if self.api_key_env:
             headers["Authorization"] = f"Bearer {os.environ.get(self.api_key_env, '')}"
-        last = ""
+        last, response = "", None
         for attempt in range(self.max_retries + 1):
             if attempt:
-                time.sleep(min(self.backoff_s * 2 ** (attempt - 1), 30.0))
-            request = urllib.request.Request(self.url, json.dumps(payload).encode(), headers, method="POST")
+                time.sleep(self._wait_s(attempt, response))
+            response = None
             try:
-                with _NO_REDIRECTS.open(request, timeout=self.timeout_s) as response:
-                    body = response.read()
-            except urllib.error.HTTPError as exc:
-                last = f"HTTP {exc.code}"
-                if exc.code == 429 or exc.code >= 500:
-                    continue
-                moved = (
-                    " (a redirect: not followed, so the key never leaves this host)" if 300 <= exc.code < 400 else ""
-                )
-                raise GenerationError(f"openai backend: {self.url} answered {last}{moved}; not retried") from None
-            except (TimeoutError, ConnectionError, urllib.error.URLError) as exc:
-                last = "timeout" if "timed out" in str(exc) else f"connection error ({type(exc).__name__})"
+                response = self.client.post(self.url, content=json.dumps(payload).encode(), headers=headers)
+            except httpx.TimeoutException:
+                last = "timeout"
                 continue
+            except httpx.TransportError as exc:
+                last = f"connection error ({type(exc).__name__})"
+                continue
+            if response.status_code == 429 or response.status_code >= 500:
+                last = f"HTTP {response.status_code}"
+                continue
+            if response.status_code >= 300:
+                moved = " (a redirect: not followed, so the key never leaves this host)" if response.is_redirect else ""
+                raise GenerationError(
+                    f"openai backend: {self.url} answered HTTP {response.status_code}{moved}; not retried"
+                )
             try:
-                text = json.loads(body)["choices"][0]["message"]["content"]
+                text = response.json()["choices"][0]["message"]["content"]
             except (ValueError, KeyError, IndexError, TypeError):
                 last = "malformed JSON response"
                 continue
@@ -306,17 +362,6 @@ class OpenAIGenerator(CachedGenerator):
             f"openai backend: {self.url} failed after {self.max_retries + 1} tries (last: {last}); "
             "everything generated so far is cached"
         )
-
-
-class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect is answered as the HTTP error it is, never followed (urllib would resend the Authorization
-    header to wherever `Location` points)."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None
-
-
-_NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects)
 
 
 def vllm_available() -> bool:
@@ -421,7 +466,15 @@ def open_generator(
     if spec.backend == "none":
         return None
     if spec.backend == "openai":
-        return OpenAIGenerator(spec.model, spec.base_url, spec.api_key_env, cache, spec.timeout_s, spec.max_retries)
+        return OpenAIGenerator(
+            spec.model,
+            spec.base_url,
+            spec.api_key_env,
+            cache,
+            spec.timeout_s,
+            spec.max_retries,
+            concurrency=spec.concurrency,
+        )
 
     path = checkpoint_dir(spec.model)
     model, tokenizer, dev = load_base(path, device, dtype)

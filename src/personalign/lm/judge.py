@@ -189,6 +189,9 @@ def pair_context(persona_id: str, persona: str, opposite: str, prompt: str) -> J
 
 
 class Judge(Protocol):
+    """A judge labels pairs (`prefers`) and gives win-rate verdicts (`verdict`); one that can answer many requests at
+    once (an endpoint) also has `verdicts`, which `judge_verdicts` uses."""
+
     def prefers(self, ctx: JudgeContext, a: str, b: str) -> bool:
         """True when the persona prefers response `a` over `b`."""
 
@@ -196,11 +199,24 @@ class Judge(Protocol):
         """Pairwise verdict for win rates on one aspect; ties allowed, "invalid" when the judge gave no answer."""
 
 
-def order_verdicts(judge: Judge, ctx: JudgeContext, a: str, b: str, aspect: Aspect) -> tuple[Outcome, Outcome]:
-    """The judge's verdict with `a` shown first and with `b` shown first, each said of `a` vs `b`: "a", "b", "tie"
-    or "invalid" (the two orders as two labelers, for agreement statistics)."""
-    forward, backward = judge.verdict(ctx, a, b, aspect), judge.verdict(ctx, b, a, aspect)
+JudgeItem = tuple[JudgeContext, str, str, Aspect]  # (context, first response, second response, aspect)
+
+
+def judge_verdicts(judge: Judge, items: list[JudgeItem]) -> list[Verdict]:
+    """One verdict per item, in order: all at once where the judge batches (`verdicts`), else one by one."""
+    batched = getattr(judge, "verdicts", None)
+    return batched(items) if batched is not None else [judge.verdict(*item) for item in items]
+
+
+def as_a_vs_b(forward: Verdict, backward: Verdict) -> tuple[Outcome, Outcome]:
+    """Verdicts with `a` shown first and with `b` shown first, each said of `a` vs `b`: "a", "b", "tie" or
+    "invalid" (the two orders as two labelers, for agreement statistics)."""
     return ({"first": "a", "second": "b"}.get(forward, forward), {"first": "b", "second": "a"}.get(backward, backward))
+
+
+def order_verdicts(judge: Judge, ctx: JudgeContext, a: str, b: str, aspect: Aspect) -> tuple[Outcome, Outcome]:
+    """The judge's verdict with `a` shown first and with `b` shown first, each said of `a` vs `b` (`as_a_vs_b`)."""
+    return as_a_vs_b(*judge_verdicts(judge, [(ctx, a, b, aspect), (ctx, b, a, aspect)]))
 
 
 def combine_orders(forward: Outcome, backward: Outcome) -> Outcome:
@@ -402,11 +418,12 @@ def parse_label_g4(text: str) -> str | None:
 
 
 class OpenAIJudge:
-    """An OpenAI-compatible endpoint as judge, sent through OpenAIGenerator (its retries, its cache of raw outputs)
-    at temperature 0. The answer is parsed strictly (Prometheus "[RESULT] A|B"; the G.4 JSON boolean); a malformed
-    output is asked again once with another seed (attempt i sends seed i), then the verdict is "invalid", never a
-    guess. A label (`prefers`) without a valid answer raises JudgeError naming the persona and the prompt, since a
-    preference pair cannot be built from it. Parsed answers, "invalid" included, are cached per judgment."""
+    """An OpenAI-compatible endpoint as judge, sent through OpenAIGenerator (its concurrent requests, its retries,
+    its cache of raw outputs) at temperature 0. The answer is parsed strictly (Prometheus "[RESULT] A|B"; the G.4
+    JSON boolean); a malformed output is asked again once with another seed (attempt i sends seed i), then the verdict
+    is "invalid", never a guess. A label (`prefers`) without a valid answer raises JudgeError naming the persona and
+    the prompt, since a preference pair cannot be built from it. Parsed answers, "invalid" included, are cached per
+    judgment under the endpoint's URL and model; a judgment asked twice is sent once."""
 
     backend = "openai"
     ATTEMPTS = 2
@@ -420,30 +437,51 @@ class OpenAIJudge:
         max_retries: int = 5,
         cache: GenerationCache | None = None,
         max_new_tokens: int = 256,
+        concurrency: int = 1,
     ):
-        self.generator = OpenAIGenerator(model, base_url, api_key_env, cache, timeout_s, max_retries)
+        self.generator = OpenAIGenerator(
+            model, base_url, api_key_env, cache, timeout_s, max_retries, concurrency=concurrency
+        )
         self.model_id = model
         self.cache = cache
         self.sampling = Sampling(max_new_tokens=max_new_tokens, temperature=0.0, top_p=1.0)
 
+    def answers(self, items: list[tuple[JudgeContext, str, str, Rubric]]) -> list[str]:
+        """ "A" (first is better), "B" (second is better) or "invalid" for each (context, first, second, rubric)."""
+        prompts = [rubric_prompt(ctx, first, second, rubric) for ctx, first, second, rubric in items]
+        keys = [
+            judgment_key(
+                self.backend,
+                self.generator.cache_identity,
+                rubric,
+                json.dumps([self.generator.request_text(prompt), asdict(self.sampling)]),
+            )
+            for prompt, (_, _, _, rubric) in zip(prompts, items)
+        ]
+        found = self.cache.get_many(keys) if self.cache is not None else {}
+        pending = {key: i for i, key in enumerate(keys) if key not in found}
+        new: dict[str, str] = {}
+        for attempt in range(self.ATTEMPTS):
+            if not pending:
+                break
+            asked = list(pending.items())
+            texts = self.generator.generate(
+                [prompts[i] for _, i in asked], self.sampling, [attempt] * len(asked), desc="judge"
+            )
+            for (key, i), text in zip(asked, texts):
+                parsed = (parse_label_g4 if items[i][3] == "label" else parse_prometheus)(text)
+                if parsed is not None:
+                    new[key] = parsed
+                    del pending[key]
+        new.update({key: "invalid" for key in pending})
+        if self.cache is not None and new:
+            self.cache.put_many(new)
+        found.update(new)
+        return [found[key] for key in keys]
+
     def answer(self, ctx: JudgeContext, first: str, second: str, rubric: Rubric) -> str:
         """ "A" (first is better), "B" (second is better) or "invalid"."""
-        prompt = rubric_prompt(ctx, first, second, rubric)
-        request = json.dumps([self.generator.request_text(prompt), asdict(self.sampling)])
-        key = judgment_key(self.backend, self.model_id, rubric, request)
-        cached = self.cache.get_many([key]) if self.cache is not None else {}
-        if key in cached:
-            return cached[key]
-        parse = parse_label_g4 if rubric == "label" else parse_prometheus
-        answer = "invalid"
-        for attempt in range(self.ATTEMPTS):
-            parsed = parse(self.generator.generate([prompt], self.sampling, [attempt], desc=f"judge {rubric}")[0])
-            if parsed is not None:
-                answer = parsed
-                break
-        if self.cache is not None:
-            self.cache.put_many({key: answer})
-        return answer
+        return self.answers([(ctx, first, second, rubric)])[0]
 
     def prefers(self, ctx: JudgeContext, a: str, b: str) -> bool:
         """G.4 with `a` as Output (a) (one order, as the paper labels); JudgeError when no valid answer came."""
@@ -456,7 +494,11 @@ class OpenAIJudge:
         return answer == "A"
 
     def verdict(self, ctx: JudgeContext, first: str, second: str, aspect: Aspect) -> Verdict:
-        return {"A": "first", "B": "second", "invalid": "invalid"}[self.answer(ctx, first, second, aspect)]
+        return self.verdicts([(ctx, first, second, aspect)])[0]
+
+    def verdicts(self, items: list[JudgeItem]) -> list[Verdict]:
+        """Verdicts for many items at once: the endpoint is sent `concurrency` requests at a time."""
+        return [{"A": "first", "B": "second", "invalid": "invalid"}[a] for a in self.answers(items)]
 
 
 def make_judge(
@@ -475,6 +517,7 @@ def make_judge(
             params.max_retries,
             cache,
             params.max_new_tokens,
+            params.concurrency,
         )
     path = checkpoint_dir(params.model)
     model, tokenizer, _ = load_base(path, device)
