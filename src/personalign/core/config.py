@@ -278,7 +278,7 @@ class RunHyperparameters(_Section):
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the hardware runs it natively
     precompute_ref: bool = True  # reference log-probs computed once before training instead of every step
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, one more forward
-    qlora: Literal["auto"] | bool = "auto"  # auto: when CUDA + bitsandbytes are present; true: required; false
+    qlora: bool = False  # true: the base in 4 bits (needs CUDA and bitsandbytes); never chosen by the machine
     vpl_tokens: int = Field(1, ge=1, le=64)  # the vpl prefix: soft tokens before the prompt (App. K: one)
     vpl_latent_dim: int = Field(8, ge=1, le=1024)  # dimension of the user latent z
     vpl_hidden: int = Field(64, ge=1, le=8192)  # width of the pair encoder

@@ -237,12 +237,11 @@ def work_dir_for(run: RunSpec, pairs: pd.DataFrame, root: str | Path, pools=None
 
 
 def use_qlora(run: RunSpec, device: str) -> bool:
-    """Whether the base is loaded in 4 bits (QLoRA): needs CUDA and bitsandbytes; `qlora: true` without them is an
-    error, `auto` uses them when present."""
-    available = device == "cuda" and importlib.util.find_spec("bitsandbytes") is not None
-    if run.qlora is True and not available:
+    """Whether the base is loaded in 4 bits (QLoRA): only when the run asks (`qlora: true`, so the same params give
+    the same model on every machine), which needs CUDA and bitsandbytes."""
+    if run.qlora and not (device == "cuda" and importlib.util.find_spec("bitsandbytes") is not None):
         raise TrainingDataError(f"run {run.name!r}: qlora true needs a CUDA device and the bitsandbytes package")
-    return available and run.qlora in ("auto", True)
+    return run.qlora
 
 
 def load_for_training(base_dir: str | Path, run: RunSpec):
