@@ -71,3 +71,66 @@ def test_vllm_generation_is_seeded_and_cached(tiny, tmp_path, monkeypatch):
         assert gen.generate(ps, sampling, [1, 2, 3, 4]) == first
     finally:
         gen.close()
+
+
+def test_vllm_is_asked_for_and_refused_by_name_without_a_gpu(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    requests = [(cmp.System("base", "base", "none"), "s", ["hello"], [1])]
+    with pytest.raises(cmp.ComparisonInputError, match="generate_judge.backend = 'vllm' needs the vllm package and"):
+        cmp.generate_responses(
+            "nowhere", str(tmp_path), requests, Sampling(), 2, str(tmp_path / "g.sqlite"), "fp32", "vllm"
+        )
+
+
+class RecordingEngine(VLLMGenerator):
+    """Stands in for vLLM: records which engine (checkpoint, LoRA rank) and which LoRA request served each call."""
+
+    calls: list = []
+
+    def complete(self, requests, sampling, seeds):
+        adapter = None if self.adapter is None else (self.adapter[0], self.adapter[1].parent.name)
+        engine_of = "base" if "personalign-vllm-" not in self.model_dir else "sft-merged"
+        RecordingEngine.calls.append((engine_of, self.max_lora_rank, adapter, len(requests)))
+        return [f"{engine_of} {adapter} {seed}" for seed in seeds]
+
+    def close(self):
+        RecordingEngine.calls.append(("closed", self.model_dir == self.model_dir))
+
+
+def test_vllm_serves_plain_runs_as_lora_requests_on_one_base_engine(tiny, tmp_path, monkeypatch):
+    from tiny_checkpoints import save_base, save_random_adapter
+
+    model, tokenizer = tiny
+    save_base(model, tokenizer, tmp_path / "base")
+    for seed, (run, adapter) in enumerate(
+        [("dpo", "adapter"), ("pt", "adapter"), ("boat", "sft_adapter"), ("boat", "adapter")]
+    ):
+        save_random_adapter(model, tmp_path / "adapters" / run / adapter, seed=seed)
+    monkeypatch.setattr(cmp, "vllm_available", lambda: True)
+    monkeypatch.setattr(cmp, "VLLMGenerator", RecordingEngine)
+    RecordingEngine.calls = []
+    requests = [
+        (cmp.System(name, run, "none"), "s", ["hi", "tea?"], [1, 2])
+        for name, run in [("Boat", "boat"), ("base", "base"), ("PT", "pt"), ("DPO", "dpo")]
+    ]
+    out = cmp.generate_responses(
+        str(tmp_path / "base"),
+        str(tmp_path / "adapters"),
+        requests,
+        Sampling(),
+        4,
+        str(tmp_path / "g.sqlite"),
+        "fp32",
+        "vllm",
+    )
+    served = [c for c in RecordingEngine.calls if c[0] != "closed"]
+    assert served == [
+        ("base", 8, None, 2),  # the base itself
+        ("base", 8, (1, "dpo"), 2),  # plain runs: LoRA requests on the base engine, one id each
+        ("base", 8, (2, "pt"), 2),
+        ("sft-merged", 8, (1, "boat"), 2),  # SFT-then-DPO: its own engine on the SFT-merged model, last
+    ]
+    assert out[("DPO", "s")] == ["base (1, 'dpo') 1", "base (1, 'dpo') 2"]
+    assert out[("Boat", "s")][0].startswith("sft-merged")

@@ -468,6 +468,7 @@ class JudgeAgreementParams(_Section):
 class GenerateJudgeParams(_Section):
     """`generate_judge`: stage 5, sampled responses of the compared systems and pairwise win rates."""
 
+    backend: Literal["hf", "vllm"] = "hf"  # vllm: a CUDA GPU and the vllm package; adapters sent as LoRA requests
     prompts_per_type: int = Field(1, ge=1, le=1000)
     max_new_tokens: int = Field(64, ge=1, le=4096)
     temperature: float = Field(1.0, ge=0.0, le=5.0)

@@ -5,6 +5,7 @@ WikiPersona Table 3."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import tempfile
 from dataclasses import dataclass
@@ -17,8 +18,15 @@ from personalign.core import persona_sources
 from personalign.core.config import SOFT_PREFIX_TYPES, RunSpec
 from personalign.core.seeding import stable_seed
 from personalign.evaluation.accuracy import seen_users
-from personalign.lm.artifacts import adapter_fingerprint, merged_run, model_fingerprint
-from personalign.lm.generation import ChatPrompt, GenerationCache, HFGenerator, VLLMGenerator, vllm_available
+from personalign.lm.artifacts import adapter_fingerprint, merged_run, model_fingerprint, sft_merged
+from personalign.lm.generation import (
+    ChatPrompt,
+    GenerationCache,
+    HFGenerator,
+    VLLMGenerator,
+    vllm_available,
+    vllm_max_lora_rank,
+)
 from personalign.lm.judge import (
     OTHER_SIDE,
     Judge,
@@ -414,48 +422,75 @@ def generate_responses(
     batch_size: int,
     cache_path: str,
     precision: str = "fp32",
+    backend: str = "hf",
 ) -> dict[tuple[str, str], list[str]]:
-    """Responses for each request (system, setting, user messages, seeds), keyed by (system name, setting). The base
-    model is loaded once; each run's adapter is merged into a copy of it (an unmerged LoRA slows every decoding step
-    down several times), an SFT-then-DPO run's SFT adapter first. Generations are cached like every other
-    generation, keyed by the base model and the adapter's files. With vLLM installed and a GPU present, each model
-    (a merged one saved to a temporary directory first) is sampled by vLLM with the same sampling parameters and
-    seeds, one engine at a time; otherwise by the hf backend on the CPU, in `precision`
-    (`models.sampling_precision`)."""
-
-    cache = GenerationCache(cache_path)
-    base, tokenizer, _ = load_base(base_dir, "cpu", "float32")
-    base_id = model_fingerprint(base_dir)
-    use_vllm = vllm_available()
+    """Responses for each request (system, setting, user messages, seeds), keyed by (system name, setting).
+    Generations are cached like every other generation, keyed by the base model and the adapter's files.
+    `backend` hf: the base model is loaded once on the CPU and each run's adapter merged into a copy of it (an
+    unmerged LoRA slows every decoding step down several times), an SFT-then-DPO run's SFT adapter first; sampled in
+    `precision` (`models.sampling_precision`). `backend` vllm (a CUDA GPU and the vllm package): one engine on the
+    base serves the base and every run's adapter as LoRA requests; an SFT-then-DPO run gets an engine of its own on
+    its SFT-merged model (vLLM cannot stack two adapters), with its DPO adapter as the LoRA request; the same
+    sampling parameters and seeds."""
+    if backend == "vllm" and not vllm_available():
+        raise ComparisonInputError(
+            "generate_judge.backend = 'vllm' needs the vllm package and a CUDA GPU, and this machine lacks one; "
+            "set generate_judge.backend: hf"
+        )
     for system, _, _, _ in requests:
         if system.model != "base" and not (Path(adapters_dir) / system.model / "adapter").is_dir():
             raise ComparisonInputError(f"system {system.name!r}: no trained adapter in {adapters_dir}/{system.model}")
+    cache = GenerationCache(cache_path)
+    base, tokenizer, _ = load_base(base_dir, "cpu", "float32")
+    base_id = model_fingerprint(base_dir)
+    models = sorted({s.model for s, _, _, _ in requests}, key=lambda m: (m != "base", m))
+    run_dirs = {m: Path(adapters_dir) / m for m in models if m != "base"}
+    on_base = [m for m in run_dirs if not (run_dirs[m] / "sft_adapter").is_dir()]  # LoRA requests on the base engine
+    engine = None
+    if backend == "vllm":
+        rank = vllm_max_lora_rank([run_dirs[m] / "adapter" for m in on_base]) if on_base else 0
+        engine = VLLMGenerator(base_dir, tokenizer, base_id, cache, batch_size, rank)
+        models.sort(key=lambda m: m not in on_base + ["base"])  # SFT-then-DPO runs, each on its own engine, last
     out: dict[tuple[str, str], list[str]] = {}
-    for model_name in sorted({s.model for s, _, _, _ in requests}, key=lambda m: (m != "base", m)):
-        model, model_id = base, base_id
-        if model_name != "base":
-            run_dir = Path(adapters_dir) / model_name
-            model = merged_run(base, run_dir, with_reference=False)[0]
-            model_id = f"{base_id}+{adapter_fingerprint(run_dir)}"
-        mine = [r for r in requests if r[0].model == model_name]  # one call: batches span this model's systems
-        prompts = [ChatPrompt(p) for _, _, ps, _ in mine for p in ps]
-        seeds = [seed for _, _, _, ss in mine for seed in ss]
-        if use_vllm:
-            with tempfile.TemporaryDirectory(prefix="personalign-vllm-") as tmp:
-                model_dir = base_dir
-                if model_name != "base":
-                    model.save_pretrained(tmp)
-                    tokenizer.save_pretrained(tmp)
-                    model_dir = tmp
-                generator = VLLMGenerator(model_dir, tokenizer, model_id, cache, batch_size)
-                try:
+    try:
+        for model_name in models:
+            model_id = base_id if model_name == "base" else f"{base_id}+{adapter_fingerprint(run_dirs[model_name])}"
+            mine = [r for r in requests if r[0].model == model_name]  # one call: batches span this model's systems
+            prompts = [ChatPrompt(p) for _, _, ps, _ in mine for p in ps]
+            seeds = [seed for _, _, _, ss in mine for seed in ss]
+            if engine is None:
+                model = base if model_name == "base" else merged_run(base, run_dirs[model_name], False)[0]
+                generator = HFGenerator(model, tokenizer, model_id, cache, batch_size, precision)
+                texts = generator.generate(prompts, sampling, seeds, desc=model_name)
+            elif model_name == "base":
+                texts = engine.generate(prompts, sampling, seeds, desc=model_name)
+            elif model_name in on_base:
+                lora_id = on_base.index(model_name) + 1
+                texts = engine.for_adapter(run_dirs[model_name] / "adapter", lora_id, model_id).generate(
+                    prompts, sampling, seeds, desc=model_name
+                )
+            else:
+                engine.close()
+                sft_engine = _sft_engine(base, tokenizer, run_dirs[model_name], model_id, cache, batch_size)
+                with sft_engine as generator:
                     texts = generator.generate(prompts, sampling, seeds, desc=model_name)
-                finally:
-                    generator.close()
-        else:
-            texts = HFGenerator(model, tokenizer, model_id, cache, batch_size, precision).generate(
-                prompts, sampling, seeds, desc=model_name
-            )
-        for system, setting, ps, _ in mine:
-            out[(system.name, setting)], texts = texts[: len(ps)], texts[len(ps) :]
+            for system, setting, ps, _ in mine:
+                out[(system.name, setting)], texts = texts[: len(ps)], texts[len(ps) :]
+    finally:
+        if engine is not None:
+            engine.close()
     return out
+
+
+@contextlib.contextmanager
+def _sft_engine(base, tokenizer, run_dir: Path, model_id: str, cache, batch_size: int):
+    """A vLLM engine of the run's own: its SFT-merged model written to a temporary checkpoint, its DPO adapter as the
+    LoRA request; closed on leaving."""
+    with tempfile.TemporaryDirectory(prefix="personalign-vllm-") as tmp:
+        sft_merged(base, run_dir).save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        engine = VLLMGenerator(tmp, tokenizer, model_id, cache, batch_size, vllm_max_lora_rank([run_dir / "adapter"]))
+        try:
+            yield engine.for_adapter(run_dir / "adapter", 1, model_id)
+        finally:
+            engine.close()

@@ -59,6 +59,19 @@ def adapter_fingerprint(path: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def sft_merged(base, run_dir: Path):
+    """A copy of the in-memory base with the run's SFT adapter merged into it (a plain copy for a run without an SFT
+    phase)."""
+    import copy
+
+    from peft import PeftModel
+
+    model = copy.deepcopy(base)
+    if (run_dir / "sft_adapter").is_dir():
+        model = PeftModel.from_pretrained(model, str(run_dir / "sft_adapter")).merge_and_unload()
+    return model
+
+
 def merged_run(base, run_dir: Path, with_reference: bool = True):
     """A trained run as a plain model: its adapter merged into a copy of the in-memory base model (an unmerged LoRA
     makes every forward several times slower on a CPU), after its SFT adapter where it had an SFT phase. Returns
@@ -68,10 +81,8 @@ def merged_run(base, run_dir: Path, with_reference: bool = True):
 
     from peft import PeftModel
 
-    model, reference = copy.deepcopy(base), None
-    if (run_dir / "sft_adapter").is_dir():
-        model = PeftModel.from_pretrained(model, str(run_dir / "sft_adapter")).merge_and_unload()
-        reference = copy.deepcopy(model) if with_reference else None
+    model = sft_merged(base, run_dir)
+    reference = copy.deepcopy(model) if with_reference and (run_dir / "sft_adapter").is_dir() else None
     return PeftModel.from_pretrained(model, str(run_dir / "adapter")).merge_and_unload(), reference
 
 

@@ -365,12 +365,26 @@ class OpenAIGenerator(CachedGenerator):
 
 
 def vllm_available() -> bool:
-    """vLLM is installed and a CUDA GPU is visible: then generation goes through vLLM."""
+    """vLLM is installed and a CUDA GPU is visible (what `generate_judge.backend: vllm` needs)."""
     import importlib.util
 
     import torch
 
     return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
+
+
+VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the LoRA ranks a vLLM engine can be sized for
+
+
+def vllm_max_lora_rank(adapters: list[Path]) -> int:
+    """The smallest rank a vLLM engine accepts that serves every adapter (each adapter_config.json's `r`)."""
+    needed = max((json.loads((a / "adapter_config.json").read_text())["r"] for a in adapters), default=8)
+    fitting = [rank for rank in VLLM_LORA_RANKS if rank >= needed]
+    if not fitting:
+        raise GenerationError(
+            f"vllm backend: LoRA rank {needed} is above the largest vLLM serves ({VLLM_LORA_RANKS[-1]})"
+        )
+    return fitting[0]
 
 
 def vllm_sampling_kwargs(sampling: Sampling, seed: int) -> dict:
@@ -387,10 +401,13 @@ def vllm_sampling_kwargs(sampling: Sampling, seed: int) -> dict:
 
 
 class VLLMGenerator(CachedGenerator):
-    """Batched sampling with vLLM from a plain HF checkpoint directory, each request seeded on its own. Prompts are
-    the hf backend's chat strings, tokenized as it tokenizes them (the string already holds the BOS token). The
-    engine starts at the first uncached batch; `close` frees its GPU memory. vLLM does not promise batch-invariant
-    numerics by default (see its reproducibility notes), so the cache is what makes a rerun identical."""
+    """Batched sampling with vLLM from a plain HF checkpoint directory, each request seeded on its own, optionally
+    through a LoRA adapter sent as a LoRA request (`adapter`: its directory; the engine is started with LoRA support
+    up to `max_lora_rank`). Prompts are the hf backend's chat strings, tokenized as it tokenizes them (the string
+    already holds the BOS token). The engine starts at the first uncached batch and is shared by `for_adapter`
+    copies, so one engine serves the base and every adapter on it; `close` frees its GPU memory. vLLM does not
+    promise batch-invariant numerics by default (see its reproducibility notes), so the cache is what makes a rerun
+    identical."""
 
     backend = "vllm"
 
@@ -401,11 +418,22 @@ class VLLMGenerator(CachedGenerator):
         model_id: str,
         cache: GenerationCache | None = None,
         batch_size: int = 32,
+        max_lora_rank: int = 0,
     ):
         super().__init__(model_id, cache, batch_size)
         self.model_dir = str(model_dir)
         self.tokenizer = tokenizer
-        self.llm = None
+        self.max_lora_rank = max_lora_rank  # 0: an engine without LoRA support
+        self.engine: dict = {}  # "llm": the running engine, shared with for_adapter copies
+        self.adapter: tuple[int, Path] | None = None
+
+    def for_adapter(self, adapter_dir: Path, lora_id: int, model_id: str) -> VLLMGenerator:
+        """The same engine sampling through the LoRA adapter in `adapter_dir` (`lora_id`: its number in the engine)."""
+        if not self.max_lora_rank:
+            raise GenerationError("vllm backend: this engine was started without LoRA support")
+        copy = type(self)(self.model_dir, self.tokenizer, model_id, self.cache, self.batch_size, self.max_lora_rank)
+        copy.engine, copy.adapter = self.engine, (lora_id, Path(adapter_dir))
+        return copy
 
     def request_text(self, prompt: ChatPrompt) -> str:
         return chat(self.tokenizer, prompt.system, prompt.user, prompt.prefix)
@@ -413,23 +441,30 @@ class VLLMGenerator(CachedGenerator):
     def complete(self, requests: list[str], sampling: Sampling, seeds: list[int]) -> list[str]:
         from vllm import LLM, SamplingParams
 
-        if self.llm is None:
-            self.llm = LLM(model=self.model_dir, dtype="auto")
+        if "llm" not in self.engine:
+            lora = {"enable_lora": True, "max_lora_rank": self.max_lora_rank} if self.max_lora_rank else {}
+            self.engine["llm"] = LLM(model=self.model_dir, dtype="auto", **lora)
         prompts = [{"prompt_token_ids": self.tokenizer(r, add_special_tokens=False)["input_ids"]} for r in requests]
         params = [SamplingParams(**vllm_sampling_kwargs(sampling, s)) for s in seeds]
-        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        lora_request = None
+        if self.adapter is not None:
+            from vllm.lora.request import LoRARequest
+
+            lora_id, adapter_dir = self.adapter
+            lora_request = LoRARequest(adapter_dir.parent.name, lora_id, str(adapter_dir))
+        outputs = self.engine["llm"].generate(prompts, params, lora_request=lora_request, use_tqdm=False)
         return [o.outputs[0].text.strip() for o in outputs]
 
     def close(self) -> None:
-        """Shut the engine down and hand its GPU memory back, so the next model's engine fits."""
-        if self.llm is None:
+        """Shut the engine down and hand its GPU memory back, so the next engine fits."""
+        if "llm" not in self.engine:
             return
         import gc
 
         import torch
         from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
 
-        self.llm = None
+        self.engine.clear()
         cleanup_dist_env_and_memory()
         gc.collect()
         torch.cuda.empty_cache()
