@@ -373,6 +373,19 @@ class TrainParams(_Section):
             safe_name("run name", name)
         return runs
 
+    @model_validator(mode="after")
+    def _soft_prefix_runs_fit_their_trainer(self) -> TrainParams:
+        """A soft prefix (vpl) trains in one process without gradient checkpointing (tuning.shared_prompt)."""
+        split = self.defaults.gradient_checkpointing or self.defaults.num_processes > 1
+        for name, run in self.runs.items():
+            if run.prefix in SOFT_PREFIX_TYPES and split:
+                raise ValueError(
+                    f"runs.{name}: a soft prefix ({run.prefix}) trains in one process without gradient "
+                    "checkpointing; set train.defaults.gradient_checkpointing: false and num_processes: 1, or drop "
+                    "the run"
+                )
+        return self
+
 
 class AlignmentTaxParams(_Section):
     """Out-of-domain checks (WikiPersona §4.3): local files, each optional; a set without a file is skipped."""

@@ -158,6 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("run_name")
     train.add_argument("--params", default="params.yaml")
     train.add_argument("--out", type=Path, help="output directory (default: models/adapters/RUN_NAME)")
+    plan = sub.add_parser(
+        "plan",
+        help="count the work a params file asks for (runs, pairs, generations, judge calls) without loading a "
+        "model, and estimate GPU-hours and API calls from a costs file",
+    )
+    plan.add_argument("params", nargs="?", default="params.yaml")
+    plan.add_argument("--costs", type=Path, help="per-item costs, e.g. profiles/paper_costs.yaml")
     archive = sub.add_parser(
         "archive-study",
         help="copy the outputs of a finished run of another profile (in WORKSPACE) "
@@ -168,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "archive-study":
         return _archive(args)
+    if args.command == "plan":
+        return _plan(args)
     try:
         params = check_params(args.params)
     except ParamsError as exc:
@@ -211,6 +220,20 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     print(f"personalign: stage {name} done in {wall_time(time.monotonic() - started)} -> {out}")
+    return 0
+
+
+def _plan(args) -> int:
+    """The work and, with --costs, the estimate; the params' schema is checked, the models are not resolved."""
+    from personalign.pipeline.plan import read_costs, report
+
+    try:
+        params = load_params(args.params)
+        costs = read_costs(args.costs) if args.costs else None
+    except (ParamsError, ValueError) as exc:
+        print(f"personalign: invalid input\n{exc}", file=sys.stderr)
+        return 2
+    print(report(params, costs))
     return 0
 
 
