@@ -52,6 +52,7 @@ class BaseParams(_Section):
 
     seed: int = Field(1234, ge=0, le=2**32 - 1)
     model: str = "smollm2-135m-instruct"
+    revision: str = ""  # a hub model's commit, tag or branch ("": its default branch; the resolved commit is recorded)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     embedding_model: str = "all-minilm-l6-v2"

@@ -37,7 +37,9 @@ class Stage:
 
 
 STAGES: dict[str, Stage] = {
-    "base_model": Stage(0, "00_base_model.ipynb", ("base.seed", "base.model", "base.device", "base.dtype")),
+    "base_model": Stage(
+        0, "00_base_model.ipynb", ("base.seed", "base.model", "base.revision", "base.device", "base.dtype")
+    ),
     "build_data": Stage(
         1,
         "01_build_data.ipynb",

@@ -154,8 +154,10 @@ def _from_gguf(directory: Path, gguf_file: str):
     return model, tokenizer
 
 
-def load_source_model(spec: ModelSpec, seed: int):
-    """Load (model, tokenizer) for a resolved spec on the CPU in float32."""
+def load_source_model(spec: ModelSpec, seed: int, revision: str = ""):
+    """Load (model, tokenizer) for a resolved spec on the CPU: a built-in model in float32 (dequantised GGUF, or the
+    tiny random one), a hub or local model in its own dtype (a bf16 checkpoint stays bf16), a hub model at
+    `revision` ("": its default branch)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if spec.kind == "smollm2":
@@ -168,15 +170,17 @@ def load_source_model(spec: ModelSpec, seed: int):
             return _from_gguf(path.parent, MODEL_NAME)
     if spec.kind == "tiny-random":
         return _tiny_random(seed)
-    tokenizer = AutoTokenizer.from_pretrained(spec.name)
-    model = AutoModelForCausalLM.from_pretrained(spec.name, dtype="float32")
+    pinned = {"revision": revision} if revision and spec.kind == "hub" else {}
+    tokenizer = AutoTokenizer.from_pretrained(spec.name, **pinned)
+    model = AutoModelForCausalLM.from_pretrained(spec.name, dtype="auto", **pinned)
     return model, tokenizer
 
 
-def write_base_checkpoint(spec: ModelSpec, out_dir: str | Path, seed: int) -> dict:
-    """Save the resolved model as a plain HF checkpoint (safetensors) that every later stage loads."""
+def write_base_checkpoint(spec: ModelSpec, out_dir: str | Path, seed: int, revision: str = "") -> dict:
+    """Save the resolved model as a plain HF checkpoint (safetensors) that every later stage loads; a hub or local
+    model's record also holds the dtype it was saved in and (hub) the commit it was read at."""
     out_dir = Path(out_dir)
-    model, tokenizer = load_source_model(spec, seed)
+    model, tokenizer = load_source_model(spec, seed, revision)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if out_dir.exists():
@@ -191,6 +195,10 @@ def write_base_checkpoint(spec: ModelSpec, out_dir: str | Path, seed: int) -> di
         "vocab_size": len(tokenizer),
         "has_chat_template": tokenizer.chat_template is not None,
     }
+    if spec.kind in ("hub", "local"):
+        info["dtype"] = str(next(model.parameters()).dtype).removeprefix("torch.")
+    if spec.kind == "hub":
+        info["revision"] = getattr(model.config, "_commit_hash", None) or revision or "unknown"
     (out_dir / "personalign_base.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     return info
 
