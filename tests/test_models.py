@@ -1,13 +1,18 @@
+"""Stage 0's checkpoint: a hub or local model kept in its own dtype, a hub model pinned and its commit recorded."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import torch
+import transformers
+
+from personalign.lm.models import ModelSpec, resolve_model, write_base_checkpoint
+
+
 def test_a_local_bf16_model_stays_bf16_and_a_hub_model_records_its_revision(tiny, tmp_path, monkeypatch):
     """Issue 18.2: stage 0 does not double a big checkpoint to float32, and pins what it read."""
-    import copy
-    import json
-
-    import torch
-    import transformers
-
-    from personalign.lm.models import ModelSpec, resolve_model, write_base_checkpoint
-
     model, tokenizer = tiny
     source = tmp_path / "bf16"
     copy.deepcopy(model).to(torch.bfloat16).save_pretrained(source)  # the shared fixture stays float32
