@@ -9,7 +9,7 @@ import pytest
 from tiny_checkpoints import save_base, save_random_adapter
 
 from personalign.analysis import score_tables
-from personalign.core.config import RunSpec, ScoreParams
+from personalign.core.config import BaseParams, RunSpec, ScoreParams
 from personalign.evaluation import accuracy as acc
 from personalign.lm.prompts import PT_TEMPLATE
 from personalign.personas.conditioning import ConditioningError, variant_prompts
@@ -19,7 +19,7 @@ USERS = ["ann", "bob", "cy", "dee"]
 
 def inputs(base_dir, tmp_path, runs, test, prefixes, score):
     """What implicit_precision_check and score_systems read, in the order stage 4's notebook passes it."""
-    return (base_dir, tmp_path / "adapters", runs, test, prefixes, None, score, [0], tmp_path / "cache")
+    return (base_dir, tmp_path / "adapters", runs, test, prefixes, None, score, [0], tmp_path / "cache", BaseParams())
 
 
 def make_test() -> pd.DataFrame:
@@ -397,3 +397,50 @@ def test_a_vpl_run_is_scored_with_each_users_soft_prefix_against_the_base_withou
     reference = scoring.score_pairs(model, tokenizer, test, 4)  # the base on the prompt alone
     margins = acc.implicit_margins(own, reference)
     assert list(cells["seen_prefix"].implicit_correct) == list(margins > 0)
+
+
+def test_switched_adapters_score_as_the_merged_runs_do(tiny, tmp_path):
+    """Issue 18.1: every run switched on one loaded base (an SFT-then-DPO run: both its adapters on at once, its
+    SFT adapter alone as the reference) scores as the runs merged into copies do, within 1e-4."""
+    model, tokenizer = tiny
+    base_dir = save_base(model, tokenizer, tmp_path / "base")
+    runs = [RunSpec(name="dpo", kind="dpo"), RunSpec(name="boat", kind="dpo", sft_epochs=1)]
+    save_random_adapter(model, tmp_path / "adapters" / "dpo" / "adapter", seed=0, scale=5.0)
+    save_random_adapter(model, tmp_path / "adapters" / "boat" / "sft_adapter", seed=1, scale=5.0)
+    save_random_adapter(model, tmp_path / "adapters" / "boat" / "adapter", seed=2, scale=5.0)
+    test, prefixes = make_test(), prefix_frame()
+    score = ScoreParams(base_prefixes=["none"], batch_size=4)
+    scored = {}
+    for adapters in ("merged", "switched"):
+        args = list(inputs(base_dir, tmp_path, runs, test, prefixes, score))
+        args[-1] = BaseParams(adapters=adapters)
+        scored[adapters] = acc.score_systems(*args, "fp32")
+    merged, switched = scored["merged"], scored["switched"]
+    assert list(zip(merged.system, merged.condition)) == list(zip(switched.system, switched.condition))
+    for column in ("chosen_logp", "rejected_logp"):
+        assert np.allclose(merged[column], switched[column], atol=1e-4), column
+    assert merged.implicit_correct.equals(switched.implicit_correct) and merged.implicit_correct.notna().any()
+    assert (merged.system == "boat").any() and not np.allclose(
+        merged[merged.system == "boat"].chosen_logp, merged[merged.system == "base"].chosen_logp, atol=1e-2
+    )  # the adapters move the scores, so the equality above is not the base's
+
+
+def test_the_base_is_placed_by_device_and_dtype_and_caches_keep_placements_apart(tiny, tmp_path):
+    import torch
+
+    from personalign.lm.artifacts import LoadedBase
+
+    model, tokenizer = tiny
+    base_dir = save_base(model, tokenizer, tmp_path / "base")
+    loaded = LoadedBase.open(base_dir, "cpu", "bfloat16", "switched")
+    assert next(loaded.base().parameters()).dtype == torch.bfloat16 and loaded.device == "cpu"
+    assert loaded.identity.endswith("@cpu/bfloat16/switched")
+    assert LoadedBase.open(base_dir, "cpu", "float32").identity.endswith("@cpu/float32/merged")
+    runs, test, prefixes = [], make_test(), prefix_frame()
+    score = ScoreParams(base_prefixes=["none"], batch_size=4)
+    fp32 = acc.score_systems(*inputs(base_dir, tmp_path, runs, test, prefixes, score), "fp32")
+    args = list(inputs(base_dir, tmp_path, runs, test, prefixes, score))
+    args[-1] = BaseParams(dtype="bfloat16")
+    bf16 = acc.score_systems(*args, "fp32")  # not served from the float32 cells' cache
+    assert not np.array_equal(fp32.chosen_logp.to_numpy(), bf16.chosen_logp.to_numpy())
+    assert np.allclose(fp32.chosen_logp, bf16.chosen_logp, rtol=0.05)

@@ -225,7 +225,7 @@ def test_configured_sets_say_what_is_left_out(tmp_path):
 def test_tax_scores_cover_base_and_adapter_with_and_without_prefix_and_are_cached(tiny, tmp_path, monkeypatch):
     from tiny_checkpoints import save_base, save_random_adapter
 
-    from personalign.core.config import RunSpec
+    from personalign.core.config import BaseParams, RunSpec
     from personalign.personas.conditioning import out_of_domain_prefix
 
     model, tokenizer = tiny
@@ -243,7 +243,7 @@ def test_tax_scores_cover_base_and_adapter_with_and_without_prefix_and_are_cache
         limit=4,
     )
     systems = [("base", "no_prefix", None), ("mt_tag", "no_prefix", None), ("mt_tag", "with_tag_prefix", prefix_fn)]
-    args = (tmp_path / "base", tmp_path / "adapters", systems, sets, 4, "fp32", tmp_path / "cache")
+    args = (tmp_path / "base", tmp_path / "adapters", systems, sets, 4, "fp32", tmp_path / "cache", BaseParams())
     scores = tax.tax_scores(*args)
     assert len(scores) == 3 * 8 and set(scores.dataset) == {"rewardbench", "arc"}
     direct = score_pairs(

@@ -9,7 +9,7 @@ import pytest
 from tiny_checkpoints import save_base, save_random_adapter
 
 from personalign.analysis import judgment_tables
-from personalign.core.config import JudgeParams, RunSpec, parse_params
+from personalign.core.config import BaseParams, JudgeParams, RunSpec, parse_params
 from personalign.evaluation import comparisons as cmp
 from personalign.lm.generation import Sampling
 from personalign.lm.judge import JudgeContext, SimulatedJudge, Verdict, WorldPersonas, pair_context
@@ -210,7 +210,15 @@ def test_generation_is_seeded_cached_and_uses_the_adapter(tiny, tmp_path, monkey
         (cmp.System("DPO", "dpo", "none"), "s", prompts, [1, 2]),
     ]
     sampling = Sampling(max_new_tokens=6, temperature=1.0, top_p=1.0, top_k=0)
-    args = (str(tmp_path / "base"), str(tmp_path / "adapters"), requests, sampling, 4, str(tmp_path / "gen.sqlite"))
+    args = (
+        str(tmp_path / "base"),
+        str(tmp_path / "adapters"),
+        requests,
+        sampling,
+        4,
+        str(tmp_path / "gen.sqlite"),
+        BaseParams(),
+    )
     first = cmp.generate_responses(*args)
     assert first[("base", "s")] != first[("DPO", "s")]
 

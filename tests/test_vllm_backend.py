@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from personalign.core.config import BaseParams
 from personalign.evaluation import comparisons as cmp
 from personalign.lm import generation
 from personalign.lm.artifacts import model_fingerprint
@@ -43,10 +44,13 @@ def test_without_a_gpu_generation_goes_through_the_hf_backend(tiny, tmp_path, mo
     requests = [(cmp.System("base", "base", "none"), "s", ["hello there", "tell me about tea"], [1, 2])]
     sampling = Sampling(max_new_tokens=4, temperature=1.0, top_p=1.0, top_k=0)
     cache = tmp_path / "gen.sqlite"
-    out = cmp.generate_responses(str(tmp_path / "base"), str(tmp_path / "adapters"), requests, sampling, 2, str(cache))
+    out = cmp.generate_responses(
+        str(tmp_path / "base"), str(tmp_path / "adapters"), requests, sampling, 2, str(cache), BaseParams()
+    )
     assert len(out[("base", "s")]) == 2
     request = chat(tokenizer, None, "hello there")
-    key = GenerationCache.key("hf", model_fingerprint(tmp_path / "base"), request, sampling, 1)
+    identity = f"{model_fingerprint(tmp_path / 'base')}@cpu/float32/merged"  # artifacts.LoadedBase.identity
+    key = GenerationCache.key("hf", identity, request, sampling, 1)
     assert GenerationCache(cache).get_many([key]) == {key: out[("base", "s")][0]}
 
 
@@ -80,7 +84,7 @@ def test_vllm_is_asked_for_and_refused_by_name_without_a_gpu(tmp_path, monkeypat
     requests = [(cmp.System("base", "base", "none"), "s", ["hello"], [1])]
     with pytest.raises(cmp.ComparisonInputError, match="generate_judge.backend = 'vllm' needs the vllm package and"):
         cmp.generate_responses(
-            "nowhere", str(tmp_path), requests, Sampling(), 2, str(tmp_path / "g.sqlite"), "fp32", "vllm"
+            "nowhere", str(tmp_path), requests, Sampling(), 2, str(tmp_path / "g.sqlite"), BaseParams(), "vllm"
         )
 
 
@@ -122,7 +126,7 @@ def test_vllm_serves_plain_runs_as_lora_requests_on_one_base_engine(tiny, tmp_pa
         Sampling(),
         4,
         str(tmp_path / "g.sqlite"),
-        "fp32",
+        BaseParams(),
         "vllm",
     )
     served = [c for c in RecordingEngine.calls if c[0] != "closed"]

@@ -55,6 +55,7 @@ class BaseParams(_Section):
     revision: str = ""  # a hub model's commit, tag or branch ("": its default branch; the resolved commit is recorded)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    adapters: Literal["merged", "switched"] = "merged"  # stages 4-5: runs merged into a copy of the base, or switched
     embedding_model: str = "all-minilm-l6-v2"
     profile: str = "default"
 

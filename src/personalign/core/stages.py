@@ -69,7 +69,18 @@ STAGES: dict[str, Stage] = {
     ),
     "train": Stage(3, "03_train.ipynb", ("base.seed", "base.embedding_model", "train.defaults", "train.runs.${key}")),
     "score": Stage(
-        4, "04_score.ipynb", ("base.seed", "base.device", "prefixes.seeds", "train.defaults", "train.runs", "score")
+        4,
+        "04_score.ipynb",
+        (
+            "base.seed",
+            "base.device",
+            "base.dtype",
+            "base.adapters",
+            "prefixes.seeds",
+            "train.defaults",
+            "train.runs",
+            "score",
+        ),
     ),
     "generate_judge": Stage(
         5,
@@ -78,6 +89,7 @@ STAGES: dict[str, Stage] = {
             "base.seed",
             "base.device",
             "base.dtype",
+            "base.adapters",
             "base.embedding_model",
             "judge",
             "train.runs",

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from personalign.core.config import SOFT_PREFIX_TYPES, RunSpec, ScoreParams
+from personalign.core.config import SOFT_PREFIX_TYPES, BaseParams, RunSpec, ScoreParams
 from personalign.core.hardware import resolve_precision
 from personalign.core.persona_sources import ORACLE_SUFFIX, SEES_LABEL, TESTED_WITH
 from personalign.core.seeding import stable_seed
 from personalign.evaluation.scoring import score_pairs
-from personalign.lm.artifacts import ScoreCache, adapter_fingerprint, merged_run, model_fingerprint
-from personalign.lm.models import load_base
+from personalign.lm.artifacts import LoadedBase, ScoreCache, adapter_fingerprint
+from personalign.lm.models import pick_device
 from personalign.personas.conditioning import PT_VARIANTS, uses_persona_template, variant_prompts
 from personalign.personas.prefixes import derangement
 from personalign.personas.soft_prefix import PREFIXES_FILE, load_prefixes
@@ -195,24 +195,28 @@ def examples_frame(
 
 
 class _Scorer:
-    """Scores of the test pairs under a prompt variant by one model (the base, or a merged run named by its adapter
-    id) at one precision, served from the ScoreCache when that exact scoring was done before."""
+    """Scores of the test pairs under a prompt variant by one model (the base, or a run named by its adapter id) at
+    one precision, served from the ScoreCache when that exact scoring was done before. The base is loaded once
+    (`LoadedBase`, placed by `base`)."""
 
-    def __init__(self, base_dir, test: pd.DataFrame, prompts: dict[str, list[str]], batch_size: int, cache_root):
-
-        self.model, self.tokenizer, _ = load_base(base_dir, "cpu", "float32")
+    def __init__(self, base_dir, test: pd.DataFrame, prompts: dict[str, list[str]], batch_size: int, cache_root, base):
+        self.loaded = LoadedBase.open(base_dir, base.device, base.dtype, base.adapters)
         self.test, self.prompts, self.batch_size = test, prompts, batch_size
-        self.cache, self.base_id = ScoreCache(cache_root), model_fingerprint(base_dir)
+        self.cache = ScoreCache(cache_root)
 
     def __call__(self, model, adapter_id: str, variant: str, precision: str, soft: dict | None = None) -> pd.DataFrame:
-
         pairs = self.test.assign(prompt=self.prompts[variant])
         settings = {"batch_size": self.batch_size, "precision": precision} | ({"soft_prefix": variant} if soft else {})
-        key = ScoreCache.key(self.base_id, adapter_id, pairs, settings)
+        key = ScoreCache.key(self.loaded.identity, adapter_id, pairs, settings)
         scores = self.cache.get(key)
         if scores is None:
             scores = score_pairs(
-                model, self.tokenizer, pairs, self.batch_size, autocast_bf16=precision == "bf16", soft_prefixes=soft
+                model,
+                self.loaded.tokenizer,
+                pairs,
+                self.batch_size,
+                autocast_bf16=precision == "bf16",
+                soft_prefixes=soft,
             )
             self.cache.put(key, scores)
         return scores.reset_index(drop=True)
@@ -245,6 +249,7 @@ def implicit_precision_check(
     score: ScoreParams,
     prefix_seeds: list[int],
     cache_root: str | Path,
+    base: BaseParams,
 ) -> dict:
     """The precision stage 4 scores in. `score.precision` resolves to fp32 here: fp32, nothing checked.
     Resolves to bf16: the implicit-reward decisions of the first run with a reference model (not SFT), on the test
@@ -256,7 +261,7 @@ def implicit_precision_check(
 
     adapters_dir = Path(adapters_dir)
     run = next((r for r in runs if r.kind != "sft"), None)
-    resolved = resolve_precision(score.precision, "cpu")
+    resolved = resolve_precision(score.precision, pick_device(base.device))
     if run is None or resolved == "fp32":
         return {
             "run": "",
@@ -271,11 +276,11 @@ def implicit_precision_check(
     _check_adapters(adapters_dir, [run])
     condition = run_conditions(run, prefix_seeds, sensitivity=False)[0]
     prompts = {condition.variant: variant_prompts(condition.variant, test, prefixes, pair_personas)}
-    scorer = _Scorer(base_dir, test, prompts, score.batch_size, cache_root)
+    scorer = _Scorer(base_dir, test, prompts, score.batch_size, cache_root, base)
     run_dir = adapters_dir / run.name
-    policy, reference_model = merged_run(scorer.model, run_dir)
-    reference_model = scorer.model if reference_model is None else reference_model
-    reference_id = "" if reference_model is scorer.model else f"{adapter_fingerprint(run_dir)}/reference"
+    policy, reference_model = scorer.loaded.run(run_dir)
+    reference_id = "" if reference_model is None else f"{adapter_fingerprint(run_dir)}/reference"
+    reference_model = scorer.loaded.base() if reference_model is None else reference_model
     soft = cell_soft_prefixes(run, run_dir, condition.variant)
     margins = {
         precision: implicit_margins(
@@ -313,18 +318,20 @@ def score_systems(
     score: ScoreParams,
     prefix_seeds: list[int],
     cache_root: str | Path,
+    base: BaseParams,
     precision: str,
 ) -> pd.DataFrame:
     """Per-example scores of the base model (every base condition of `score.base_prefixes`) and of every run (its
     conditions; App. L's with `score.sensitivity`), all at `precision` (see `implicit_precision_check`). The base
-    model is loaded once; each run is its adapter merged into a copy of it in memory (`merged_run`). Reference-free
+    model is loaded once where `base` places it; each run is its adapter merged into a copy of it or switched on it
+    (`LoadedBase`, `base.adapters`). Reference-free
     decisions use each dataset's `score.log_prob_reduction`; implicit-reward decisions are made on each run's own
     cell only (the prompt it trained with: the one the cells table and metrics report), against the base's cell
     under the same prompt (or the run's merged SFT model). Every prompt is built before any scoring, so missing
     inputs stop the stage before compute."""
     from tqdm.auto import tqdm
 
-    precision = resolve_precision(precision, "cpu")  # scoring runs on the CPU (_Scorer loads the base there)
+    precision = resolve_precision(precision, pick_device(base.device))
     adapters_dir = Path(adapters_dir)
     _check_adapters(adapters_dir, runs)
     reductions = row_reductions(test, score.log_prob_reduction, set(test.source))
@@ -336,7 +343,7 @@ def score_systems(
         for cells in conditions.values()
         for c in cells
     }
-    scored = _Scorer(base_dir, test, prompts, score.batch_size, cache_root)
+    scored = _Scorer(base_dir, test, prompts, score.batch_size, cache_root, base)
     bar = tqdm(total=sum(len(c) for c in conditions.values()), desc="score", unit="cell")
 
     frames = []
@@ -346,7 +353,7 @@ def score_systems(
                 condition,
                 test,
                 seen_users(None, test),
-                scored(scored.model, "", condition.variant, precision),
+                scored(scored.loaded.base(), "", condition.variant, precision),
                 None,
                 reductions,
             )
@@ -355,7 +362,7 @@ def score_systems(
     for run in runs:
         run_dir = adapters_dir / run.name
         adapter_id = adapter_fingerprint(run_dir)
-        policy, reference_model = merged_run(scored.model, run_dir)
+        policy, reference_model = scored.loaded.run(run_dir)
         for index, condition in enumerate(conditions[run.name]):
             scores = scored(
                 policy, adapter_id, condition.variant, precision, cell_soft_prefixes(run, run_dir, condition.variant)
@@ -363,7 +370,7 @@ def score_systems(
             implicit = None  # SFT has no reference model; other cells than the run's own prompt feed no figure
             if run.kind != "sft" and index == 0:
                 reference = (
-                    scored(scored.model, "", condition.variant, precision)
+                    scored(scored.loaded.base(), "", condition.variant, precision)
                     if reference_model is None
                     else scored(reference_model, f"{adapter_id}/reference", condition.variant, precision)
                 )

@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from personalign.core.config import BaseParams
 from personalign.core.hardware import resolve_precision
 from personalign.data.loaders import DatasetError
 from personalign.data.loaders.common import read_table
 from personalign.evaluation.scoring import completions_logps, prefix_batches, score_pairs
-from personalign.lm.artifacts import ScoreCache, adapter_fingerprint, merged_run, model_fingerprint
-from personalign.lm.models import load_base
+from personalign.lm.artifacts import LoadedBase, ScoreCache, adapter_fingerprint
 from personalign.lm.prompts import chat
 from personalign.stats.statistics import wilson_interval
 
@@ -272,17 +272,18 @@ def tax_scores(
     batch_size: int,
     precision: str,
     cache_root: str | Path,
+    base: BaseParams,
 ) -> pd.DataFrame:
     """Per item of every set, for every (model, condition, prefix function) in `systems` — model "base" or a run
     name — whether the model gets it right: summed-log-prob preference accuracy on pair sets, mean-log-prob
-    multiple-choice accuracy on the others. The base model is loaded once; a run is its adapter merged into a copy
-    (`artifacts.merged_run`)."""
+    multiple-choice accuracy on the others. The base model is loaded once where `base` places it; a run is its
+    adapter merged into a copy of it or switched on it (`artifacts.LoadedBase`)."""
     from tqdm.auto import tqdm
 
-    precision = resolve_precision(precision, "cpu")  # scoring runs on the CPU (load_base below)
-    cache, base_id = ScoreCache(cache_root), model_fingerprint(base_dir)
-    base, tokenizer, _ = load_base(base_dir, "cpu", "float32")
-    frames, loaded = [], ("base", base)
+    models = LoadedBase.open(base_dir, base.device, base.dtype, base.adapters)
+    precision = resolve_precision(precision, models.device)
+    cache = ScoreCache(cache_root)
+    frames, loaded = [], ("base", models.base())
     for name, condition, prefix_fn in tqdm(
         sorted(systems, key=lambda s: (s[0] != "base", s[0], s[1])), desc="alignment tax", unit="system"
     ):
@@ -306,12 +307,12 @@ def tax_scores(
                 if is_pairs
                 else shown.assign(prompt=shown.question, chosen=shown.choices.map(json.dumps), rejected="")
             )
-            key = ScoreCache.key(base_id, adapter_id, key_frame, {"set": set_name, "precision": precision})
+            key = ScoreCache.key(models.identity, adapter_id, key_frame, {"set": set_name, "precision": precision})
             scores = cache.get(key)
             if scores is None:
                 if loaded[0] != name:
-                    loaded = (name, merged_run(base, run_dir)[0])
-                scores = _score_set(loaded[1], tokenizer, shown, is_pairs, batch_size, precision == "bf16")
+                    loaded = (name, models.base() if name == "base" else models.run(run_dir, with_reference=False)[0])
+                scores = _score_set(loaded[1], models.tokenizer, shown, is_pairs, batch_size, precision == "bf16")
                 cache.put(key, scores)
             frames.append(scores.assign(dataset=set_name, system=name, condition=condition))
     return pd.concat(frames, ignore_index=True)[["dataset", "system", "condition", "id", "correct"]]

@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 
 from personalign.core import persona_sources
-from personalign.core.config import SOFT_PREFIX_TYPES, RunSpec
+from personalign.core.config import SOFT_PREFIX_TYPES, BaseParams, RunSpec
 from personalign.core.seeding import stable_seed
 from personalign.evaluation.accuracy import seen_users
-from personalign.lm.artifacts import adapter_fingerprint, merged_run, model_fingerprint, sft_merged
+from personalign.lm.artifacts import LoadedBase, adapter_fingerprint, sft_merged
 from personalign.lm.generation import (
     ChatPrompt,
     GenerationCache,
@@ -38,7 +38,7 @@ from personalign.lm.judge import (
     pair_context,
     world_context,
 )
-from personalign.lm.models import load_base
+from personalign.lm.models import sampling_precision
 from personalign.personas import conditioning
 from personalign.stats.win_rates import outcome_agreement
 
@@ -421,17 +421,17 @@ def generate_responses(
     sampling,
     batch_size: int,
     cache_path: str,
-    precision: str = "fp32",
+    base: BaseParams,
     backend: str = "hf",
 ) -> dict[tuple[str, str], list[str]]:
     """Responses for each request (system, setting, user messages, seeds), keyed by (system name, setting).
     Generations are cached like every other generation, keyed by the base model and the adapter's files.
-    `backend` hf: the base model is loaded once on the CPU and each run's adapter merged into a copy of it (an
-    unmerged LoRA slows every decoding step down several times), an SFT-then-DPO run's SFT adapter first; sampled in
-    `precision` (`models.sampling_precision`). `backend` vllm (a CUDA GPU and the vllm package): one engine on the
-    base serves the base and every run's adapter as LoRA requests; an SFT-then-DPO run gets an engine of its own on
-    its SFT-merged model (vLLM cannot stack two adapters), with its DPO adapter as the LoRA request; the same
-    sampling parameters and seeds."""
+    `backend` hf: the base model is loaded once where `base` places it, each run's adapter merged into a copy of it
+    (an unmerged LoRA slows every decoding step down several times on a CPU) or switched on it (`base.adapters`),
+    an SFT-then-DPO run's SFT adapter first; sampled in `models.sampling_precision`. `backend` vllm (a CUDA GPU and
+    the vllm package): one engine on the base serves the base and every run's adapter as LoRA requests; an
+    SFT-then-DPO run gets an engine of its own on its SFT-merged model (vLLM cannot stack two adapters), with its DPO
+    adapter as the LoRA request; the same sampling parameters and seeds."""
     if backend == "vllm" and not vllm_available():
         raise ComparisonInputError(
             "generate_judge.backend = 'vllm' needs the vllm package and a CUDA GPU, and this machine lacks one; "
@@ -441,8 +441,12 @@ def generate_responses(
         if system.model != "base" and not (Path(adapters_dir) / system.model / "adapter").is_dir():
             raise ComparisonInputError(f"system {system.name!r}: no trained adapter in {adapters_dir}/{system.model}")
     cache = GenerationCache(cache_path)
-    base, tokenizer, _ = load_base(base_dir, "cpu", "float32")
-    base_id = model_fingerprint(base_dir)
+    if backend == "vllm":  # the engines hold the GPU; the in-process copy only merges SFT adapters, on the CPU
+        loaded = LoadedBase.open(base_dir, "cpu", base.dtype, "merged")
+    else:
+        loaded = LoadedBase.open(base_dir, base.device, base.dtype, base.adapters)
+    tokenizer, base_id = loaded.tokenizer, loaded.identity
+    precision = sampling_precision(base.dtype, loaded.device)
     models = sorted({s.model for s, _, _, _ in requests}, key=lambda m: (m != "base", m))
     run_dirs = {m: Path(adapters_dir) / m for m in models if m != "base"}
     on_base = [m for m in run_dirs if not (run_dirs[m] / "sft_adapter").is_dir()]  # LoRA requests on the base engine
@@ -459,7 +463,7 @@ def generate_responses(
             prompts = [ChatPrompt(p) for _, _, ps, _ in mine for p in ps]
             seeds = [seed for _, _, _, ss in mine for seed in ss]
             if engine is None:
-                model = base if model_name == "base" else merged_run(base, run_dirs[model_name], False)[0]
+                model = loaded.base() if model_name == "base" else loaded.run(run_dirs[model_name], False)[0]
                 generator = HFGenerator(model, tokenizer, model_id, cache, batch_size, precision)
                 texts = generator.generate(prompts, sampling, seeds, desc=model_name)
             elif model_name == "base":
@@ -471,7 +475,7 @@ def generate_responses(
                 )
             else:
                 engine.close()
-                sft_engine = _sft_engine(base, tokenizer, run_dirs[model_name], model_id, cache, batch_size)
+                sft_engine = _sft_engine(loaded.base(), tokenizer, run_dirs[model_name], model_id, cache, batch_size)
                 with sft_engine as generator:
                     texts = generator.generate(prompts, sampling, seeds, desc=model_name)
             for system, setting, ps, _ in mine:
