@@ -372,12 +372,12 @@ def test_concurrent_judging_through_bursts_makes_every_judgment_once(monkeypatch
     with StubServer(timeout_sleep=1.0, delay=0.05) as stub:
         stub.judge_verdicts = True
         stub.script = ["429-retry-after"] * 5 + ["500", "timeout", "malformed"]
-        concurrent = openai_judge(stub, concurrency=4, max_retries=8, timeout_s=0.5).verdicts(items)
+        concurrent = openai_judge(stub, concurrency=4, max_retries=8, timeout_s=0.5).judge_many(items)
         assert stub.max_in_flight >= 2
         assert len(stub.answered) == len(set(map(str, items))) and set(stub.answered.values()) == {1}
     with StubServer() as stub:
         stub.judge_verdicts = True
-        assert openai_judge(stub).verdicts(items) == concurrent
+        assert openai_judge(stub).judge_many(items) == concurrent
     assert "invalid" not in concurrent
 
 

@@ -52,7 +52,7 @@ def test_plan_counts_the_paper_profile_from_its_params():
 
 def test_the_estimate_is_the_counts_times_the_stated_costs():
     work, _ = plan(load_params(PAPER))
-    costs = read_costs(ROOT / "profiles" / "paper_costs.yaml")
+    costs = read_costs(ROOT / "configs" / "costs" / "paper.yaml")
     cost = estimate(work, costs)
     generations = work[work.unit == "generations"]["count"].sum()
     pair_epochs = work[work.unit == "pair-epochs"]["count"].sum()
@@ -78,7 +78,7 @@ def test_plan_loads_no_model_and_prints_the_estimate(monkeypatch, capsys):
 
     monkeypatch.setattr(models, "load_base", refuse)
     monkeypatch.setattr(models, "_hub_id_available", refuse)
-    assert cli.main(["plan", str(PAPER), "--costs", str(ROOT / "profiles" / "paper_costs.yaml")]) == 0
+    assert cli.main(["plan", str(PAPER), "--costs", str(ROOT / "configs" / "costs" / "paper.yaml")]) == 0
     out = capsys.readouterr().out
     assert "Training runs" in out and "GPU-hours" in out and "stated per-item costs, not measured" in out
 

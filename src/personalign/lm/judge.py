@@ -190,7 +190,7 @@ def pair_context(persona_id: str, persona: str, opposite: str, prompt: str) -> J
 
 class Judge(Protocol):
     """A judge labels pairs (`prefers`) and gives win-rate verdicts (`verdict`); one that can answer many requests at
-    once (an endpoint) also has `verdicts`, which `judge_verdicts` uses."""
+    once (an endpoint) also has `judge_many`, which `judge_verdicts` uses."""
 
     def prefers(self, ctx: JudgeContext, a: str, b: str) -> bool:
         """True when the persona prefers response `a` over `b`."""
@@ -203,9 +203,9 @@ JudgeItem = tuple[JudgeContext, str, str, Aspect]  # (context, first response, s
 
 
 def judge_verdicts(judge: Judge, items: list[JudgeItem]) -> list[Verdict]:
-    """One verdict per item, in order: all at once where the judge batches (`verdicts`), else one by one."""
-    batched = getattr(judge, "verdicts", None)
-    return batched(items) if batched is not None else [judge.verdict(*item) for item in items]
+    """One verdict per item, in order: all at once where the judge batches (`judge_many`), else one by one."""
+    batched = getattr(judge, "judge_many", None)
+    return batched(items) if callable(batched) else [judge.verdict(*item) for item in items]
 
 
 def as_a_vs_b(forward: Verdict, backward: Verdict) -> tuple[Outcome, Outcome]:
@@ -494,9 +494,9 @@ class OpenAIJudge:
         return answer == "A"
 
     def verdict(self, ctx: JudgeContext, first: str, second: str, aspect: Aspect) -> Verdict:
-        return self.verdicts([(ctx, first, second, aspect)])[0]
+        return self.judge_many([(ctx, first, second, aspect)])[0]
 
-    def verdicts(self, items: list[JudgeItem]) -> list[Verdict]:
+    def judge_many(self, items: list[JudgeItem]) -> list[Verdict]:
         """Verdicts for many items at once: the endpoint is sent `concurrency` requests at a time."""
         return [{"A": "first", "B": "second", "invalid": "invalid"}[a] for a in self.answers(items)]
 

@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         "model, and estimate GPU-hours and API calls from a costs file",
     )
     plan.add_argument("params", nargs="?", default="params.yaml")
-    plan.add_argument("--costs", type=Path, help="per-item costs, e.g. profiles/paper_costs.yaml")
+    plan.add_argument("--costs", type=Path, help="per-item costs, e.g. configs/costs/paper.yaml")
     archive = sub.add_parser(
         "archive-study",
         help="copy the outputs of a finished run of another profile (in WORKSPACE) "

@@ -38,7 +38,7 @@ class Costs(BaseModel):
 
 
 def read_costs(path: str | Path) -> Costs:
-    """A costs file (profiles/paper_costs.yaml); ValueError naming the file and the bad key."""
+    """A costs file (configs/costs/paper.yaml); ValueError naming the file and the bad key."""
     try:
         return Costs.model_validate(yaml.safe_load(Path(path).read_text()))
     except (OSError, yaml.YAMLError) as exc:
