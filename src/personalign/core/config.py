@@ -7,8 +7,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from personalign.core import paths
 from personalign.core.persona_sources import PT_TRAINING_SOURCES
 from personalign.core.world import AXIS_IDS, demographic_attributes, load_world, select_personas
 
@@ -71,20 +81,28 @@ def dataset_names(datasets: dict) -> dict:
     return datasets
 
 
+def _external(path: str) -> str:
+    return str(paths.external(path)) if path else path
+
+
+# A params path to an input outside the pipeline: read from the workspace by a queued experiment (paths.external)
+ExternalPath = Annotated[str, AfterValidator(_external)]
+
+
 class DatasetSpec(_Section):
     """One real dataset of `build_data.datasets` (the key becomes the records' `source`): its format, a local path
     (or, for users with hub access, an HF dataset id used when the path is absent), rows drawn per canonical split
     (null = every row, 0 = none), and the format's own options."""
 
     format: Literal[DATASET_FORMATS]  # type: ignore[valid-type]
-    path: str
+    path: ExternalPath
     hub_id: str = ""
     train: int | None = Field(None, ge=0)  # rows drawn per canonical split; null: every row, 0: none
     val: int | None = Field(None, ge=0)
     test: int | None = Field(None, ge=0)
     sft_train: int | None = Field(None, ge=0)
     sft_val: int | None = Field(None, ge=0)
-    persona_table: str = ""  # wikipersona: the persona table file (name, axis, fold, tag, prefix columns)
+    persona_table: ExternalPath = ""  # wikipersona: the persona table file (name, axis, fold, tag, prefix columns)
     users: int = Field(5, ge=1, le=100_000)  # tldr: most frequent workers kept; personal_llm: simulated users
     alpha: float = Field(1.0, gt=0.0, le=1000.0)  # personal_llm: Dirichlet concentration of the users' weights
 
@@ -221,8 +239,9 @@ class PrefixesParams(_Section):
     temperature: float = Field(0.7, ge=0.0, le=2.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     batch_size: int = Field(64, ge=1, le=1024)
-    inference_check_data: dict[str, str] = Field(
-        default_factory=lambda: {"inference-BeaverTails": "../shared/data/persona_tailoring/inference-BeaverTails"}
+    inference_check_data: dict[str, ExternalPath] = Field(
+        default_factory=lambda: {"inference-BeaverTails": "../shared/data/persona_tailoring/inference-BeaverTails"},
+        validate_default=True,
     )
     inference_check_limit: int = Field(100, ge=0, le=100000)
 
@@ -394,12 +413,12 @@ class AlignmentTaxParams(_Section):
 
     runs: list[str] = Field(default_factory=lambda: ["dpo", "pt_pair", "mt_persona_f0"])
     limit: int = Field(32, ge=1, le=1_000_000)
-    beavertails: str = "../shared/data/persona_tailoring/BeaverTails"
-    rewardbench: str = ""
+    beavertails: ExternalPath = Field("../shared/data/persona_tailoring/BeaverTails", validate_default=True)
+    rewardbench: ExternalPath = ""
     rewardbench_subsets: list[str] = Field(default_factory=lambda: ["refusals-dangerous", "refusals-offensive"])
-    arc: str = ""
-    piqa: str = ""
-    truthfulqa_mc1: str = ""
+    arc: ExternalPath = ""
+    piqa: ExternalPath = ""
+    truthfulqa_mc1: ExternalPath = ""
 
     @property
     def paths(self) -> dict[str, str]:
@@ -532,7 +551,7 @@ class RewardModelsParams(_Section):
     train_sizes: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [10, 30, 100, 300], min_length=1)
     new_users: int = Field(2, ge=0, le=100)
     new_user_pairs: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [30, 100, 300])
-    rewardbench: str = ""  # personalization tax: a RewardBench-format file (prompt, chosen, rejected, subset, id)
+    rewardbench: ExternalPath = ""  # personalization tax: a RewardBench file (prompt, chosen, rejected, subset, id)
     n_resamples: int = Field(1000, ge=100, le=1_000_000)
 
     @field_validator("datasets")

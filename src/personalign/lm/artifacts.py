@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -48,7 +49,7 @@ class ScoreCache:
 
     def put(self, key: str, scores: pd.DataFrame) -> None:
         path = self.root / f"{key}.json"
-        partial = path.with_suffix(".partial")
+        partial = path.with_suffix(f".{os.getpid()}.partial")  # queued experiments may write the same key at once
         partial.write_text(scores.to_json(orient="split", double_precision=15))
         partial.replace(path)
 
