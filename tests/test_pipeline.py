@@ -217,6 +217,27 @@ def test_same_params_give_identical_rendered_notebooks(smoke_runs):
         assert str(first) not in (first / name).read_text()
 
 
+def test_a_finished_run_travels_through_a_local_dvc_remote(smoke_runs, tmp_path):
+    """Issue 18.6: `dvc push` of a finished run to a local remote, and `dvc pull` into a checkout without any of its
+    outputs, give back every DVC-managed file byte for byte, with nothing left to rerun."""
+    repo = smoke_runs[0]
+    dvc("remote", "add", "--local", "-d", "store", str(tmp_path / "store"), cwd=repo)
+    dvc("push", cwd=repo)
+    clone = repo_copy(tmp_path / "clone")
+    for name in ("params.yaml", "dvc.lock"):
+        shutil.copy(repo / name, clone / name)
+    for rendered in (repo / "notebooks" / "rendered").rglob("*.ipynb"):  # git-tracked, like results/ and figures/
+        (clone / rendered.relative_to(repo)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(rendered, clone / rendered.relative_to(repo))
+    for folder in ("results", "figures"):
+        shutil.copytree(repo / folder, clone / folder, dirs_exist_ok=True)
+    dvc("remote", "add", "--local", "-d", "store", str(tmp_path / "store"), cwd=clone)
+    dvc("pull", cwd=clone)
+    pulled = sorted(p.relative_to(repo) for top in ("data", "models") for p in (repo / top).rglob("*") if p.is_file())
+    assert pulled and all(digest(repo / name) == digest(clone / name) for name in pulled)
+    assert "Everything is up to date" in dvc("status", cwd=clone).stdout
+
+
 def test_second_repro_is_a_no_op_and_a_build_param_reruns_only_stage_1(smoke_runs):
     repo = smoke_runs[0]
     out = dvc("repro", cwd=repo).stdout
