@@ -235,7 +235,7 @@ def test_a_finished_run_travels_through_a_local_dvc_remote(smoke_runs, tmp_path)
     dvc("pull", cwd=clone)
     pulled = sorted(p.relative_to(repo) for top in ("data", "models") for p in (repo / top).rglob("*") if p.is_file())
     assert pulled and all(digest(repo / name) == digest(clone / name) for name in pulled)
-    assert "Everything is up to date" in dvc("status", cwd=clone).stdout
+    assert json.loads(dvc("status", "--json", cwd=clone).stdout) == {}
 
 
 def test_second_repro_is_a_no_op_and_a_build_param_reruns_only_stage_1(smoke_runs):
