@@ -138,3 +138,29 @@ def test_vllm_serves_plain_runs_as_lora_requests_on_one_base_engine(tiny, tmp_pa
     ]
     assert out[("DPO", "s")] == ["base (1, 'dpo') 1", "base (1, 'dpo') 2"]
     assert out[("Boat", "s")][0].startswith("sft-merged")
+
+
+def test_an_openai_server_samples_the_base_and_each_run_by_name(tiny, tmp_path, monkeypatch):
+    """generate_judge.backend openai: the base under generators.systems.model, each run under its own name (as
+    `vllm serve --lora-modules` serves adapters); an SFT-then-DPO run, two adapters, is refused by name."""
+    from openai_stub import StubServer
+    from tiny_checkpoints import save_random_adapter
+
+    from personalign.core.config import GeneratorParams
+
+    model, _ = tiny
+    save_random_adapter(model, tmp_path / "adapters" / "dpo" / "adapter", seed=0)
+    requests = [
+        (cmp.System("base", "base", "none"), "s", ["hi", "tea?"], [1, 2]),
+        (cmp.System("DPO", "dpo", "none"), "s", ["hi", "tea?"], [1, 2]),
+    ]
+    with StubServer() as stub:
+        server = GeneratorParams(backend="openai", model="base-7b", base_url=stub.base_url, api_key_env="")
+        args = ("unused", str(tmp_path / "adapters"), requests, Sampling(), 4, str(tmp_path / "g.sqlite"))
+        out = cmp.generate_responses(*args, BaseParams(), "openai", server)
+        assert sorted({r["model"] for r in stub.requests}) == ["base-7b", "dpo"] and len(stub.requests) == 4
+        assert out[("base", "s")] != out[("DPO", "s")] and all(len(v) == 2 for v in out.values())
+        assert cmp.generate_responses(*args, BaseParams(), "openai", server) == out and len(stub.requests) == 4
+    save_random_adapter(model, tmp_path / "adapters" / "dpo" / "sft_adapter", seed=1)
+    with pytest.raises(cmp.ComparisonInputError, match="run 'dpo' has an SFT and a DPO adapter"):
+        cmp.generate_responses(*args, BaseParams(), "openai", server)

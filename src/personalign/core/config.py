@@ -223,9 +223,13 @@ class GeneratorParams(_ModelBackend):
 
 
 class GeneratorsParams(_Section):
-    """`generators`: extra generators beside the base model; `strong` infers the persona_strong prefix."""
+    """`generators`: extra generators beside the base model; `strong` infers the persona_strong prefix; `systems`
+    is the OpenAI-compatible server that samples stage 5's compared systems with `generate_judge.backend: openai`:
+    the base under `model`, each run's adapter under the run's name (as `vllm serve <base> --enable-lora
+    --lora-modules <run>=models/adapters/<run>/adapter ...` names them)."""
 
     strong: GeneratorParams = Field(default_factory=GeneratorParams)
+    systems: GeneratorParams = Field(default_factory=GeneratorParams)
 
 
 class PrefixesParams(_Section):
@@ -502,7 +506,8 @@ class JudgeAgreementParams(_Section):
 class GenerateJudgeParams(_Section):
     """`generate_judge`: stage 5, sampled responses of the compared systems and pairwise win rates."""
 
-    backend: Literal["hf", "vllm"] = "hf"  # vllm: a CUDA GPU and the vllm package; adapters sent as LoRA requests
+    backend: Literal["hf", "vllm", "openai"] = "hf"  # vllm: CUDA + vllm, adapters as LoRA requests; openai: a server
+    # (generators.systems) serving the base and each run's adapter by name
     prompts_per_type: int = Field(1, ge=1, le=1000)
     max_new_tokens: int = Field(64, ge=1, le=4096)
     temperature: float = Field(1.0, ge=0.0, le=5.0)
@@ -590,6 +595,16 @@ class Params(_Section):
             raise ValueError(
                 f"build_data.rejected = 'lowest' needs judge.backend 'simulated' (the lowest-utility "
                 f"candidate), got {self.judge.backend!r}; use rejected: random with an LLM judge"
+            )
+        if (
+            both("generate_judge", "generators")
+            and self.generate_judge.backend == "openai"
+            and self.generators.systems.backend != "openai"
+        ):
+            raise ValueError(
+                "generate_judge.backend = 'openai' samples the compared systems from generators.systems, which is "
+                f"{self.generators.systems.backend!r}; set generators.systems to the OpenAI-compatible server "
+                "(backend: openai, model: the base's name there, base_url)"
             )
         runs = self.train.runs
         for name, run in runs.items() if both("build_data", "train") else ():

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from personalign.core import persona_sources
-from personalign.core.config import SOFT_PREFIX_TYPES, BaseParams, RunSpec
+from personalign.core.config import SOFT_PREFIX_TYPES, BaseParams, GeneratorParams, RunSpec
 from personalign.core.seeding import stable_seed
 from personalign.evaluation.accuracy import seen_users
 from personalign.lm.artifacts import LoadedBase, adapter_fingerprint, sft_merged
@@ -23,6 +23,7 @@ from personalign.lm.generation import (
     ChatPrompt,
     GenerationCache,
     HFGenerator,
+    OpenAIGenerator,
     VLLMGenerator,
     vllm_available,
     vllm_max_lora_rank,
@@ -423,6 +424,7 @@ def generate_responses(
     cache_path: str,
     base: BaseParams,
     backend: str = "hf",
+    server: GeneratorParams | None = None,
 ) -> dict[tuple[str, str], list[str]]:
     """Responses for each request (system, setting, user messages, seeds), keyed by (system name, setting).
     Generations are cached like every other generation, keyed by the base model and the adapter's files.
@@ -431,7 +433,9 @@ def generate_responses(
     an SFT-then-DPO run's SFT adapter first; sampled in `models.sampling_precision`. `backend` vllm (a CUDA GPU and
     the vllm package): one engine on the base serves the base and every run's adapter as LoRA requests; an
     SFT-then-DPO run gets an engine of its own on its SFT-merged model (vLLM cannot stack two adapters), with its DPO
-    adapter as the LoRA request; the same sampling parameters and seeds."""
+    adapter as the LoRA request; the same sampling parameters and seeds. `backend` openai: `server` (an
+    OpenAI-compatible endpoint) samples the base under its `model` and each run under the run's name; it cannot
+    stack an SFT-then-DPO run's two adapters, so such a run is refused by name."""
     if backend == "vllm" and not vllm_available():
         raise ComparisonInputError(
             "generate_judge.backend = 'vllm' needs the vllm package and a CUDA GPU, and this machine lacks one; "
@@ -440,6 +444,15 @@ def generate_responses(
     for system, _, _, _ in requests:
         if system.model != "base" and not (Path(adapters_dir) / system.model / "adapter").is_dir():
             raise ComparisonInputError(f"system {system.name!r}: no trained adapter in {adapters_dir}/{system.model}")
+        if backend == "openai" and (Path(adapters_dir) / system.model / "sft_adapter").is_dir():
+            raise ComparisonInputError(
+                f"system {system.name!r}: run {system.model!r} has an SFT and a DPO adapter, which a server cannot "
+                "stack as one LoRA; use generate_judge.backend hf or vllm"
+            )
+    if backend == "openai":
+        if server is None or server.backend != "openai":
+            raise ComparisonInputError("generate_judge.backend = 'openai' needs generators.systems: an openai server")
+        return _served_responses(requests, sampling, cache_path, server)
     cache = GenerationCache(cache_path)
     if backend == "vllm":  # the engines hold the GPU; the in-process copy only merges SFT adapters, on the CPU
         loaded = LoadedBase.open(base_dir, "cpu", base.dtype, "merged")
@@ -483,6 +496,32 @@ def generate_responses(
     finally:
         if engine is not None:
             engine.close()
+    return out
+
+
+def _served_responses(requests, sampling, cache_path: str, server: GeneratorParams) -> dict[tuple[str, str], list[str]]:
+    """Every request sampled from the OpenAI-compatible `server`: the base under `server.model`, a run under its
+    name; the cache key holds the server's URL and the name."""
+    cache, out = GenerationCache(cache_path), {}
+    for model_name in sorted({s.model for s, _, _, _ in requests}, key=lambda m: (m != "base", m)):
+        mine = [r for r in requests if r[0].model == model_name]
+        generator = OpenAIGenerator(
+            server.model if model_name == "base" else model_name,
+            server.base_url,
+            server.api_key_env,
+            cache,
+            server.timeout_s,
+            server.max_retries,
+            concurrency=server.concurrency,
+        )
+        texts = generator.generate(
+            [ChatPrompt(p) for _, _, ps, _ in mine for p in ps],
+            sampling,
+            [s for *_, ss in mine for s in ss],
+            model_name,
+        )
+        for system, setting, ps, _ in mine:
+            out[(system.name, setting)], texts = texts[: len(ps)], texts[len(ps) :]
     return out
 
 
