@@ -91,7 +91,7 @@ def merged_run(base, run_dir: Path, with_reference: bool = True):
     return PeftModel.from_pretrained(model, str(run_dir / "adapter")).merge_and_unload(), reference
 
 
-ADAPTER_LOADING = ("merged", "switched")  # base.adapters: how stages 4-5 run a trained run (TrainedRuns)
+ADAPTER_LOADING = ("merged", "switched")  # base.adapters: how stages 4-5 run a trained run (LoadedBase)
 
 
 class AdapterView:
