@@ -59,6 +59,11 @@ def test_a_queued_copy_shares_the_content_keyed_caches_and_keeps_its_own_locks(t
     assert (locks, train) == (".cache/personalign/locks", ".cache/personalign/train")
 
 
+def records_md5(lock: dict) -> str:
+    """The md5 a dvc.lock records for stage 1's records."""
+    return next(o["md5"] for o in lock["stages"]["build_data"]["outs"] if o["path"] == "data/records.jsonl")
+
+
 def dvc(*args: str, cwd: Path) -> str:
     result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, capture_output=True, text=True)
     assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
@@ -89,14 +94,22 @@ def test_queued_experiments_give_the_workspace_results(tmp_path):
         assert time.monotonic() < deadline, status
         time.sleep(5)
     assert "Failed" not in status, dvc("queue", "logs", f"seed{seeds[0]}", cwd=workspace)
-    queued = {}
+    refs = subprocess.run(
+        ["git", "for-each-ref", "refs/exps", "--format=%(refname) %(objectname)"],
+        cwd=workspace,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    queued = {}  # each experiment's records, by the md5 its dvc.lock (an experiment commit) records
     for seed in seeds:
-        dvc("exp", "apply", f"seed{seed}", cwd=workspace)
-        queued[seed] = (workspace / "data" / "records.jsonl").read_bytes()
+        rev = next(line.split()[1] for line in refs if line.split() and line.split()[0].endswith(f"/seed{seed}"))
+        lock = subprocess.run(["git", "show", f"{rev}:dvc.lock"], cwd=workspace, capture_output=True, text=True)
+        queued[seed] = records_md5(yaml.safe_load(lock.stdout))
     for seed in seeds:
         params = yaml.safe_load((workspace / "params.yaml").read_text())
         params["base"]["seed"] = seed
         (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         dvc("repro", "build_data", cwd=workspace)
-        assert (workspace / "data" / "records.jsonl").read_bytes() == queued[seed], f"seed {seed}"
+        assert records_md5(yaml.safe_load((workspace / "dvc.lock").read_text())) == queued[seed], f"seed {seed}"
     assert queued[seeds[0]] != queued[seeds[1]]  # the seeds matter, so the equality above is not vacuous
