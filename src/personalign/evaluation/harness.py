@@ -45,7 +45,8 @@ def task_manager(include_path: str | None = None):
 def check_tasks(tasks: Sequence[str], directions: dict[str, int], manager) -> None:
     """Before any model is loaded: every task is one the harness knows (`manager`, from `task_manager`) and has a
     direction for the verdict (+1 / -1: the paper's sign of run - base; 0: the paper finds no difference)."""
-    unknown = [t for t in tasks if t not in set(manager.all_tasks)]
+    known = set(manager.all_tasks)
+    unknown = [t for t in tasks if t not in known]
     if unknown:
         raise HarnessError(f"task {unknown[0]!r} is not a task lm-evaluation-harness knows (its own or --include-path)")
     undirected = [t for t in tasks if t not in directions]
